@@ -1,0 +1,65 @@
+# KLUE-NLI pipeline. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 5000
+
+# Offline-safe, quiet tools (see README "Telemetry").
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_DISABLE_TELEMETRY := 1
+export DVC_NO_ANALYTICS := 1
+export ITERATIVE_DO_NOT_TRACK := 1
+export BENTOML_DO_NOT_TRACK := True
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
+
+demo: $(STAMP) ## Run the pipeline with a small random BERT (honours KLUE_NLI_MIRROR, KCBERT_DIR)
+	dvc exp run $$(python -m klue_nli.recipes demo)
+	dvc metrics show
+
+run: $(STAMP) ## Run the full recipe: beomi/kcbert-base, 5 epochs (undoes demo overrides)
+	dvc exp run $$(python -m klue_nli.recipes full)
+	dvc metrics show
+
+repro: $(STAMP) ## dvc repro with params.yaml as it is
+	dvc repro
+
+test: $(STAMP) ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
+	pytest
+
+lint: $(STAMP) ## ruff check and format check
+	ruff check .
+	ruff format --check .
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	ruff check --fix .
+	ruff format .
+
+metrics: $(STAMP) ## Show DVC metrics
+	dvc metrics show
+
+plots: $(STAMP) ## Render DVC plots to dvc_plots/index.html
+	dvc plots show
+
+mlflow-ui: $(STAMP) ## MLflow UI on 127.0.0.1:$PORT against the local store
+	mlflow ui --backend-store-uri "$$(python -c "from klue_nli.tracking import tracking_uri; print(tracking_uri())")" --host 127.0.0.1 --port $(PORT)
+
+clean: ## Remove the virtualenv and caches (keeps data, models and mlflow.db)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""The thin `main()` every stage shares: load params, run, print a summary or one error line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from klue_nli.errors import UserError
+from klue_nli.params import PARAMS_FILE, Params, load_params
+
+# Defaults that keep every tool offline-safe and quiet; a user's own setting wins.
+QUIET_DEFAULTS = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "ITERATIVE_DO_NOT_TRACK": "1",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "TOKENIZERS_PARALLELISM": "false",  # avoids fork warnings with DataLoader workers
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def apply_quiet_defaults() -> None:
+    for key, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def run_stage(stage: Callable[[Params], dict[str, Any]], argv: list[str] | None = None) -> None:
+    name = stage.__name__
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=stage.__doc__)
+    parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    apply_quiet_defaults()
+    try:
+        summary = stage(load_params(args.params))
+    except UserError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; no output was written", file=sys.stderr)
+        raise SystemExit(130) from None
+    if summary is not None:
+        print(f"{name}: " + json.dumps(summary, ensure_ascii=False, sort_keys=True))

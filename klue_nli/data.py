@@ -1,0 +1,70 @@
+"""KLUE-NLI v1.1 files: names, reading and schema checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from klue_nli.errors import DataError
+from klue_nli.labels import KNOWN_LABELS
+
+SPLITS: tuple[str, ...] = ("train", "dev")
+
+
+def split_filename(split: str) -> str:
+    return f"klue-nli-v1.1_{split}.json"
+
+
+@dataclass(frozen=True)
+class Example:
+    guid: str
+    source: str
+    premise: str
+    hypothesis: str
+    label: str
+
+
+def parse_examples(data: bytes, name: str) -> list[Example]:
+    """Parse an official-format file and check every record; errors name the file and record."""
+    try:
+        records = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(records, list):
+        raise DataError(f"{name}: expected a JSON list of records, got {type(records).__name__}")
+    if not records:
+        raise DataError(f"{name}: holds no records")
+    examples = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"{name}: record {i} is not an object")
+        for key in ("premise", "hypothesis", "gold_label"):
+            if not isinstance(record.get(key), str):
+                raise DataError(f"{name}: record {i} has no string field {key!r}")
+        if record["gold_label"] not in KNOWN_LABELS:
+            raise DataError(
+                f"{name}: record {i} has gold_label {record['gold_label']!r}, "
+                f"not one of {list(KNOWN_LABELS)}"
+            )
+        examples.append(
+            Example(
+                guid=str(record.get("guid", i)),
+                source=str(record.get("source", "unknown")),
+                premise=record["premise"],
+                hypothesis=record["hypothesis"],
+                label=record["gold_label"],
+            )
+        )
+    return examples
+
+
+def read_split(raw_dir: str | Path, split: str) -> list[Example]:
+    path = Path(raw_dir) / split_filename(split)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; run the download stage first (dvc repro)") from None
+    return parse_examples(data, str(path))

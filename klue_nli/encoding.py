@@ -1,0 +1,71 @@
+"""The one pair encoding shared by featurize, training batches, evaluate and the service."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from klue_nli.errors import UserError
+
+
+def load_tokenizer(name_or_path: str, do_lower_case: bool | None = None) -> PreTrainedTokenizerBase:
+    """A fast tokenizer from a Hub id or a folder holding vocab.txt (or a saved tokenizer).
+
+    `do_lower_case=None` keeps what the saved tokenizer says (used for trained model folders).
+    Never build one with `BertTokenizerFast(vocab_file=...)`: in transformers 5 that maps
+    every Korean word to [UNK] without a warning.
+    """
+    kwargs = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load a tokenizer from {name_or_path!r}: {exc}") from None
+    if not tokenizer.is_fast:
+        raise UserError(f"{name_or_path!r} has no fast tokenizer; the pipeline needs one")
+    return tokenizer
+
+
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    premises: Sequence[str],
+    hypotheses: Sequence[str],
+    max_length: int,
+) -> dict[str, list[list[int]]]:
+    """Encode exactly as the original tutorial (truncation=True, max_length), unpadded."""
+    enc = tokenizer(
+        list(premises),
+        list(hypotheses),
+        truncation=True,
+        max_length=max_length,
+        return_attention_mask=False,
+    )
+    return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
+
+
+def unk_share(tokenizer: PreTrainedTokenizerBase, input_ids: np.ndarray) -> float:
+    """Share of [UNK] among the non-special tokens of a flat id array."""
+    special = [t for t in tokenizer.all_special_ids if t != tokenizer.unk_token_id]
+    words = input_ids[~np.isin(input_ids, special)]
+    return float(np.mean(words == tokenizer.unk_token_id)) if words.size else 0.0
+
+
+def pad_batch(
+    input_ids: Sequence[Sequence[int] | np.ndarray],
+    token_type_ids: Sequence[Sequence[int] | np.ndarray],
+    pad_id: int,
+) -> dict[str, torch.Tensor]:
+    """Pad a batch to its own longest pair (dynamic padding) and build the attention mask."""
+    width = max(len(ids) for ids in input_ids)
+    n = len(input_ids)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    types = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for row, (a, b) in enumerate(zip(input_ids, token_type_ids, strict=True)):
+        length = len(a)
+        ids[row, :length] = torch.as_tensor(np.asarray(a, dtype=np.int64))
+        types[row, :length] = torch.as_tensor(np.asarray(b, dtype=np.int64))
+        mask[row, :length] = 1
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}

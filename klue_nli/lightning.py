@@ -1,0 +1,165 @@
+"""Lightning wiring: the DataModule reads only the feature cache; the module owns loss,
+metrics, optimiser and schedule, with one step shared by training and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from klue_nli.encoding import pad_batch
+from klue_nli.features import FeatureSplit, split_file
+from klue_nli.params import TrainParams
+
+
+class FeatureDataset(Dataset):
+    def __init__(self, split: FeatureSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+        ids, types = self.split.pair(i)
+        return ids, types, int(self.split.labels[i])
+
+
+class Collate:
+    """Pads each batch to its own longest pair (picklable, for DataLoader workers)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[tuple[np.ndarray, np.ndarray, int]]) -> dict[str, torch.Tensor]:
+        ids, types, labels = zip(*items, strict=True)
+        batch = pad_batch(ids, types, self.pad_id)
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+
+class LengthGroupedSampler(Sampler[int]):
+    """Shuffles, then sorts within windows of 50 batches so a batch holds similar lengths."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int) -> None:
+        self.lengths = lengths
+        self.window = batch_size * 50
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        order = rng.permutation(len(self.lengths))
+        for start in range(0, len(order), self.window):
+            window = order[start : start + self.window]
+            yield from window[np.argsort(-self.lengths[window], kind="stable")].tolist()
+
+
+class NLIDataModule(pl.LightningDataModule):
+    def __init__(
+        self, features_dir: str | Path, train: TrainParams, pad_id: int, seed: int
+    ) -> None:
+        super().__init__()
+        self.features_dir = Path(features_dir)
+        self.cfg = train
+        self.collate = Collate(pad_id)
+        self.seed = seed
+        self.splits: dict[str, FeatureSplit] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "dev"):
+            if split not in self.splits:
+                self.splits[split] = FeatureSplit.load(split_file(self.features_dir, split))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.splits[split]
+        sampler = None
+        if shuffle and self.cfg.group_by_length:
+            sampler = LengthGroupedSampler(data.lengths, self.cfg.batch_size, self.seed)
+        return DataLoader(
+            FeatureDataset(data),
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", shuffle=False)
+
+
+class NLIModule(pl.LightningModule):
+    def __init__(self, model: PreTrainedModel, train: TrainParams) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = train
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.model(**batch).logits
+
+    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        labels = batch.pop("labels")
+        logits = self(**batch)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        acc = (logits.argmax(dim=-1) == labels).float().mean()
+        on_step = stage == "train"
+        size = labels.shape[0]
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=not on_step,
+        )
+        self.log(
+            f"{stage}/acc",
+            acc,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=not on_step,
+        )
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def configure_optimizers(self):
+        # No decay on biases and LayerNorm weights, as in BERT's and the KLUE baseline's recipe.
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            (no_decay if param.ndim < 2 else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.cfg.learning_rate,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(total * self.cfg.warmup_ratio), total
+        )
+        # interval=step: the original tutorial's scheduler never stepped; this one does.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

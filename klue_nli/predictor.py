@@ -1,0 +1,70 @@
+"""The one inference path: a predictor built from a saved model folder.
+
+The folder holds what `save_pretrained` writes for the model (weights in safetensors, config
+with the label map) and the tokenizer (with max length). Evaluate, the service and the tests
+all predict through `Predictor.predict_proba`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch
+from klue_nli.errors import UserError
+
+# Lineage written beside the weights by the train stage (MLflow run id, git commit, DVC hashes).
+PROVENANCE_FILE = "provenance.json"
+
+
+class Predictor:
+    def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device = "cpu"):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        config = model.config
+        self.labels: tuple[str, ...] = tuple(config.id2label[i] for i in range(config.num_labels))
+        self.max_length = int(tokenizer.model_max_length)
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, device: str | None = None) -> Predictor:
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise UserError(f"{model_dir}: not a saved model folder (no config.json)")
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, use_safetensors=True
+            )
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{model_dir}: cannot load the model ({exc})") from None
+        tokenizer = load_tokenizer(str(model_dir))
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model, tokenizer, device)
+
+    @torch.inference_mode()
+    def predict_proba(
+        self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
+    ) -> np.ndarray:
+        """Class probabilities, shape (n, len(self.labels)), in the model's label order."""
+        if len(premises) != len(hypotheses):
+            raise ValueError("premises and hypotheses differ in length")
+        out = np.empty((len(premises), len(self.labels)), dtype=np.float32)
+        pad_id = self.tokenizer.pad_token_id
+        for start in range(0, len(premises), batch_size):
+            end = start + batch_size
+            enc = encode_pairs(
+                self.tokenizer, premises[start:end], hypotheses[start:end], self.max_length
+            )
+            batch = pad_batch(enc["input_ids"], enc["token_type_ids"], pad_id)
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            logits = self.model(**batch).logits.float()
+            out[start:end] = torch.softmax(logits, dim=-1).cpu().numpy()
+        return out
+
+    def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[str]:
+        probs = self.predict_proba(premises, hypotheses)
+        return [self.labels[i] for i in probs.argmax(axis=1)]

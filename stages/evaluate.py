@@ -1,0 +1,110 @@
+"""Stage 4: evaluate the exported model on dev through the Predictor the service uses.
+
+Writes DVC metrics and plots, and logs the same figures to the training stage's MLflow run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import mlflow
+from matplotlib.figure import Figure  # the OO API: no pyplot, no display backend
+from tqdm import tqdm
+
+from klue_nli import tracking
+from klue_nli.cli import run_stage
+from klue_nli.data import read_split
+from klue_nli.errors import UserError
+from klue_nli.io import atomic_write_json, atomic_write_text
+from klue_nli.metrics import (
+    classification_report,
+    hypothesis_only_baseline,
+    majority_baseline,
+)
+from klue_nli.params import Params, flatten
+from klue_nli.predictor import PROVENANCE_FILE, Predictor
+
+
+def confusion_figure(matrix: list[list[int]], labels: tuple[str, ...]) -> Figure:
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def evaluate(params: Params) -> dict:
+    """Predict dev, compute the report and baselines, write metrics and plots, log to MLflow."""
+    paths = params.paths
+    model_dir = Path(paths.model_dir)
+    predictor = Predictor.from_dir(model_dir)
+    dev = read_split(paths.raw_dir, "dev")
+    bs = params.evaluate.batch_size
+    preds: list[str] = []
+    for start in tqdm(range(0, len(dev), bs), desc="evaluate dev"):
+        batch = dev[start : start + bs]
+        preds += predictor.predict([e.premise for e in batch], [e.hypothesis for e in batch])
+    gold = [e.label for e in dev]
+    report = classification_report(gold, preds, predictor.labels, [e.source for e in dev])
+
+    train = read_split(paths.raw_dir, "train")
+    report["baselines"] = {
+        "majority": majority_baseline([e.label for e in train], gold),
+        "hypothesis_only": hypothesis_only_baseline(
+            predictor.tokenizer.tokenize,
+            [e.hypothesis for e in train],
+            [e.label for e in train],
+            [e.hypothesis for e in dev],
+            gold,
+        ),
+    }
+    matrix = report.pop("confusion_matrix")
+    atomic_write_json(paths.eval_metrics, report)
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["actual", "predicted"])
+    writer.writerows(zip(gold, preds, strict=True))
+    atomic_write_text(paths.confusion, rows.getvalue())
+    _log_to_mlflow(model_dir, report, matrix, predictor.labels)
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "baselines": report["baselines"],
+    }
+
+
+def _log_to_mlflow(model_dir: Path, report: dict, matrix: list, labels: tuple[str, ...]) -> None:
+    try:
+        run_id = json.loads((model_dir / PROVENANCE_FILE).read_text())["mlflow_run_id"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        raise UserError(f"{model_dir}/{PROVENANCE_FILE}: no MLflow run id; rerun train") from None
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    numeric = {
+        f"eval/{k}": v
+        for k, v in flatten(report).items()
+        if isinstance(v, int | float) and not k.endswith(".n") and not k.endswith("support")
+    }
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(numeric)
+        mlflow.log_dict(
+            {**report, "confusion_matrix": matrix, "labels": list(labels)}, "eval/report.json"
+        )
+        mlflow.log_figure(confusion_figure(matrix, labels), "eval/confusion_matrix.png")
+
+
+def main() -> None:
+    run_stage(evaluate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Stage 2: tokenize both splits once and cache the features (see klue_nli/features.py).
+
+The tokenizer used is saved next to the features, so training and serving get exactly it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+from transformers import AutoConfig
+
+from klue_nli.cli import run_stage
+from klue_nli.data import SPLITS, read_split
+from klue_nli.encoding import encode_pairs, load_tokenizer, unk_share
+from klue_nli.errors import ParamsError, UserError
+from klue_nli.features import META_FILE, TOKENIZER_DIR, FeatureSplit, split_file
+from klue_nli.io import atomic_dir, atomic_write_json
+from klue_nli.params import Params
+
+
+def max_positions(name_or_path: str) -> int:
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load the model config of {name_or_path!r}: {exc}") from None
+    return int(config.max_position_embeddings)
+
+
+def featurize(params: Params) -> dict:
+    """Encode train and dev; refuse a tokenizer whose [UNK] share exceeds the guard."""
+    model, fp = params.model, params.featurize
+    limit = max_positions(model.name_or_path)
+    if fp.max_seq_length > limit:
+        raise ParamsError(
+            f"featurize.max_seq_length: {fp.max_seq_length} exceeds the max_position_embeddings "
+            f"({limit}) of {model.name_or_path}"
+        )
+    tokenizer = load_tokenizer(model.name_or_path, do_lower_case=model.do_lower_case)
+    label2id = params.label2id
+    stats: dict = {"max_seq_length": fp.max_seq_length, "labels": list(params.labels)}
+    with atomic_dir(params.paths.features_dir) as tmp:
+        for split in SPLITS:
+            examples = read_split(params.paths.raw_dir, split)
+            # Records with empty text carry no signal; count them instead of failing the run.
+            kept = [e for e in examples if e.premise.strip() and e.hypothesis.strip()]
+            ids: list[list[int]] = []
+            types: list[list[int]] = []
+            truncated = 0
+            for start in tqdm(range(0, len(kept), fp.batch_size), desc=f"featurize {split}"):
+                batch = kept[start : start + fp.batch_size]
+                premises = [e.premise for e in batch]
+                hypotheses = [e.hypothesis for e in batch]
+                enc = encode_pairs(tokenizer, premises, hypotheses, fp.max_seq_length)
+                full = tokenizer(premises, hypotheses, return_attention_mask=False)["input_ids"]
+                truncated += sum(len(f) > fp.max_seq_length for f in full)
+                ids += enc["input_ids"]
+                types += enc["token_type_ids"]
+            features = FeatureSplit.from_lists(ids, types, [label2id[e.label] for e in kept])
+            share = unk_share(tokenizer, features.input_ids)
+            if share > fp.max_unk_share:
+                raise UserError(
+                    f"featurize: {share:.1%} of {split} tokens are [UNK] (limit "
+                    f"featurize.max_unk_share={fp.max_unk_share:.1%}); the tokenizer of "
+                    f"{model.name_or_path!r} does not fit this text (check model.do_lower_case)"
+                )
+            features.save(split_file(tmp, split))
+            lengths = features.lengths
+            stats[split] = {
+                "records": len(examples),
+                "dropped": len(examples) - len(kept),
+                "truncated": int(truncated),
+                "unk_share": share,
+                "mean_length": float(np.mean(lengths)),
+                "max_length": int(lengths.max()),
+            }
+        # The cap travels with the tokenizer, so a saved model encodes as it was trained.
+        tokenizer.model_max_length = fp.max_seq_length
+        tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
+        atomic_write_json(tmp / META_FILE, stats)
+    return stats
+
+
+def main() -> None:
+    run_stage(featurize)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Shared fixtures.
+
+KLUE data and the kcbert vocabulary come from KLUE_NLI_MIRROR / KCBERT_DIR when set (CI points
+them at ../shared); otherwise from the official sources, so `make test` works with network.
+Every test gets its own MLflow store and Hugging Face cache under tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from klue_nli.cli import apply_quiet_defaults
+from klue_nli.data import SPLITS, split_filename
+from klue_nli.params import OFFICIAL_BASE_URL, Params, params_from_dict, params_to_dict
+from tests.helpers import LoopbackServer, deep_update
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def klue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with klue-nli-v1.1_{train,dev}.json: the mirror, or the official download."""
+    mirror = os.environ.get("KLUE_NLI_MIRROR")
+    if mirror:
+        return Path(mirror).resolve()
+    import requests
+
+    folder = tmp_path_factory.mktemp("klue-official")
+    for split in SPLITS:
+        resp = requests.get(f"{OFFICIAL_BASE_URL}/{split_filename(split)}", timeout=60)
+        resp.raise_for_status()
+        (folder / split_filename(split)).write_bytes(resp.content)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def kcbert() -> str:
+    """A folder with kcbert-base's vocab.txt + config.json, or the Hub id."""
+    folder = os.environ.get("KCBERT_DIR")
+    return str(Path(folder).resolve()) if folder else "beomi/kcbert-base"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    apply_quiet_defaults()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    if os.environ.get("KCBERT_DIR"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder the stages write into (their paths are relative)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def tiny_params(klue: str, kcbert: str, **overrides: dict) -> Params:
+    """The real params shrunk: a 2-layer random BERT, a few steps."""
+    raw = params_to_dict(Params())
+    deep_update(
+        raw,
+        {
+            "data": {"mirror": klue, "retries": 2, "backoff_s": 0.05, "timeout_s": 5.0},
+            "model": {
+                "name_or_path": kcbert,
+                "init": "random",
+                "random": {"hidden_size": 32, "intermediate_size": 64},
+            },
+            "train": {
+                "epochs": 1,
+                "max_steps": 8,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "accelerator": "cpu",
+                "log_every_n_steps": 2,
+            },
+        },
+    )
+    deep_update(raw, overrides)
+    return params_from_dict(raw)
+
+
+@pytest.fixture
+def make_params(klue_dir: Path, kcbert: str):
+    def make(**overrides: dict) -> Params:
+        return tiny_params(str(klue_dir), kcbert, **overrides)
+
+    return make
+
+
+def write_params(path: Path, params: Params) -> Path:
+    path.write_text(yaml.safe_dump(params_to_dict(params), allow_unicode=True))
+    return path
+
+
+@pytest.fixture
+def loopback(klue_dir: Path):
+    server = LoopbackServer(klue_dir)
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,71 @@
+"""Test helpers: a loopback HTTP server with scripted faults, and dict merging."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+class LoopbackServer:
+    """Serves a folder on 127.0.0.1. `faults[name]` is a list of what the next requests for
+    that file get: an HTTP status (e.g. 503), "truncate" (half the body, full length header)
+    or "tamper" (one byte changed); an empty list serves the file as is."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.faults: dict[str, list] = defaultdict(list)
+        self.hits: dict[str, int] = defaultdict(int)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:
+                name = self.path.rsplit("/", 1)[-1]
+                server.hits[name] += 1
+                path = server.folder / name
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                fault = server.faults[name].pop(0) if server.faults[name] else None
+                if isinstance(fault, int):
+                    self.send_error(fault)
+                    return
+                if fault == "tamper":
+                    body = body.replace(b"entailment", b"entailmenT", 1)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if fault == "truncate":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/klue-nli-v1.1"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,108 @@
+"""Download stage against a loopback HTTP server and a folder mirror: retries, verification,
+atomic output."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from klue_nli.data import parse_examples, split_filename
+from klue_nli.errors import DataError
+from stages import download as dl
+
+
+def raw_files(workdir: Path) -> list[str]:
+    raw = workdir / "data" / "raw"
+    return sorted(p.name for p in raw.iterdir()) if raw.exists() else []
+
+
+def test_git_blob_sha1_matches_git():
+    # `printf 'hello\n' | git hash-object --stdin`
+    assert dl.git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_folder_mirror_is_schema_checked_and_written(workdir, make_params, klue_dir):
+    summary = dl.download(make_params())
+    assert summary["source"] == "mirror"
+    assert raw_files(workdir) == [split_filename("dev"), split_filename("train")]
+    for split in ("train", "dev"):
+        data = (workdir / "data/raw" / split_filename(split)).read_bytes()
+        assert data == (klue_dir / split_filename(split)).read_bytes()
+        assert summary[split]["records"] == len(parse_examples(data, split))
+    # no temp folders left behind
+    assert [p.name for p in (workdir / "data").iterdir()] == ["raw"]
+
+
+def test_http_mirror_retries_5xx_until_it_answers(workdir, make_params, loopback):
+    name = split_filename("train")
+    loopback.faults[name] = [503, 500]  # fails twice, then answers
+    loopback.faults[split_filename("dev")] = ["truncate"]  # short body, then whole
+    dl.download(make_params(data={"mirror": loopback.url}))
+    assert loopback.hits[name] == 3
+    assert loopback.hits[split_filename("dev")] == 2
+    assert len(raw_files(workdir)) == 2
+
+
+def test_gives_up_after_the_configured_retries_and_writes_nothing(workdir, make_params, loopback):
+    loopback.faults[split_filename("dev")] = [502] * 5
+    with pytest.raises(DataError, match=r"klue-nli-v1.1_dev.json: failed after 3 attempts"):
+        dl.download(make_params(data={"mirror": loopback.url, "retries": 2}))
+    assert raw_files(workdir) == []
+    assert not (workdir / "data").exists() or os.listdir(workdir / "data") == []
+
+
+def test_tampered_official_file_fails_its_checksum(workdir, make_params, loopback, monkeypatch):
+    train = loopback.folder / split_filename("train")
+    good = dl.Checksums(sha256=hashlib.sha256(train.read_bytes()).hexdigest())
+    monkeypatch.setitem(dl.OFFICIAL, "train", good)
+    loopback.faults[split_filename("train")] = ["tamper"]
+    params = make_params(data={"mirror": None, "base_url": loopback.url})
+    with pytest.raises(DataError, match=r"klue-nli-v1.1_train.json: sha256 mismatch"):
+        dl.download(params)
+    assert raw_files(workdir) == []
+
+
+def test_the_sample_is_not_accepted_as_the_official_release(workdir, make_params, loopback):
+    # The shipped sample is a subset: as "official" it must fail verification, not pass.
+    params = make_params(data={"mirror": None, "base_url": loopback.url})
+    with pytest.raises(DataError, match="git blob SHA-1 mismatch"):
+        dl.download(params)
+
+
+def test_count_check_for_official_files(workdir, make_params, loopback, monkeypatch):
+    for split in ("train", "dev"):
+        data = (loopback.folder / split_filename(split)).read_bytes()
+        monkeypatch.setitem(
+            dl.OFFICIAL, split, dl.Checksums(git_blob_sha1=dl.git_blob_sha1(data), count=10)
+        )
+    with pytest.raises(DataError, match=r"records, expected 10"):
+        dl.download(make_params(data={"mirror": None, "base_url": loopback.url}))
+
+
+def test_schema_errors_name_the_file_and_record(tmp_path, workdir, make_params):
+    mirror = tmp_path / "bad"
+    mirror.mkdir()
+    (mirror / split_filename("train")).write_text(
+        '[{"premise": "a", "hypothesis": "b", "gold_label": "maybe"}]'
+    )
+    (mirror / split_filename("dev")).write_text("[]")
+    with pytest.raises(DataError, match=r"train.json: record 0 has gold_label 'maybe'"):
+        dl.download(make_params(data={"mirror": str(mirror)}))
+    assert raw_files(workdir) == []
+
+
+def test_missing_mirror_file_is_a_clear_error(tmp_path, workdir, make_params):
+    with pytest.raises(DataError, match="not found"):
+        dl.download(make_params(data={"mirror": f"file://{tmp_path}/nowhere"}))
+
+
+def test_official_checksums_are_the_published_ones():
+    assert dl.OFFICIAL["dev"].sha256 == (
+        "0699db82be17766b26e199864e6260443e17ec6e91d1870e876419e388f245b1"
+    )
+    assert dl.OFFICIAL["train"].git_blob_sha1 == "a7903d15f09a3663d8f1d78e68d8d6c10dbd8618"
+    assert dl.OFFICIAL["dev"].git_blob_sha1 == "db052b2459c68d1ec57dd1573bfe90a9bb3f8157"
+    assert (dl.OFFICIAL["train"].count, dl.OFFICIAL["dev"].count) == (24_998, 3_000)

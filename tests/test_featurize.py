@@ -1,0 +1,97 @@
+"""Featurize stage on the real KLUE sample with the real kcbert tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from transformers import BertTokenizerFast
+
+from klue_nli.data import read_split
+from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch, unk_share
+from klue_nli.errors import ParamsError, UserError
+from klue_nli.features import FeatureSplit, split_file
+from stages.download import download
+from stages.featurize import featurize
+
+
+@pytest.fixture
+def raw(workdir, make_params):
+    download(make_params())
+    return workdir
+
+
+def test_features_are_the_original_encoding_unpadded(raw, make_params, kcbert):
+    params = make_params()
+    stats = featurize(params)
+    tokenizer = load_tokenizer(kcbert, do_lower_case=False)
+    dev = read_split("data/raw", "dev")
+    features = FeatureSplit.load(split_file("data/features", "dev"))
+    assert len(features) == len(dev) == stats["dev"]["records"]
+    for i in (0, 7, len(dev) - 1):
+        expected = tokenizer(dev[i].premise, dev[i].hypothesis, truncation=True, max_length=64)
+        ids, types = features.pair(i)
+        assert ids.tolist() == expected["input_ids"]
+        assert types.tolist() == expected["token_type_ids"]
+    assert features.lengths.max() <= 64
+    assert features.lengths.min() < 64  # stored unpadded
+    assert features.labels.tolist()[:3] == [params.label2id[e.label] for e in dev[:3]]
+    assert stats["train"]["truncated"] > 0  # the sample has pairs longer than 64
+    assert stats["train"]["dropped"] == 0
+    meta = json.loads((raw / "data/features/meta.json").read_text())
+    assert meta == stats
+    # the tokenizer travels with the features, with its cap
+    saved = load_tokenizer("data/features/tokenizer")
+    assert saved.model_max_length == 64
+
+
+def test_unk_share_of_the_real_tokenizer_on_the_sample_is_below_one_percent(raw, make_params):
+    stats = featurize(make_params())
+    assert stats["train"]["unk_share"] < 0.01
+    assert stats["dev"]["unk_share"] < 0.01
+
+
+def test_unk_guard_catches_the_transformers5_vocab_file_trap(raw, kcbert, klue_dir):
+    """BertTokenizerFast(vocab_file=...) maps Korean to [UNK]: the guard must see it."""
+    from pathlib import Path
+
+    vocab = Path(kcbert) / "vocab.txt"
+    if not vocab.exists():
+        from huggingface_hub import hf_hub_download
+
+        vocab = Path(hf_hub_download(kcbert, "vocab.txt"))
+    trap = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=False)
+    dev = read_split("data/raw", "dev")[:50]
+    enc = encode_pairs(trap, [e.premise for e in dev], [e.hypothesis for e in dev], 64)
+    flat = np.concatenate([np.asarray(x) for x in enc["input_ids"]])
+    assert unk_share(trap, flat) > 0.5
+
+
+def test_lowercasing_tokenizer_is_refused_with_a_clear_error(raw, make_params):
+    # do_lower_case strips accents, which splits Hangul into jamo: nearly all [UNK]
+    params = make_params(model={"do_lower_case": True})
+    with pytest.raises(UserError, match=r"are \[UNK\] .*featurize.max_unk_share"):
+        featurize(params)
+    assert not (raw / "data/features").exists()
+
+
+def test_max_seq_length_beyond_the_model_is_rejected(raw, make_params):
+    with pytest.raises(ParamsError, match=r"featurize.max_seq_length: 512 exceeds .* \(300\)"):
+        featurize(make_params(featurize={"max_seq_length": 512}))
+
+
+def test_pad_batch_pads_to_the_longest_pair():
+    batch = pad_batch([[2, 5, 3], [2, 3]], [[0, 0, 1], [0, 1]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 1], [0, 1, 0]]
+
+
+def test_feature_split_roundtrip(tmp_path):
+    split = FeatureSplit.from_lists([[2, 7, 3], [2, 3]], [[0, 0, 1], [0, 1]], [2, 0])
+    split.save(tmp_path / "x.safetensors")
+    back = FeatureSplit.load(tmp_path / "x.safetensors")
+    assert back.pair(1)[0].tolist() == [2, 3]
+    assert back.labels.tolist() == [2, 0]
+    assert back.lengths.tolist() == [3, 2]

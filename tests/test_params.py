@@ -1,0 +1,126 @@
+"""Unit tests: params.yaml is the original recipe, and bad values fail naming their key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from klue_nli.errors import ParamsError
+from klue_nli.params import Params, load_params, params_from_dict, params_to_dict
+from klue_nli.recipes import DEMO_OVERRIDES, set_args
+from tests.conftest import ROOT
+from tests.helpers import deep_update
+
+
+def test_committed_params_are_the_original_recipe():
+    params = load_params(ROOT / "params.yaml")
+    assert params == Params()  # the dataclass defaults are the recipe, and so is the file
+    assert params.model.name_or_path == "beomi/kcbert-base"
+    assert params.model.init == "pretrained"
+    assert params.train.batch_size == 32
+    assert params.train.learning_rate == 5e-5
+    assert params.featurize.max_seq_length == 64
+    assert params.train.epochs == 5
+    assert params.seed == 7
+    assert params.labels == ("entailment", "contradiction", "neutral")
+    assert params.label2id == {"entailment": 0, "contradiction": 1, "neutral": 2}
+    assert params.train.warmup_ratio == 0.1
+    assert params.data.mirror is None
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"train": {"lr": 0.1}}, "train.lr: unknown key"),
+        ({"bogus": 1}, "bogus: unknown key"),
+        ({"train": {"batch_size": -4}}, "train.batch_size: must be > 0"),
+        ({"train": {"batch_size": "32"}}, "train.batch_size: expected an integer"),
+        ({"train": {"epochs": 2.5}}, "train.epochs: expected an integer"),
+        ({"train": {"learning_rate": "fast"}}, "train.learning_rate: expected a number"),
+        ({"train": {"precision": "8-bit"}}, "train.precision: unknown precision"),
+        ({"train": {"devices": "many"}}, "train.devices: unknown value"),
+        ({"featurize": {"max_seq_length": 0}}, "featurize.max_seq_length: must be >= 8"),
+        ({"labels": ["entailment", "contradiction", "maybe"]}, "labels: unknown label"),
+        ({"labels": ["entailment", "neutral"]}, "labels: must list each"),
+        ({"model": {"init": "zeros"}}, "model.init: must be 'pretrained' or 'random'"),
+        ({"model": {"do_lower_case": "no"}}, "model.do_lower_case: expected true or false"),
+        ({"model": {"random": {"hidden_size": 129}}}, "model.random.hidden_size"),
+        ({"paths": {"model_dir": "/abs"}}, "paths.model_dir: must be relative"),
+        ({"data": {"retries": -1}}, "data.retries: must be >= 0"),
+        ({"data": "nope"}, "data: expected a mapping"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_key(patch, key):
+    raw = deep_update(params_to_dict(Params()), patch)
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(raw)
+    message = str(err.value)
+    assert message.startswith(key.split(":")[0] + ":")
+    assert key in message
+    assert "\n" not in message
+
+
+def test_yaml_spellings_of_floats_are_accepted(tmp_path):
+    raw = params_to_dict(Params())
+    raw["train"]["learning_rate"] = "5e-5"  # PyYAML reads 5e-5 (no dot) as a string
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_params(path).train.learning_rate == 5e-5
+
+
+def test_missing_and_broken_files_are_one_line_errors(tmp_path):
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match=r"not valid YAML \(line"):
+        load_params(broken)
+
+
+def test_stage_cli_prints_one_error_line_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  batch_size: -1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.download", "--params", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "download: error: train.batch_size: must be > 0, got -1"
+
+
+def test_demo_recipe_overrides_and_full_recipe_undoes_them():
+    current = {
+        "model.init": "pretrained",
+        "train.epochs": 5,
+        "train.learning_rate": 5e-5,
+        "data.mirror": None,
+        "model.name_or_path": "beomi/kcbert-base",
+    }
+    env = {"KLUE_NLI_MIRROR": "../shared/klue-nli", "KCBERT_DIR": "../shared/kcbert-base"}
+    demo = set_args("demo", current, env)
+    pairs = dict(arg.split("=", 1) for arg in demo[1::2])
+    assert demo[::2] == ["-S"] * len(pairs)
+    assert pairs["model.init"] == "random"
+    assert pairs["data.mirror"] == "../shared/klue-nli"
+    assert pairs["model.name_or_path"] == "../shared/kcbert-base"
+    assert set(DEMO_OVERRIDES) <= set(pairs)
+    after_demo = {
+        **current,
+        **DEMO_OVERRIDES,
+        "data.mirror": env["KLUE_NLI_MIRROR"],
+        "model.name_or_path": env["KCBERT_DIR"],
+    }
+    assert set_args("demo", after_demo, env) == []  # nothing to change: DVC reruns nothing
+    full = dict(arg.split("=", 1) for arg in set_args("full", after_demo, {})[1::2])
+    assert full == {
+        "model.init": "pretrained",
+        "train.learning_rate": "5e-05",
+        "train.epochs": "5",
+        "data.mirror": "null",
+        "model.name_or_path": "beomi/kcbert-base",
+    }

@@ -1,0 +1,158 @@
+"""Train and evaluate stages on the real sample with a tiny random BERT, real Lightning and a
+real MLflow (SQLite) store; resume after SIGKILL; DDP with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from klue_nli.data import read_split
+from klue_nli.predictor import PROVENANCE_FILE, Predictor
+from stages.download import download
+from stages.evaluate import evaluate
+from stages.featurize import featurize
+from stages.train import train
+from tests.conftest import ROOT, write_params
+
+
+@pytest.fixture
+def features(workdir, make_params):
+    download(make_params())
+    featurize(make_params())
+    return workdir
+
+
+def stage(name: str, params_file: Path, cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", f"stages.{name}", "--params", str(params_file)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
+    params = make_params()
+    metrics = train(params)
+    assert metrics["steps"] == 8
+    model_dir = features / "models/best"
+    assert (model_dir / "model.safetensors").exists()
+    assert not list(model_dir.glob("*.bin")) and not list(model_dir.glob("*.pkl"))
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "entailment", "1": "contradiction", "2": "neutral"}
+    assert not (features / "models/checkpoints").exists() or not any(
+        (features / "models/checkpoints").iterdir()
+    )
+
+    predictor = Predictor.from_dir(model_dir)
+    dev = read_split("data/raw", "dev")[:20]
+    probs = predictor.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])
+    assert probs.shape == (20, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+    report = evaluate(params)
+    saved = json.loads((features / "metrics/eval.json").read_text())
+    assert saved["accuracy"] == report["accuracy"]
+    assert set(saved["by_source"]) <= {
+        "airbnb",
+        "NSMC",
+        "policy",
+        "wikinews",
+        "wikipedia",
+        "wikitree",
+    }
+    assert len(saved["by_source"]) == 6
+    assert set(saved["per_class"]) == {"entailment", "contradiction", "neutral"}
+    assert abs(saved["baselines"]["majority"] - 1 / 3) < 0.01  # the sample is balanced
+    assert 0.3 < saved["baselines"]["hypothesis_only"] < 0.7
+    confusion = (features / "plots/confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) == 403
+    steps = (features / "plots/train_steps.csv").read_text().splitlines()
+    assert steps[0] == "step,train/loss,train/acc,lr" and len(steps) == 5  # every 2 of 8 steps
+
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    run = runs[0]
+    provenance = json.loads((model_dir / PROVENANCE_FILE).read_text())
+    assert run.info.run_id == provenance["mlflow_run_id"]
+    assert run.data.params["train.batch_size"] == "16"
+    assert run.data.params["model.init"] == "random"
+    assert "git_commit" in run.data.tags
+    for key in (
+        "train/loss_step",
+        "train/lr",
+        "val/acc",
+        "val/loss",
+        "eval/accuracy",
+        "eval/macro_f1",
+        "eval/baselines.hypothesis_only",
+        "eval/by_source.NSMC.accuracy",
+    ):
+        assert key in run.data.metrics, key
+    lrs = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
+    assert len(lrs) >= 3 and max(lrs) > lrs[-1]  # warmup then linear decay: the schedule ran
+    assert run.data.metrics["eval/accuracy"] == pytest.approx(report["accuracy"])
+
+    # the logged MLflow model predicts what the Predictor predicts
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    frame = pd.DataFrame(
+        {"premise": [e.premise for e in dev], "hypothesis": [e.hypothesis for e in dev]}
+    )
+    out = pyfunc.predict(frame)
+    np.testing.assert_allclose(out[list(predictor.labels)].to_numpy(), probs, atol=1e-5)
+
+
+def test_train_resumes_after_sigkill(features, make_params):
+    params_file = write_params(
+        features / "params.yaml", make_params(train={"epochs": 3, "max_steps": -1})
+    )
+    proc = stage("train", params_file, features)
+    deadline = time.time() + 240
+    while not list((features / "models/checkpoints").glob("*/last.ckpt")):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (features / "models/best").exists()  # nothing half-written
+
+    rerun = stage("train", params_file, features)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    assert "Restored all states from the checkpoint" in output
+    epochs = (features / "plots/val_epochs.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in epochs[1:]] == ["1", "2", "3"]
+    assert MlflowClient().search_runs(["1"]).__len__() == 1  # resumed the same MLflow run
+
+
+def test_ddp_with_two_cpu_processes(features, make_params):
+    params_file = write_params(
+        features / "params.yaml",
+        make_params(train={"strategy": "ddp", "devices": 2, "accelerator": "cpu", "max_steps": 4}),
+    )
+    proc = stage("train", params_file, features)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert "distributed_backend=gloo" in output
+    metrics = json.loads((features / "metrics/train.json").read_text())
+    assert metrics["steps"] == 4
+    assert (features / "models/best/model.safetensors").exists()
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1  # the second rank logged into rank 0's run, not a new one
