@@ -21,7 +21,7 @@ import mlflow
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
@@ -36,7 +36,6 @@ from klue_nli.modeling import build_model
 from klue_nli.params import Params, TrainParams, flatten, params_to_dict
 from klue_nli.predictor import PROVENANCE_FILE
 
-RUN_FILE = "mlflow_run_id"
 MODEL_CODE = Path(__file__).resolve().parent.parent / "klue_nli" / "mlflow_model.py"
 
 
@@ -66,6 +65,10 @@ class CurveRecorder(Callback):
         self.every_n_steps = every_n_steps
         self.steps: list[dict[str, float]] = []
         self.epochs: list[dict[str, float]] = []
+        self.first_step = 0  # where this process started (after a resume, not 0)
+
+    def on_train_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.global_step % self.every_n_steps:
@@ -115,9 +118,10 @@ def _csv(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def _start_run(params: Params, run_file: Path) -> str:
+def _start_run(params: Params, features_meta: dict, run_file: Path) -> str:
     """The pipeline run's MLflow run: resumed from a checkpoint folder, inherited by DDP
-    workers through MLFLOW_RUN_ID, or created with params and lineage tags."""
+    workers through MLFLOW_RUN_ID, or created with params, lineage tags and the feature
+    statistics (dropped and truncated pairs, [UNK] share)."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if not run_id and run_file.exists():
         run_id = run_file.read_text().strip()
@@ -129,7 +133,15 @@ def _start_run(params: Params, run_file: Path) -> str:
         run = client.create_run(experiment.experiment_id, tags=tags)
         run_id = run.info.run_id
         flat = flatten(params_to_dict(params))
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(flat.items())])
+        client.log_batch(
+            run_id,
+            params=[Param(k, str(v)) for k, v in sorted(flat.items())],
+            metrics=[
+                Metric(f"features/{k}", float(v), int(time.time() * 1000), 0)
+                for k, v in flatten(features_meta).items()
+                if isinstance(v, int | float)
+            ],
+        )
     run_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_file, run_id)
     os.environ["MLFLOW_RUN_ID"] = run_id  # DDP workers start after this and log to the same run
@@ -167,7 +179,8 @@ def train(params: Params) -> dict:
     meta = read_meta(features_dir)
     ckpt_dir = Path(paths.checkpoints_dir) / fingerprint(params, meta)
     last = ckpt_dir / "last.ckpt"
-    run_id = _start_run(params, ckpt_dir / RUN_FILE)
+    run_file = ckpt_dir.with_name(ckpt_dir.name + ".mlflow_run_id")  # beside, not inside
+    run_id = _start_run(params, meta, run_file)
 
     pl.seed_everything(params.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(str(features_dir / TOKENIZER_DIR))
@@ -228,7 +241,11 @@ def train(params: Params) -> dict:
         "steps": trainer.global_step,
         "train_seconds": round(seconds, 2),
         "train_examples_per_s": round(
-            trainer.global_step * cfg.batch_size * trainer.world_size / seconds, 1
+            (trainer.global_step - curves.first_step)
+            * cfg.batch_size
+            * trainer.world_size
+            / seconds,
+            1,
         ),
         "precision": resolve_precision(cfg),
     }
@@ -237,6 +254,7 @@ def train(params: Params) -> dict:
     atomic_write_text(paths.val_curve, _csv(curves.epochs))
     _log_model(run_id, model_dir)
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing left to resume
+    run_file.unlink(missing_ok=True)
     return metrics
 
 

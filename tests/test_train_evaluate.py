@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from klue_nli.data import read_split
@@ -103,6 +104,8 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
         "eval/macro_f1",
         "eval/baselines.hypothesis_only",
         "eval/by_source.NSMC.accuracy",
+        "features/train.unk_share",
+        "features/train.truncated",
     ):
         assert key in run.data.metrics, key
     lrs = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
@@ -156,3 +159,11 @@ def test_ddp_with_two_cpu_processes(features, make_params):
     client = MlflowClient()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1  # the second rank logged into rank 0's run, not a new one
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_training_uses_bf16_mixed_by_default(features, make_params):
+    metrics = train(make_params(train={"accelerator": "auto"}))
+    assert metrics["precision"] == "bf16-mixed"
+    assert Predictor.from_dir(features / "models/best").device.type == "cuda"
