@@ -18,6 +18,14 @@ export BENTOML_DO_NOT_TRACK := True
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
+# `dvc exp run` records each experiment as a git commit; give it an identity where git has none.
+ifeq ($(shell git config user.email),)
+export GIT_AUTHOR_NAME := klue-nli pipeline
+export GIT_AUTHOR_EMAIL := pipeline@localhost
+export GIT_COMMITTER_NAME := klue-nli pipeline
+export GIT_COMMITTER_EMAIL := pipeline@localhost
+endif
+
 .PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean
 
 help: ## Show this help
