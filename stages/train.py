@@ -48,13 +48,9 @@ def resolve_precision(train: TrainParams) -> str:
 
 def fingerprint(params: Params, features_meta: dict) -> str:
     """What a checkpoint must match to be resumed: everything that shapes training."""
-    relevant = {
-        "seed": params.seed,
-        "labels": list(params.labels),
-        "model": params_to_dict(params)["model"],
-        "train": params_to_dict(params)["train"],
-        "features": features_meta,
-    }
+    tree = params_to_dict(params)
+    relevant = {key: tree[key] for key in ("seed", "labels", "model", "train")}
+    relevant["features"] = features_meta
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -149,11 +145,10 @@ def _start_run(params: Params, features_meta: dict, run_file: Path) -> str:
 
 
 def _export_best(
-    module: NLIModule, ckpt_path: str, features_dir: Path, model_dir: Path, provenance: dict
+    module: NLIModule, ckpt_path: str, tokenizer: Any, model_dir: Path, provenance: dict
 ) -> None:
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    tokenizer = load_tokenizer(str(features_dir / TOKENIZER_DIR))
     with atomic_dir(model_dir) as tmp:
         module.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -234,7 +229,7 @@ def train(params: Params) -> dict:
         "best_checkpoint_val_acc": float(best.best_model_score),
         **tracking.dvc_hashes(),
     }
-    _export_best(module, best.best_model_path, features_dir, model_dir, provenance)
+    _export_best(module, best.best_model_path, tokenizer, model_dir, provenance)
     metrics = {
         "best_val_acc": float(best.best_model_score),
         "epochs": trainer.current_epoch,
