@@ -6,7 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PORT ?= 5000
+PORT ?= 3000
+MLFLOW_PORT ?= 5000
 
 # Offline-safe, quiet tools (see README "Telemetry").
 export DO_NOT_TRACK := true
@@ -26,7 +27,8 @@ export GIT_COMMITTER_NAME := klue-nli pipeline
 export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
-.PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean
+.PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean \
+	register promote rollback export champion serve bento
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -38,13 +40,36 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
 
-demo: $(STAMP) ## Run the pipeline with a small random BERT (honours KLUE_NLI_MIRROR, KCBERT_DIR)
+demo: $(STAMP) ## Pipeline with a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KCBERT_DIR)
 	dvc exp run $$(python -m klue_nli.recipes demo)
 	dvc metrics show
+	$(MAKE) --no-print-directory champion
 
-run: $(STAMP) ## Run the full recipe: beomi/kcbert-base, 5 epochs (undoes demo overrides)
+run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes demo overrides), then promote
 	dvc exp run $$(python -m klue_nli.recipes full)
 	dvc metrics show
+	$(MAKE) --no-print-directory champion
+
+champion: register promote export ## register + promote + export (after a pipeline run)
+
+register: $(STAMP) ## Register the evaluated model (models/best) in the MLflow registry
+	python -m klue_nli.registry register
+
+promote: $(STAMP) ## Make the newest version champion if the policy in params.yaml holds
+	python -m klue_nli.registry promote
+
+rollback: $(STAMP) ## Make the previous champion the champion again, and export it
+	python -m klue_nli.registry rollback
+	python -m klue_nli.registry export
+
+export: $(STAMP) ## Copy the champion into the BentoML model store (what make serve serves)
+	python -m klue_nli.registry export
+
+serve: $(STAMP) ## Serve the champion with BentoML on 127.0.0.1:$PORT (default 3000)
+	bentoml serve service.service:NLIService --host 127.0.0.1 --port $(PORT)
+
+bento: $(STAMP) ## bentoml build: package the service with the champion
+	bentoml build
 
 repro: $(STAMP) ## dvc repro with params.yaml as it is
 	dvc repro
@@ -66,8 +91,8 @@ metrics: $(STAMP) ## Show DVC metrics
 plots: $(STAMP) ## Render DVC plots to dvc_plots/index.html
 	dvc plots show
 
-mlflow-ui: $(STAMP) ## MLflow UI on 127.0.0.1:$PORT against the local store
-	mlflow ui --backend-store-uri "$$(python -c "from klue_nli.tracking import tracking_uri; print(tracking_uri())")" --host 127.0.0.1 --port $(PORT)
+mlflow-ui: $(STAMP) ## MLflow UI on 127.0.0.1:$MLFLOW_PORT (default 5000) against the local store
+	mlflow ui --backend-store-uri "$$(python -c "from klue_nli.tracking import tracking_uri; print(tracking_uri())")" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 clean: ## Remove the virtualenv and caches (keeps data, models and mlflow.db)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

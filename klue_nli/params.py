@@ -207,6 +207,45 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class RegistryParams:
+    """MLflow model registry name and the promotion policy (see klue_nli/registry.py)."""
+
+    model_name: str = "klue-nli"
+    # A candidate becomes champion only with dev accuracy >= champion's + this margin ...
+    min_accuracy_gain: float = 0.0
+    # ... and no per-class F1 more than this below the champion's.
+    max_f1_drop: float = 0.02
+
+    def __post_init__(self) -> None:
+        _require(bool(self.model_name.strip()), "registry.model_name", "must not be empty")
+        _require(
+            -1 < self.min_accuracy_gain < 1,
+            "registry.min_accuracy_gain",
+            f"must be in (-1, 1), got {self.min_accuracy_gain}",
+        )
+        _require(
+            0 <= self.max_f1_drop <= 1,
+            "registry.max_f1_drop",
+            f"must be in [0, 1], got {self.max_f1_drop}",
+        )
+
+
+@dataclass(frozen=True)
+class ServeParams:
+    """Serving knobs only; what the model is comes from the model itself, not from here."""
+
+    max_batch_size: int = 32  # adaptive batching: most pairs in one forward pass
+    max_latency_ms: int = 200  # adaptive batching: longest a request may wait in the queue
+    max_pairs_per_request: int = 64  # POST /predict
+    max_text_chars: int = 1000  # per premise or hypothesis; longer text is refused (400)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            _require(value > 0, f"serve.{f.name}", f"must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 7
     # Label order defines the class ids (0, 1, 2) of the model head.
@@ -217,6 +256,8 @@ class Params:
     featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    registry: RegistryParams = field(default_factory=RegistryParams)
+    serve: ServeParams = field(default_factory=ServeParams)
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")

@@ -28,7 +28,9 @@ class Predictor:
         self.device = torch.device(device)
         config = model.config
         self.labels: tuple[str, ...] = tuple(config.id2label[i] for i in range(config.num_labels))
-        self.max_length = int(tokenizer.model_max_length)
+        # A tokenizer saved without a cap reports a huge model_max_length; the model's own
+        # position limit is then the cap.
+        self.max_length = min(int(tokenizer.model_max_length), config.max_position_embeddings)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, device: str | None = None) -> Predictor:

@@ -155,7 +155,7 @@ def _export_best(
         atomic_write_json(tmp / PROVENANCE_FILE, provenance)
 
 
-def _log_model(run_id: str, model_dir: Path) -> None:
+def log_model(run_id: str, model_dir: Path) -> None:
     example = pd.DataFrame({"premise": ["오늘은 비가 온다."], "hypothesis": ["날씨가 맑다."]})
     with mlflow.start_run(run_id=run_id):
         mlflow.pyfunc.log_model(
@@ -247,7 +247,7 @@ def train(params: Params) -> dict:
     atomic_write_json(paths.train_metrics, metrics)
     atomic_write_text(paths.train_curve, _csv(curves.steps))
     atomic_write_text(paths.val_curve, _csv(curves.epochs))
-    _log_model(run_id, model_dir)
+    log_model(run_id, model_dir)
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing left to resume
     run_file.unlink(missing_ok=True)
     return metrics

@@ -1,0 +1,285 @@
+"""MLflow model registry: register the evaluated model, promote it by policy, roll back.
+
+Aliases, not the deprecated stages: `champion` is what is served, `previous` the champion it
+replaced (so `rollback` is one command). Every decision and its reasons are written on the
+candidate version as tags. Promotions on one machine are serialised by a file lock, so two
+racing promotions leave exactly one champion.
+
+    python -m klue_nli.registry register | promote | rollback | show | export
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from filelock import FileLock
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.tracking import MlflowClient
+
+from klue_nli import tracking
+from klue_nli.cli import apply_quiet_defaults
+from klue_nli.errors import UserError
+from klue_nli.params import PARAMS_FILE, Params, RegistryParams, load_params
+from klue_nli.predictor import PROVENANCE_FILE
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+BENTO_MODEL = "klue-nli"  # name of the model in the BentoML store that the service loads
+LINEAGE_PARAMS = ("model", "train", "featurize", "seed", "labels")
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def client() -> MlflowClient:
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    return MlflowClient()
+
+
+def version_metrics(version: ModelVersion) -> dict[str, float]:
+    """The eval metrics recorded on a version as `eval.*` tags."""
+    return {
+        key.removeprefix("eval."): float(value)
+        for key, value in version.tags.items()
+        if key.startswith("eval.")
+    }
+
+
+def decide(
+    candidate: dict[str, float], champion: dict[str, float] | None, policy: RegistryParams
+) -> Decision:
+    """The promotion policy, pure: accuracy gain at least the margin, no class F1 collapse."""
+    if champion is None:
+        return Decision(True, ["no champion yet"])
+    reasons, ok = [], True
+    need = champion["accuracy"] + policy.min_accuracy_gain
+    if candidate["accuracy"] >= need:
+        reasons.append(f"accuracy {candidate['accuracy']:.4f} >= {need:.4f} (champion + margin)")
+    else:
+        ok = False
+        reasons.append(f"accuracy {candidate['accuracy']:.4f} < {need:.4f} (champion + margin)")
+    for key in sorted(k for k in champion if k.startswith("f1.")):
+        drop = champion[key] - candidate.get(key, 0.0)
+        if drop > policy.max_f1_drop:
+            ok = False
+            reasons.append(f"{key} dropped {drop:.4f} > {policy.max_f1_drop:.4f}")
+    return Decision(ok, reasons)
+
+
+def _alias(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return c.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _lock(name: str) -> FileLock:
+    key = hashlib.sha256(f"{tracking.tracking_uri()}|{name}".encode()).hexdigest()[:16]
+    return FileLock(Path(tempfile.gettempdir()) / f"klue-nli-registry-{key}.lock", timeout=120)
+
+
+def register(params: Params) -> ModelVersion:
+    """Register the model of the last pipeline run (paths.model_dir, paths.eval_metrics)."""
+    paths = params.paths
+    try:
+        provenance = json.loads((Path(paths.model_dir) / PROVENANCE_FILE).read_text())
+        report = json.loads(Path(paths.eval_metrics).read_text())
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename}: missing; run the pipeline first (dvc repro)") from None
+    return register_run(params.registry.model_name, provenance, report)
+
+
+def register_run(name: str, provenance: dict, report: dict) -> ModelVersion:
+    """Register the model logged by provenance's MLflow run, with the eval metrics and the
+    lineage (git commit, DVC hashes, params) as version tags. Idempotent per run."""
+    run_id = provenance["mlflow_run_id"]
+    c = client()
+    existing = c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if existing:
+        return existing[0]
+    tags = {
+        "eval.accuracy": report["accuracy"],
+        "eval.macro_f1": report["macro_f1"],
+        **{f"eval.f1.{label}": m["f1"] for label, m in report["per_class"].items()},
+        **{f"baseline.{k}": v for k, v in report.get("baselines", {}).items()},
+        "git_commit": provenance.get("git_commit", "unknown"),
+        **{k: v for k, v in provenance.items() if k.startswith("dvc.")},
+    }
+    run_params = c.get_run(run_id).data.params
+    tags.update(
+        {f"params.{k}": v for k, v in run_params.items() if k.split(".")[0] in LINEAGE_PARAMS}
+    )
+    logged = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run_id}'", output_format="list"
+    )
+    if not logged:
+        raise UserError(f"run {run_id} logged no model; rerun the train stage")
+    try:
+        version = mlflow.register_model(
+            f"models:/{logged[0].model_id}", name, tags={k: str(v) for k, v in tags.items()}
+        )
+    except MlflowException as exc:
+        raise UserError(f"cannot register run {run_id}: {exc.message}") from None
+    return c.get_model_version(name, version.version)
+
+
+def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, Decision]:
+    """Apply the policy to `version` (default: the newest) and move the aliases if it holds."""
+    name, c = params.registry.model_name, client()
+    with _lock(name):
+        candidate = _get_version(c, name, version)
+        champion = _alias(c, name, CHAMPION)
+        if champion is not None and champion.version == candidate.version:
+            return candidate, Decision(False, [f"version {candidate.version} is champion already"])
+        decision = decide(
+            version_metrics(candidate),
+            version_metrics(champion) if champion else None,
+            params.registry,
+        )
+        if decision.promote:
+            # previous first: a crash between the two calls still leaves one champion
+            if champion is not None:
+                c.set_registered_model_alias(name, PREVIOUS, champion.version)
+            c.set_registered_model_alias(name, CHAMPION, candidate.version)
+        for key, value in {
+            "promotion.decision": "promoted" if decision.promote else "rejected",
+            "promotion.reasons": "; ".join(decision.reasons),
+            "promotion.compared_to": champion.version if champion else "none",
+            "promotion.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }.items():
+            c.set_model_version_tag(name, candidate.version, key, value)
+    return c.get_model_version(name, candidate.version), decision
+
+
+def rollback(params: Params) -> ModelVersion:
+    """Make `previous` the champion again; the demoted version is tagged rolled_back."""
+    name, c = params.registry.model_name, client()
+    with _lock(name):
+        previous = _alias(c, name, PREVIOUS)
+        champion = _alias(c, name, CHAMPION)
+        if previous is None:
+            raise UserError(f"{name}: no '{PREVIOUS}' version to roll back to")
+        c.set_registered_model_alias(name, CHAMPION, previous.version)
+        c.delete_registered_model_alias(name, PREVIOUS)
+        if champion is not None:
+            c.set_model_version_tag(name, champion.version, "rolled_back", "true")
+    return c.get_model_version(name, previous.version)
+
+
+def _get_version(c: MlflowClient, name: str, version: str | None) -> ModelVersion:
+    try:
+        if version is not None:
+            return c.get_model_version(name, version)
+        versions = c.search_model_versions(f"name='{name}'", order_by=["version_number DESC"])
+    except MlflowException as exc:
+        raise UserError(f"{name}: {exc.message}") from None
+    if not versions:
+        raise UserError(f"{name}: no registered versions; run `make register` first")
+    return versions[0]
+
+
+def export_champion(params: Params) -> str:
+    """Copy the champion's model folder into the BentoML model store (what `bentoml serve`
+    and `bentoml build` use); a no-op when the store's latest is that version already."""
+    import bentoml
+
+    name, c = params.registry.model_name, client()
+    champion = _alias(c, name, CHAMPION)
+    if champion is None:
+        raise UserError(f"{name}: no champion; run `make promote` first")
+    try:
+        latest = bentoml.models.get(f"{BENTO_MODEL}:latest")
+        if (
+            latest.info.labels.get("registry_version") == str(champion.version)
+            and latest.info.labels.get("registry_model") == name
+        ):
+            return str(latest.tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:  # dst_path: always a copy, never the store
+        local = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{name}/{champion.version}", dst_path=tmp)
+        )
+        flavor = Model.load(local / "MLmodel").flavors["python_function"]
+        model_dir = local / flavor["artifacts"]["model_dir"]["path"]
+        if not (model_dir / "config.json").is_file():
+            raise UserError(f"{name} v{champion.version}: the artifact holds no model folder")
+        labels = {"registry_model": name, "registry_version": str(champion.version)}
+        metadata = {"mlflow_run_id": champion.run_id, **champion.tags}
+        with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=metadata) as bm:
+            shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+    return str(bm.tag)
+
+
+def table(rows: list[tuple[str, str, str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows
+    )
+
+
+def comparison(candidate: ModelVersion, champion: ModelVersion | None) -> str:
+    cand = version_metrics(candidate)
+    champ = version_metrics(champion) if champion else {}
+    rows = [
+        (
+            "metric",
+            f"candidate v{candidate.version}",
+            f"champion v{champion.version}" if champion else "champion (none)",
+        )
+    ]
+    for key in sorted(cand):
+        rows.append((key, f"{cand[key]:.4f}", f"{champ[key]:.4f}" if key in champ else "-"))
+    return table(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["register", "promote", "rollback", "show", "export"])
+    parser.add_argument("--version", help="promote: the version to consider (default: newest)")
+    parser.add_argument("--params", default=PARAMS_FILE)
+    args = parser.parse_args(argv)
+    apply_quiet_defaults()
+    try:
+        params = load_params(args.params)
+        name = params.registry.model_name
+        if args.command == "register":
+            version = register(params)
+            print(f"registered {name} version {version.version} (run {version.run_id})")
+        elif args.command == "promote":
+            before = _alias(client(), name, CHAMPION)
+            version, decision = promote(params, args.version)
+            print(comparison(version, before))
+            verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
+            print(f"{name} v{version.version}: {verdict}: " + "; ".join(decision.reasons))
+        elif args.command == "rollback":
+            version = rollback(params)
+            print(f"{name}: champion is version {version.version} again")
+        elif args.command == "export":
+            print(f"BentoML model {export_champion(params)}")
+        else:
+            c = client()
+            for alias in (CHAMPION, PREVIOUS):
+                v = _alias(c, name, alias)
+                print(f"{alias}: " + (f"v{v.version} {version_metrics(v)}" if v else "none"))
+    except UserError as exc:
+        print(f"registry: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

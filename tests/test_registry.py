@@ -1,0 +1,194 @@
+"""Registry and promotion against a real `mlflow server` on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from klue_nli.encoding import load_tokenizer
+from klue_nli.errors import UserError
+from klue_nli.modeling import build_model
+from klue_nli.params import RegistryParams
+from klue_nli.registry import (
+    CHAMPION,
+    PREVIOUS,
+    decide,
+    promote,
+    register_run,
+    rollback,
+)
+from stages.train import log_model
+from tests.conftest import ROOT
+from tests.servers import Server, free_port
+
+NAME = "klue-nli"
+LABELS = ("entailment", "contradiction", "neutral")
+
+
+def metrics(acc: float, f1: float | None = None, **per_class: float) -> dict:
+    f1s = {label: per_class.get(label, f1 if f1 is not None else acc) for label in LABELS}
+    return {"accuracy": acc, **{f"f1.{k}": v for k, v in f1s.items()}}
+
+
+def test_first_model_becomes_champion():
+    assert decide(metrics(0.4), None, RegistryParams()).promote
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "policy", "promote"),
+    [
+        (metrics(0.70), metrics(0.60), RegistryParams(), True),
+        (metrics(0.59), metrics(0.60), RegistryParams(), False),
+        (metrics(0.60), metrics(0.60), RegistryParams(), True),  # ties pass at margin 0
+        (metrics(0.61), metrics(0.60), RegistryParams(min_accuracy_gain=0.02), False),
+        (metrics(0.63), metrics(0.60), RegistryParams(min_accuracy_gain=0.02), True),
+        # better overall but one class collapsed: refused
+        (metrics(0.70, neutral=0.40), metrics(0.60), RegistryParams(max_f1_drop=0.05), False),
+    ],
+)
+def test_policy(candidate, champion, policy, promote):
+    decision = decide(candidate, champion, policy)
+    assert decision.promote is promote
+    assert decision.reasons
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, monkeypatch):
+    port = free_port()
+    server = Server(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        f"http://127.0.0.1:{port}/health",
+        tmp_path / "mlflow-server.log",
+        tmp_path,
+        dict(os.environ),
+    )
+    try:
+        server.wait_ready()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+        mlflow.set_tracking_uri(f"http://127.0.0.1:{port}")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def model_dir(tmp_path, kcbert, make_params) -> Path:
+    """A small saved model folder (random weights): what the train stage exports."""
+    params = make_params()
+    tokenizer = load_tokenizer(kcbert, do_lower_case=False)
+    model = build_model(params.model, params.labels, vocab_size=len(tokenizer))
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def candidate(model_dir: Path, acc: float, **per_class: float):
+    mlflow.set_experiment("klue-nli")
+    with mlflow.start_run() as run:
+        pass
+    log_model(run.info.run_id, model_dir)
+    m = metrics(acc, **per_class)
+    report = {
+        "accuracy": acc,
+        "macro_f1": sum(m[f"f1.{label}"] for label in LABELS) / 3,
+        "per_class": {label: {"f1": m[f"f1.{label}"]} for label in LABELS},
+        "baselines": {"majority": 0.33},
+    }
+    return register_run(NAME, {"mlflow_run_id": run.info.run_id, "git_commit": "abc"}, report)
+
+
+def aliases() -> dict[str, str]:
+    return dict(MlflowClient().get_registered_model(NAME).aliases)
+
+
+@pytest.mark.slow
+def test_promotion_lifecycle(mlflow_server, model_dir, make_params):
+    params = make_params()
+    v1 = candidate(model_dir, 0.50)
+    assert v1.tags["eval.accuracy"] == "0.5" and v1.tags["git_commit"] == "abc"
+    assert candidate(model_dir, 0.50).version != v1.version  # a new run is a new version
+    _, decision = promote(params, v1.version)
+    assert decision.promote and aliases() == {CHAMPION: v1.version}
+
+    worse = candidate(model_dir, 0.45)
+    version, decision = promote(params, worse.version)
+    assert not decision.promote
+    assert aliases() == {CHAMPION: v1.version}  # champion kept
+    assert version.tags["promotion.decision"] == "rejected"
+    assert "accuracy 0.4500 < 0.5000" in version.tags["promotion.reasons"]
+
+    better = candidate(model_dir, 0.60)
+    version, decision = promote(params)  # newest by default
+    assert version.version == better.version and decision.promote
+    assert aliases() == {CHAMPION: better.version, PREVIOUS: v1.version}
+    assert version.tags["promotion.compared_to"] == v1.version
+
+    restored = rollback(params)
+    assert restored.version == v1.version
+    assert aliases() == {CHAMPION: v1.version}
+    assert MlflowClient().get_model_version(NAME, better.version).tags["rolled_back"] == "true"
+    with pytest.raises(UserError, match="no 'previous' version"):
+        rollback(params)
+
+
+@pytest.mark.slow
+def test_racing_promotions_leave_one_consistent_champion(mlflow_server, model_dir, make_params):
+    params = make_params()
+    base = candidate(model_dir, 0.50)
+    promote(params, base.version)
+    good, best = candidate(model_dir, 0.60), candidate(model_dir, 0.70)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "klue_nli.registry",
+                "promote",
+                "--version",
+                v.version,
+                "--params",
+                str(ROOT / "params.yaml"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for v in (good, best)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    final = aliases()
+    assert final[CHAMPION] == best.version  # whatever the order, the best one wins
+    assert final[PREVIOUS] in (base.version, good.version)
+    client = MlflowClient()
+    decisions = {
+        v.version: client.get_model_version(NAME, v.version).tags["promotion.decision"]
+        for v in (good, best)
+    }
+    assert decisions[best.version] == "promoted"
+    # good was promoted only if it ran first, and then it must be what best replaced
+    assert (decisions[good.version] == "promoted") == (final[PREVIOUS] == good.version)

@@ -1,0 +1,258 @@
+"""The BentoML service end to end: a tiny model trained by the real stages, registered,
+promoted and exported, served by a real `bentoml serve` on a free loopback port; every
+endpoint, the bad-input list, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from klue_nli.data import read_split
+from klue_nli.predictor import Predictor
+from klue_nli.registry import export_champion, promote, register
+from stages.download import download
+from stages.evaluate import evaluate
+from stages.featurize import featurize
+from stages.train import train
+from tests.conftest import ROOT, tiny_params
+from tests.servers import Server, free_port
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, klue_dir, kcbert):
+    work = tmp_path_factory.mktemp("service")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        mp.setenv("BENTOML_HOME", str(work / "bentoml"))
+        mp.setenv("HF_HOME", str(work / "hf"))
+        import mlflow
+
+        mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+        params = tiny_params(str(klue_dir), kcbert, train={"max_steps": 30})
+        for stage in (download, featurize, train, evaluate):
+            stage(params)
+        version = register(params)
+        promote(params, version.version)
+        tag = export_champion(params)
+        assert tag.startswith("klue-nli:")
+        port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        server = Server(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "service.service:NLIService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            f"http://127.0.0.1:{port}/readyz",
+            work / "bentoml-serve.log",
+            ROOT,
+            env,
+        )
+        try:
+            server.wait_ready(timeout=180)
+            dev = read_split(work / "data/raw", "dev")[:16]
+            predictor = Predictor.from_dir(work / "models/best")
+            yield {
+                "url": f"http://127.0.0.1:{port}",
+                "server": server,
+                "dev": dev,
+                "probs": predictor.predict_proba(
+                    [e.premise for e in dev], [e.hypothesis for e in dev]
+                ),
+                "labels": predictor.labels,
+                "version": str(version.version),
+                "bentoml_home": work / "bentoml",
+                "bento_model": tag,
+            }
+        finally:
+            server.stop()
+            if server.proc.returncode not in (0, -15):
+                print(server.tail())
+
+
+def post(url: str, body, **kwargs) -> requests.Response:
+    if isinstance(body, str | bytes):
+        return requests.post(url, data=body, timeout=30, **kwargs)
+    return requests.post(url, json=body, timeout=30, **kwargs)
+
+
+def test_api_answers_like_the_tutorial_and_matches_evaluate(served):
+    url, dev = served["url"], served["dev"]
+    for i in (0, 5):
+        resp = post(f"{url}/api", {"premise": dev[i].premise, "hypothesis": dev[i].hypothesis})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["premise"] == dev[i].premise and body["hypothesis"] == dev[i].hypothesis
+        probs = [body["probabilities"][label] for label in served["labels"]]
+        np.testing.assert_allclose(probs, served["probs"][i], atol=1e-5)
+        best = served["labels"][int(np.argmax(probs))]
+        names = {"entailment": "참", "contradiction": "거짓", "neutral": "중립"}
+        assert body["prediction"] == f"{names[best]} ({best})"
+        for label in served["labels"]:
+            p = body["probabilities"][label]
+            assert body[f"{label}_data"] == f"{names[label]} {p:.2f}"
+            assert body[f"{label}_width"] == f"{p * 100:.1f}%"
+        assert body["model_version"] == served["version"]
+
+
+def test_predict_batches_pairs_in_order(served):
+    url, dev = served["url"], served["dev"]
+    pairs = [{"premise": e.premise, "hypothesis": e.hypothesis} for e in dev]
+    resp = post(f"{url}/predict", {"pairs": pairs})
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["results"]
+    assert len(results) == len(dev)
+    got = np.array([[r["probabilities"][label] for label in served["labels"]] for r in results])
+    np.testing.assert_allclose(got, served["probs"], atol=1e-5)
+
+
+def test_health_metrics_and_openapi(served):
+    url = served["url"]
+    assert requests.get(f"{url}/livez", timeout=10).status_code == 200
+    assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
+    metrics = requests.get(f"{url}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "bentoml_" in metrics.text
+    spec = requests.get(f"{url}/docs.json", timeout=10).json()
+    assert {"/api", "/predict"} <= set(spec["paths"])
+    page = requests.get(url + "/", timeout=10)
+    assert page.status_code == 200 and "전제" in page.text and "가설" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN assets
+
+
+LONG = "가" * 1001
+BAD_INPUTS = [
+    ("/api", {"premise": "전제"}, "hypothesis"),
+    ("/api", {"premise": "a", "hypothesis": "b", "extra": 1}, "extra"),
+    ("/api", {"premise": 3, "hypothesis": "b"}, "premise"),
+    ("/api", {"premise": ["a"], "hypothesis": "b"}, "premise"),
+    ("/api", {"premise": "", "hypothesis": "b"}, "premise"),
+    ("/api", {"premise": "a", "hypothesis": " \n\t "}, "hypothesis"),
+    ("/api", {"premise": LONG, "hypothesis": "b"}, "premise"),
+    ("/api", {"premise": "a\x00b", "hypothesis": "b"}, "premise"),
+    ("/api", '{"premise": "\\ud800", "hypothesis": "b"}', None),
+    ("/api", '{"premise": "a", ', None),
+    ("/api", "[1, 2]", None),
+    ("/predict", {"pairs": []}, "pairs"),
+    ("/predict", {"pairs": [{"premise": "a", "hypothesis": "b"}] * 65}, "pairs"),
+    ("/predict", {"pairs": [{"premise": "a"}]}, "hypothesis"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "field"), BAD_INPUTS)
+def test_bad_input_is_a_4xx_naming_the_field(served, route, body, field):
+    headers = {"Content-Type": "application/json"}
+    resp = post(served["url"] + route, body, headers=headers)
+    assert 400 <= resp.status_code < 500, resp.text
+    error = resp.json()
+    assert "error" in error
+    if field is not None:
+        locs = [part for item in error["detail"] for part in item["loc"]]
+        assert field in locs, error
+    assert served["server"].alive()
+
+
+def test_wrong_content_type_and_odd_unicode(served):
+    url = served["url"]
+    resp = requests.post(
+        f"{url}/api", data="premise=a", timeout=30, headers={"Content-Type": "text/plain"}
+    )
+    assert 400 <= resp.status_code < 500
+    # unusual but valid Unicode is answered: emoji, combining jamo, RTL, zero-width joiner
+    for text in ("🙂👍🏽", "ᄒ\u1161\u11ab", "مرحبا", "a\u200db", "Ｆｕｌｌｗｉｄｔｈ"):
+        resp = post(f"{url}/api", {"premise": text, "hypothesis": text})
+        assert resp.status_code == 200, (text, resp.text)
+    assert served["server"].alive()
+
+
+def test_page_in_headless_chromium(served):
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.fail("Debian chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    payload = '<script>window.pwned = 1</script><img src=x onerror="window.pwned=2">'
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page()
+        page.goto(served["url"] + "/")
+        page.fill("#premise", "오늘은 비가 많이 온다.")
+        page.fill("#hypothesis", payload)
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+        prediction = page.text_content("#prediction")
+        assert prediction.split(" ")[0] in ("참", "거짓", "중립")
+        widths = page.evaluate(
+            """() => ["entailment", "contradiction", "neutral"].map(l => {
+                 const bar = document.getElementById(l + "-bar");
+                 const track = bar.parentElement.getBoundingClientRect().width;
+                 return bar.getBoundingClientRect().width / track;
+               })"""
+        )
+        assert all(w >= 0 for w in widths) and abs(sum(widths) - 1) < 0.02, widths
+        assert page.text_content("#hypothesis-echo") == payload  # shown as text
+        assert page.evaluate("window.pwned") is None  # and never run
+        page.screenshot(path=str(ARTIFACTS / "nli-page.png"), full_page=True)
+
+        # errors reach the user: an empty hypothesis is refused by the service
+        page.fill("#hypothesis", "   ")
+        page.evaluate("document.getElementById('hypothesis').removeAttribute('required')")
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('error').textContent.length > 0")
+        assert "오류" in page.text_content("#error")
+        browser.close()
+
+
+def test_bentoml_build_packages_the_champion(served):
+    import subprocess
+
+    env = {**os.environ, "BENTOML_HOME": str(served["bentoml_home"])}
+    build = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    bento_tag = build.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    info = subprocess.run(
+        [sys.executable, "-m", "bentoml", "get", bento_tag, "-o", "json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert info.returncode == 0, info.stderr
+    bento = json.loads(info.stdout)
+    models = [m["tag"] for svc in bento["services"] for m in svc["models"]]
+    assert models == [served["bento_model"]]
