@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+PREFECT_SERVER := http://127.0.0.1:$(PREFECT_PORT)/api
+FLOW_RECIPE ?= demo
+DEPLOY_PARAMS ?= {}
 
 # Offline-safe, quiet tools (see README "Telemetry").
 export DO_NOT_TRACK := true
@@ -28,10 +32,11 @@ export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
 .PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean \
-	register promote rollback export champion serve bento
+	register promote rollback export champion serve bento \
+	flow prefect-server prefect-pool prefect-worker deploy trigger
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -66,10 +71,30 @@ export: $(STAMP) ## Copy the champion into the BentoML model store (what make se
 	python -m klue_nli.registry export
 
 serve: $(STAMP) ## Serve the champion with BentoML on 127.0.0.1:$PORT (default 3000)
+	@bentoml models get klue-nli:latest >/dev/null 2>&1 || \
+	  { echo "no champion exported to BentoML yet: run 'make demo' or 'make champion'"; exit 1; }
 	bentoml serve service.service:NLIService --host 127.0.0.1 --port $(PORT)
 
 bento: $(STAMP) ## bentoml build: package the service with the champion
 	bentoml build
+
+flow: $(STAMP) ## Run the Prefect training flow once, local API (FLOW_RECIPE=demo|full)
+	python -m flows.training --recipe $(FLOW_RECIPE)
+
+prefect-server: $(STAMP) ## Prefect server and UI on 127.0.0.1:$PREFECT_PORT (default 4200)
+	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+prefect-pool: $(STAMP) ## Create the process work pool 'klue-nli' on that server
+	PREFECT_API_URL=$(PREFECT_SERVER) prefect work-pool create klue-nli --type process --overwrite
+
+prefect-worker: $(STAMP) ## Start a process worker for the pool (runs scheduled flow runs)
+	PREFECT_API_URL=$(PREFECT_SERVER) prefect worker start --pool klue-nli
+
+deploy: $(STAMP) ## Deploy weekly retraining, Mondays 03:00 (DEPLOY_PARAMS='{"recipe": "demo"}')
+	PREFECT_API_URL=$(PREFECT_SERVER) python -m flows.deploy --params '$(DEPLOY_PARAMS)'
+
+trigger: $(STAMP) ## Run the deployment now, by hand
+	PREFECT_API_URL=$(PREFECT_SERVER) prefect deployment run klue-nli-training/weekly-retraining
 
 repro: $(STAMP) ## dvc repro with params.yaml as it is
 	dvc repro

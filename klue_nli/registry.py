@@ -80,7 +80,7 @@ def decide(
     return Decision(ok, reasons)
 
 
-def _alias(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     try:
         return c.get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -119,12 +119,15 @@ def register_run(name: str, provenance: dict, report: dict) -> ModelVersion:
         "git_commit": provenance.get("git_commit", "unknown"),
         **{k: v for k, v in provenance.items() if k.startswith("dvc.")},
     }
-    run_params = c.get_run(run_id).data.params
+    run = c.get_run(run_id)
+    run_params = run.data.params
     tags.update(
         {f"params.{k}": v for k, v in run_params.items() if k.split(".")[0] in LINEAGE_PARAMS}
     )
     logged = mlflow.search_logged_models(
-        filter_string=f"source_run_id = '{run_id}'", output_format="list"
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        output_format="list",
     )
     if not logged:
         raise UserError(f"run {run_id} logged no model; rerun the train stage")
@@ -142,7 +145,7 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
     name, c = params.registry.model_name, client()
     with _lock(name):
         candidate = _get_version(c, name, version)
-        champion = _alias(c, name, CHAMPION)
+        champion = alias_version(c, name, CHAMPION)
         if champion is not None and champion.version == candidate.version:
             return candidate, Decision(False, [f"version {candidate.version} is champion already"])
         decision = decide(
@@ -169,8 +172,8 @@ def rollback(params: Params) -> ModelVersion:
     """Make `previous` the champion again; the demoted version is tagged rolled_back."""
     name, c = params.registry.model_name, client()
     with _lock(name):
-        previous = _alias(c, name, PREVIOUS)
-        champion = _alias(c, name, CHAMPION)
+        previous = alias_version(c, name, PREVIOUS)
+        champion = alias_version(c, name, CHAMPION)
         if previous is None:
             raise UserError(f"{name}: no '{PREVIOUS}' version to roll back to")
         c.set_registered_model_alias(name, CHAMPION, previous.version)
@@ -198,7 +201,7 @@ def export_champion(params: Params) -> str:
     import bentoml
 
     name, c = params.registry.model_name, client()
-    champion = _alias(c, name, CHAMPION)
+    champion = alias_version(c, name, CHAMPION)
     if champion is None:
         raise UserError(f"{name}: no champion; run `make promote` first")
     try:
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             version = register(params)
             print(f"registered {name} version {version.version} (run {version.run_id})")
         elif args.command == "promote":
-            before = _alias(client(), name, CHAMPION)
+            before = alias_version(client(), name, CHAMPION)
             version, decision = promote(params, args.version)
             print(comparison(version, before))
             verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             c = client()
             for alias in (CHAMPION, PREVIOUS):
-                v = _alias(c, name, alias)
+                v = alias_version(c, name, alias)
                 print(f"{alias}: " + (f"v{v.version} {version_metrics(v)}" if v else "none"))
     except UserError as exc:
         print(f"registry: error: {exc}", file=sys.stderr)

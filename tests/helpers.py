@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,3 +73,43 @@ class LoopbackServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+PROJECT_FILES = [
+    "klue_nli",
+    "stages",
+    "flows",
+    "service",
+    "dvc.yaml",
+    "params.yaml",
+    "bentofile.yaml",
+    ".dvc/config",
+    ".gitignore",
+]
+
+
+def make_project(root: Path, dest: Path, env: dict) -> Path:
+    """A scratch git checkout of the project, for tests that run DVC and change params.yaml."""
+    dest.mkdir()
+    for name in PROJECT_FILES:
+        src = root / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dest / name)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True)
+    return dest
+
+
+def project_env(**extra: str) -> dict:
+    """The environment for commands in a scratch project: this venv first on PATH, a git
+    identity that needs no git config, and the project's embedded MLflow store."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for role in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{role}_NAME"] = "test"
+        env[f"GIT_{role}_EMAIL"] = "test@example.invalid"
+    env.update(extra)
+    return env

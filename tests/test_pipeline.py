@@ -4,9 +4,7 @@ loopback HTTP server, the embedded MLflow store. Checks reproducibility and inva
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -17,8 +15,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
+from tests.helpers import make_project, project_env
 
-PROJECT_FILES = ["klue_nli", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".gitignore"]
 # Shrink the demo further so the test stays quick; the rest is the demo recipe.
 FAST = [
     "-S",
@@ -44,26 +42,8 @@ def recipe(name: str, cwd: Path, env: dict) -> list[str]:
 
 @pytest.mark.slow
 def test_dvc_pipeline_end_to_end(tmp_path, loopback, kcbert, klue_dir):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (project / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, project / name)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # embedded default
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["KLUE_NLI_MIRROR"] = loopback.url
-    env["KCBERT_DIR"] = kcbert
-    # dvc exp run commits experiments: an identity that needs no git config on the machine
-    for role in ("AUTHOR", "COMMITTER"):
-        env[f"GIT_{role}_NAME"] = "test"
-        env[f"GIT_{role}_EMAIL"] = "test@example.invalid"
-    sh(["git", "init", "-q"], project, env)
-    sh(["git", "add", "-A"], project, env)
-    sh(["git", "commit", "-qm", "init"], project, env)
+    env = project_env(KLUE_NLI_MIRROR=loopback.url, KCBERT_DIR=kcbert)
+    project = make_project(ROOT, tmp_path / "project", env)
 
     run = sh(["dvc", "exp", "run", *recipe("demo", project, env), *FAST], project, env)
     for stage in ("download", "featurize", "train", "evaluate"):
