@@ -33,7 +33,7 @@ endif
 
 .PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento \
-	flow prefect-server prefect-pool prefect-worker deploy trigger
+	flow prefect-server prefect-pool prefect-worker deploy trigger bench
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ deploy: $(STAMP) ## Deploy weekly retraining, Mondays 03:00 (DEPLOY_PARAMS='{"re
 
 trigger: $(STAMP) ## Run the deployment now, by hand
 	PREFECT_API_URL=$(PREFECT_SERVER) prefect deployment run klue-nli-training/weekly-retraining
+
+bench: $(STAMP) ## Benchmarks vs the original approach -> benchmarks/results.{json,md,png} (~5 min)
+	python -m benchmarks.run
 
 repro: $(STAMP) ## dvc repro with params.yaml as it is
 	dvc repro

@@ -113,3 +113,17 @@ def project_env(**extra: str) -> dict:
         env[f"GIT_{role}_EMAIL"] = "test@example.invalid"
     env.update(extra)
     return env
+
+
+def run_module(cwd: Path, env: dict, *args: str, timeout: float = 300) -> str:
+    """`python -m <args>` with this interpreter; fails the test with its output if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout

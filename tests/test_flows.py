@@ -14,7 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
-from tests.helpers import make_project, project_env
+from tests.helpers import make_project, project_env, run_module
 from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
@@ -148,35 +148,14 @@ def test_scheduled_deployment_runs_on_a_process_worker(tmp_path, loopback, kcber
         server.wait_ready(timeout=180)
         env["PREFECT_API_URL"] = api
 
-        def prefect(*args):
-            proc = subprocess.run(
-                [sys.executable, "-m", "prefect", *args],
-                cwd=project,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-            return proc.stdout
+        def module(*args: str) -> str:
+            return run_module(project, env, *args, timeout=120)
 
-        prefect("work-pool", "create", "klue-nli", "--type", "process")
-        deploy = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flows.deploy",
-                "--params",
-                json.dumps({"recipe": "demo", "set_params": FAST}),
-            ],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        module("prefect", "work-pool", "create", "klue-nli", "--type", "process")
+        deployed = module(
+            "flows.deploy", "--params", json.dumps({"recipe": "demo", "set_params": FAST})
         )
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        assert "klue-nli-training/weekly-retraining" in deploy.stdout
+        assert "klue-nli-training/weekly-retraining" in deployed
         worker = Server(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", "klue-nli"],
             f"{api}/health",
@@ -184,7 +163,7 @@ def test_scheduled_deployment_runs_on_a_process_worker(tmp_path, loopback, kcber
             project,
             env,
         )
-        out = prefect("deployment", "run", "klue-nli-training/weekly-retraining")
+        out = module("prefect", "deployment", "run", "klue-nli-training/weekly-retraining")
         flow_run_id = next(ln.split(":")[-1].strip() for ln in out.splitlines() if "UUID" in ln)
         # Ask the server's REST API directly, as the Prefect UI does.
         deadline = time.time() + 480

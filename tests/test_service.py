@@ -22,6 +22,7 @@ from stages.evaluate import evaluate
 from stages.featurize import featurize
 from stages.train import train
 from tests.conftest import ROOT, tiny_params
+from tests.helpers import run_module
 from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
@@ -231,28 +232,10 @@ def test_page_in_headless_chromium(served):
 
 
 def test_bentoml_build_packages_the_champion(served):
-    import subprocess
-
     env = {**os.environ, "BENTOML_HOME": str(served["bentoml_home"])}
-    build = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stderr
-    bento_tag = build.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
-    info = subprocess.run(
-        [sys.executable, "-m", "bentoml", "get", bento_tag, "-o", "json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert info.returncode == 0, info.stderr
-    bento = json.loads(info.stdout)
+    built = run_module(ROOT, env, "bentoml", "build", "--output", "tag")
+    bento_tag = built.strip().splitlines()[-1].removeprefix("__tag__:")
+    info = run_module(ROOT, env, "bentoml", "get", bento_tag, "-o", "json", timeout=120)
+    bento = json.loads(info)
     models = [m["tag"] for svc in bento["services"] for m in svc["models"]]
     assert models == [served["bento_model"]]
