@@ -1,0 +1,1 @@
+"""Benchmarks against the original tutorial's approach (`make bench`); not part of the tests."""

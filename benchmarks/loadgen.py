@@ -1,0 +1,76 @@
+"""Closed-loop HTTP load from its own process: C clients, each sending the next request as
+soon as the last is answered, for a fixed duration. Loopback only.
+
+    python -m benchmarks.loadgen --url http://127.0.0.1:3000/api --concurrency 32 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import aiohttp
+import numpy as np
+
+PAIRS = [
+    ("오늘은 비가 많이 온다.", "날씨가 맑다."),
+    ("서울은 대한민국의 수도이다.", "대한민국의 수도는 서울이다."),
+    ("그는 어제 도서관에서 책을 세 권 빌렸다.", "그는 책을 빌린 적이 없다."),
+    ("이 식당은 주말에만 문을 연다.", "이 식당은 평일에도 영업한다."),
+]
+
+
+async def client(session, url, deadline, latencies, errors, offset) -> None:
+    i = offset
+    while time.perf_counter() < deadline:
+        premise, hypothesis = PAIRS[i % len(PAIRS)]
+        i += 1
+        start = time.perf_counter()
+        try:
+            async with session.post(url, json={"premise": premise, "hypothesis": hypothesis}) as r:
+                await r.read()
+                if r.status != 200:
+                    errors.append(r.status)
+                    continue
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            errors.append(type(exc).__name__)
+            continue
+        latencies.append(time.perf_counter() - start)
+
+
+async def run(url: str, concurrency: int, duration: float) -> dict:
+    latencies: list[float] = []
+    errors: list = []
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        started = time.perf_counter()
+        deadline = started + duration
+        await asyncio.gather(
+            *(client(session, url, deadline, latencies, errors, k) for k in range(concurrency))
+        )
+        elapsed = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=20)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.url, args.concurrency, args.duration))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+"""`make bench`: the project against the original tutorial's approach, on the KLUE sample
+and the small demo model, each ratio measured in the same run on the same machine.
+
+Writes benchmarks/results.json, results.md and results.png. Inputs as for the tests:
+KLUE_NLI_MIRROR and KCBERT_DIR (else the official download and the Hub). Each load phase lasts
+BENCH_DURATION seconds (default 20, at most 60), against 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from klue_nli.cli import apply_quiet_defaults
+from klue_nli.data import read_split
+from klue_nli.encoding import load_tokenizer
+from klue_nli.io import atomic_write_json, atomic_write_text
+from klue_nli.modeling import build_model
+from klue_nli.params import Params, params_from_dict, params_to_dict
+from klue_nli.predictor import Predictor
+from stages.download import download
+from stages.featurize import featurize
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DURATION = min(float(os.environ.get("BENCH_DURATION", "20")), 60.0)
+CONCURRENCY = (1, 8, 32)
+
+
+def bench_params(klue: str, kcbert: str) -> Params:
+    raw = params_to_dict(Params())
+    raw["data"]["mirror"] = klue
+    raw["model"].update({"name_or_path": kcbert, "init": "random"})
+    return params_from_dict(raw)
+
+
+def original_featurize(params: Params) -> int:
+    """ratsnlp style: the pure-Python BertTokenizer, one pair at a time, padded to 64."""
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    vocab = Path(params.model.name_or_path) / "vocab.txt"
+    if not vocab.exists():
+        from huggingface_hub import hf_hub_download
+
+        vocab = Path(hf_hub_download(params.model.name_or_path, "vocab.txt"))
+    tokenizer = BertTokenizerLegacy(vocab_file=str(vocab), do_lower_case=False)
+    features = []
+    for split in ("train", "dev"):
+        for e in read_split(params.paths.raw_dir, split):
+            enc = tokenizer(
+                e.premise, e.hypothesis, max_length=64, padding="max_length", truncation=True
+            )
+            features.append({**enc, "label": params.labels.index(e.label)})
+    return len(features)
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
+
+
+def bench_featurize(params: Params) -> dict:
+    n = sum(len(read_split(params.paths.raw_dir, s)) for s in ("train", "dev"))
+    t_orig, _ = timed(original_featurize, params)
+    t_ours = min(timed(featurize, params)[0] for _ in range(3))
+    return {
+        "pairs": n,
+        "original_pairs_per_s": n / t_orig,
+        "stage_pairs_per_s": n / t_ours,
+        "ratio": t_orig / t_ours,
+    }
+
+
+def bench_train(params: Params, steps: int = 120) -> dict:
+    runs = {}
+    for padding in ("fixed", "dynamic", "grouped"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.train_probe",
+                "--features",
+                params.paths.features_dir,
+                "--padding",
+                padding,
+                "--steps",
+                str(steps),
+                "--model",
+                params.model.name_or_path,
+            ],
+            cwd=os.getcwd(),
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        ).stdout
+        runs[padding] = json.loads(out.strip().splitlines()[-1])
+    best = max(runs["dynamic"]["examples_per_s"], runs["grouped"]["examples_per_s"])
+    return {
+        **runs,
+        "steps": steps,
+        "ratio": best / runs["fixed"]["examples_per_s"],
+        "ratio_dynamic": runs["dynamic"]["examples_per_s"] / runs["fixed"]["examples_per_s"],
+    }
+
+
+def save_demo_model(params: Params, folder: Path) -> Path:
+    tokenizer = load_tokenizer(params.model.name_or_path, do_lower_case=False)
+    tokenizer.model_max_length = params.featurize.max_seq_length
+    model = build_model(params.model, params.labels, vocab_size=len(tokenizer))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5) -> float:
+    """The model's own batched forward throughput, in-process (pairs/s)."""
+    predictor = Predictor.from_dir(model_dir)
+    dev = read_split(params.paths.raw_dir, "dev")
+    premises = [e.premise for e in dev][:batch]
+    hypotheses = [e.hypothesis for e in dev][:batch]
+    predictor.predict_proba(premises, hypotheses, batch)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        predictor.predict_proba(premises, hypotheses, batch)
+        done += len(premises)
+    return done / (time.perf_counter() - start)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str], url: str, env: dict, log: Path) -> subprocess.Popen:
+    import requests
+
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.5)
+    raise RuntimeError(f"{args[:4]} did not start; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def load(url: str, concurrency: int) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.loadgen",
+            "--url",
+            url,
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(DURATION),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def warm(url: str) -> None:
+    import requests
+
+    for _ in range(20):
+        requests.post(url, json={"premise": "워밍업", "hypothesis": "준비"}, timeout=30)
+
+
+def bench_serve(params: Params, work: Path) -> dict:
+    model_dir = save_demo_model(params, work / "demo-model")
+    results: dict = {"ceiling_pairs_per_s": ceiling(model_dir, params)}
+    env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "PYTHONPATH": str(ROOT)}
+    os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
+    import bentoml
+
+    with bentoml.models.create("klue-nli", labels={"registry_version": "bench"}) as bm:
+        shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+    flask_port, bento_port = free_port(), free_port()
+    flask = start(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.flask_app",
+            "--model-dir",
+            str(model_dir),
+            "--port",
+            str(flask_port),
+        ],
+        f"http://127.0.0.1:{flask_port}/",
+        env,
+        work / "flask.log",
+    )
+    flask_url = f"http://127.0.0.1:{flask_port}/api"
+    warm(flask_url)
+    results["flask"] = {f"c{c}": load(flask_url, c) for c in CONCURRENCY}
+    stop(flask)
+    bento = start(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service.service:NLIService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(bento_port),
+        ],
+        f"http://127.0.0.1:{bento_port}/readyz",
+        env,
+        work / "bentoml.log",
+    )
+    bento_url = f"http://127.0.0.1:{bento_port}/api"
+    warm(bento_url)
+    results["bentoml"] = {f"c{c}": load(bento_url, c) for c in CONCURRENCY}
+    stop(bento)
+    for c in CONCURRENCY:
+        b, f = results["bentoml"][f"c{c}"], results["flask"][f"c{c}"]
+        b["ratio_vs_flask"] = b["rps"] / f["rps"]
+        b["fraction_of_ceiling"] = b["rps"] / results["ceiling_pairs_per_s"]
+    return results
+
+
+def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from tests.helpers import make_project, project_env  # the same scratch project as tests
+
+    env = project_env(
+        KLUE_NLI_MIRROR=klue,
+        KCBERT_DIR=kcbert,
+        PREFECT_HOME=str(work / "ph"),
+        BENTOML_HOME=str(work / "bentoml-pipe"),
+    )
+    env.pop("PREFECT_API_URL", None)
+    project = make_project(ROOT, work / "project", env)
+    fast = ["-S", "train.max_steps=20"]
+    recipe = subprocess.run(
+        [sys.executable, "-m", "klue_nli.recipes", "demo"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "run", *recipe, *fast],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        check=True,
+    )  # warm the OS caches first
+    start_ = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    noop_repro = time.perf_counter() - start_
+    start_ = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "flows.training", "--no-bento"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    noop_flow = time.perf_counter() - start_
+    return {"noop_repro_s": noop_repro, "noop_flow_s": noop_flow}
+
+
+def markdown(r: dict) -> str:
+    f, t, s = r["featurize"], r["train"], r["serve"]
+    rows = [
+        "| benchmark | original | this project | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| featurize (pairs/s, {f['pairs']} pairs) | {f['original_pairs_per_s']:.0f} "
+        f"| {f['stage_pairs_per_s']:.0f} | {f['ratio']:.1f}x | >= 10x |",
+        f"| train (examples/s, {t['steps']} steps) | {t['fixed']['examples_per_s']:.0f} "
+        f"| {max(t['dynamic']['examples_per_s'], t['grouped']['examples_per_s']):.0f} "
+        f"| {t['ratio']:.2f}x | >= 1.5x |",
+    ]
+    for c in CONCURRENCY:
+        b, fl = s["bentoml"][f"c{c}"], s["flask"][f"c{c}"]
+        rows.append(
+            f"| serve, {c} clients (req/s; p50/p99 ms; errors) | {fl['rps']:.0f}; "
+            f"{fl['p50_ms']:.0f}/{fl['p99_ms']:.0f}; {fl['errors']} | {b['rps']:.0f}; "
+            f"{b['p50_ms']:.0f}/{b['p99_ms']:.0f}; {b['errors']} | {b['ratio_vs_flask']:.2f}x "
+            f"| {'>= 5x, p99 <= 100 ms, 0 errors' if c == 32 else ''} |"
+        )
+    rows += [
+        f"| serve ceiling, in-process batched forward (pairs/s) | | "
+        f"{s['ceiling_pairs_per_s']:.0f} | 32 clients reach "
+        f"{s['bentoml']['c32']['fraction_of_ceiling']:.0%} | >= 80 % |",
+        f"| no-op `dvc repro` (s) | | {r['pipeline']['noop_repro_s']:.2f} | | |",
+        f"| no-op Prefect flow run, ephemeral API (s) | | {r['pipeline']['noop_flow_s']:.1f} | | |",
+    ]
+    m = r["machine"]
+    return (
+        f"Measured {r['date']} on {m['cores']} cores ({m['processor']}), torch threads "
+        f"{m['torch_threads']}, load phases of {DURATION:.0f} s.\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+def plot(r: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    for name, style in (("flask", "o--"), ("bentoml", "o-")):
+        ax1.plot(
+            CONCURRENCY, [r["serve"][name][f"c{c}"]["rps"] for c in CONCURRENCY], style, label=name
+        )
+    ax1.axhline(r["serve"]["ceiling_pairs_per_s"], color="grey", ls=":", label="ceiling")
+    ax1.set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title="Serving")
+    ax1.legend()
+    names = ["featurize", "train"]
+    ax2.bar(names, [r["featurize"]["ratio"], r["train"]["ratio"]], color=["#1a7f37", "#0969da"])
+    ax2.axhline(1, color="grey", lw=0.8)
+    ax2.set(ylabel="speed-up vs original (x)", title="Same-run ratios")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    apply_quiet_defaults()
+    klue = os.environ.get("KLUE_NLI_MIRROR") or None
+    kcbert = os.environ.get("KCBERT_DIR") or "beomi/kcbert-base"
+    work = Path(tempfile.mkdtemp(prefix="klue-bench-"))
+    cwd = os.getcwd()
+    try:
+        os.chdir(work)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+        params = bench_params(str(Path(cwd, klue).resolve()) if klue else None, kcbert)
+        download(params)
+        results = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "cores": os.cpu_count(),
+                "processor": platform.machine(),
+                "torch_threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            },
+            "featurize": bench_featurize(params),
+            "train": bench_train(params),
+            "serve": bench_serve(params, work),
+            "pipeline": bench_pipeline(params.data.mirror or "", kcbert, work),
+        }
+    finally:
+        os.chdir(cwd)
+    results["serve"]["c32"] = {
+        "rps": results["serve"]["bentoml"]["c32"]["rps"],
+        "p99_ms": results["serve"]["bentoml"]["c32"]["p99_ms"],
+        "errors": results["serve"]["bentoml"]["c32"]["errors"],
+        "ratio_vs_flask": results["serve"]["bentoml"]["c32"]["ratio_vs_flask"],
+        "fraction_of_ceiling": results["serve"]["bentoml"]["c32"]["fraction_of_ceiling"],
+    }
+    atomic_write_json(HERE / "results.json", results)
+    atomic_write_text(HERE / "results.md", markdown(results))
+    plot(results, HERE / "results.png")
+    print(markdown(results))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""One training-throughput measurement in its own process (so peak RSS is its own).
+
+python -m benchmarks.train_probe --features DIR --padding fixed|dynamic|grouped --steps N
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from klue_nli.encoding import load_tokenizer, pad_batch
+from klue_nli.features import TOKENIZER_DIR
+from klue_nli.lightning import Collate, NLIDataModule, NLIModule
+from klue_nli.modeling import build_model
+from klue_nli.params import Params, TrainParams
+
+FIXED_LENGTH = 64
+
+
+class FixedCollate(Collate):
+    """The original: every pair padded to max_seq_length."""
+
+    def __call__(self, items):
+        ids, types, labels = zip(*items, strict=True)
+        width = [list(x) + [self.pad_id] * (FIXED_LENGTH - len(x)) for x in ids]
+        batch = pad_batch(
+            width, [list(t) + [0] * (FIXED_LENGTH - len(t)) for t in types], self.pad_id
+        )
+        batch["attention_mask"] = torch.tensor(
+            [[1] * len(x) + [0] * (FIXED_LENGTH - len(x)) for x in ids], dtype=torch.long
+        )
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+
+class Timer(Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.losses = warmup, None, []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--padding", choices=["fixed", "dynamic", "grouped"], required=True)
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--model", required=True, help="kcbert folder or Hub id (config)")
+    args = parser.parse_args()
+    base = Params()
+    cfg = TrainParams(
+        batch_size=32,
+        max_steps=args.steps,
+        accelerator="cpu",
+        group_by_length=args.padding == "grouped",
+        learning_rate=3e-4,
+    )
+    pl.seed_everything(7, verbose=False)
+    tokenizer = load_tokenizer(f"{args.features}/{TOKENIZER_DIR}")
+    model_params = type(base.model)(name_or_path=args.model, init="random")
+    model = build_model(model_params, base.labels, vocab_size=len(tokenizer))
+    data = NLIDataModule(args.features, cfg, tokenizer.pad_token_id, seed=7)
+    if args.padding == "fixed":
+        data.collate = FixedCollate(tokenizer.pad_token_id)
+    timer = Timer(args.warmup)
+    trainer = pl.Trainer(
+        max_steps=args.steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        limit_val_batches=0,
+    )
+    trainer.fit(NLIModule(model, cfg), datamodule=data)
+    seconds = time.perf_counter() - timer.start
+    measured = args.steps - args.warmup
+    print(
+        json.dumps(
+            {
+                "padding": args.padding,
+                "examples_per_s": measured * cfg.batch_size / seconds,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "loss_first10": sum(timer.losses[:10]) / 10,
+                "loss_last10": sum(timer.losses[-10:]) / 10,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
