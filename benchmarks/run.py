@@ -47,6 +47,9 @@ def bench_params(klue: str, kcbert: str) -> Params:
 def original_featurize(params: Params) -> int:
     """ratsnlp style: the pure-Python BertTokenizer, one pair at a time, padded to 64."""
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # its per-pair truncation warning would slow it unfairly
 
     vocab = Path(params.model.name_or_path) / "vocab.txt"
     if not vocab.exists():
@@ -370,6 +373,8 @@ def main() -> None:
     apply_quiet_defaults()
     klue = os.environ.get("KLUE_NLI_MIRROR") or None
     kcbert = os.environ.get("KCBERT_DIR") or "beomi/kcbert-base"
+    if Path(kcbert).exists():  # a folder: absolute, since the benchmark runs elsewhere
+        kcbert = str(Path(kcbert).resolve())
     work = Path(tempfile.mkdtemp(prefix="klue-bench-"))
     cwd = os.getcwd()
     try:

@@ -9,10 +9,12 @@ the tutorial's web app did, and serves the page at `/`.
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from pathlib import Path
 from typing import Annotated
 
+import aiohttp
 import bentoml
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
@@ -119,11 +121,23 @@ class NLIService:
             self._info = await self.model.to_async.info()
         return self._info
 
+    async def _infer(self, pairs: list[list[str]]) -> list[list[float]]:
+        # Under load the model worker sometimes drops a pooled keep-alive connection
+        # (ServerDisconnectedError); inference is idempotent, so try again on a fresh one.
+        for attempt in range(3):
+            try:
+                return await self.model.to_async.infer(pairs)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     @bentoml.api(route="/api", input_spec=Pair)
     async def api(self, premise: str, hypothesis: str) -> dict:
         """One pair, answered as the tutorial's web app expects."""
         info = await self._info_cached()
-        [probs] = await self.model.to_async.infer([[premise, hypothesis]])
+        [probs] = await self._infer([[premise, hypothesis]])
         answer = tutorial_answer(premise, hypothesis, dict(zip(info["labels"], probs, strict=True)))
         answer["model_version"] = info["model_version"]
         return answer
@@ -132,7 +146,7 @@ class NLIService:
     async def predict(self, pairs: list[Pair]) -> dict:
         """Several pairs: labels and probabilities, in request order."""
         info = await self._info_cached()
-        probs = await self.model.to_async.infer([[p.premise, p.hypothesis] for p in pairs])
+        probs = await self._infer([[p.premise, p.hypothesis] for p in pairs])
         results = []
         for row in probs:
             named = dict(zip(info["labels"], row, strict=True))
