@@ -235,7 +235,7 @@ class ServeParams:
     """Serving knobs only; what the model is comes from the model itself, not from here."""
 
     max_batch_size: int = 32  # adaptive batching: most pairs in one forward pass
-    max_latency_ms: int = 200  # adaptive batching: longest a request may wait in the queue
+    max_latency_ms: int = 1000  # adaptive batching: longest a request may wait in the queue
     max_pairs_per_request: int = 64  # POST /predict
     max_text_chars: int = 1000  # per premise or hypothesis; longer text is refused (400)
 
