@@ -40,6 +40,10 @@ def create_app(model_dir: str) -> Flask:
             answer[f"{label}_width"] = f"{p * 100:.1f}%"
         return answer
 
+    @app.get("/health")
+    def health():
+        return "ok"
+
     @app.post("/api")
     def api():
         body = request.get_json()

@@ -141,42 +141,6 @@ def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5
     return done / (time.perf_counter() - start)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(args: list[str], url: str, env: dict, log: Path) -> subprocess.Popen:
-    import requests
-
-    proc = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.5)
-    raise RuntimeError(f"{args[:4]} did not start; see {log}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    import signal
-
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-
-
 def load(url: str, concurrency: int) -> dict:
     out = subprocess.run(
         [
@@ -214,45 +178,40 @@ def bench_serve(params: Params, work: Path) -> dict:
 
     with bentoml.models.create("klue-nli", labels={"registry_version": "bench"}) as bm:
         shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+    sys.path.insert(0, str(ROOT))
+    from tests.servers import Server, free_port  # the same server handling as the tests
+
     flask_port, bento_port = free_port(), free_port()
-    flask = start(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.flask_app",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(flask_port),
-        ],
-        f"http://127.0.0.1:{flask_port}/",
-        env,
-        work / "flask.log",
-    )
-    flask_url = f"http://127.0.0.1:{flask_port}/api"
-    warm(flask_url)
-    results["flask"] = {f"c{c}": load(flask_url, c) for c in CONCURRENCY}
-    stop(flask)
-    bento = start(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service.service:NLIService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(bento_port),
-        ],
-        f"http://127.0.0.1:{bento_port}/readyz",
-        env,
-        work / "bentoml.log",
-    )
-    bento_url = f"http://127.0.0.1:{bento_port}/api"
-    warm(bento_url)
-    results["bentoml"] = {f"c{c}": load(bento_url, c) for c in CONCURRENCY}
-    stop(bento)
+    phases = {
+        "flask": (
+            ["benchmarks.flask_app", "--model-dir", str(model_dir), "--port", str(flask_port)],
+            f"http://127.0.0.1:{flask_port}",
+            "/health",
+        ),
+        "bentoml": (
+            [
+                "bentoml",
+                "serve",
+                "service.service:NLIService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bento_port),
+            ],
+            f"http://127.0.0.1:{bento_port}",
+            "/readyz",
+        ),
+    }
+    for name, (args, base, health) in phases.items():
+        server = Server(
+            [sys.executable, "-m", *args], base + health, work / f"{name}.log", ROOT, env
+        )
+        try:
+            server.wait_ready(timeout=180)
+            warm(base + "/api")
+            results[name] = {f"c{c}": load(base + "/api", c) for c in CONCURRENCY}
+        finally:
+            server.stop()
     for c in CONCURRENCY:
         b, f = results["bentoml"][f"c{c}"], results["flask"][f"c{c}"]
         b["ratio_vs_flask"] = b["rps"] / f["rps"]
@@ -262,7 +221,7 @@ def bench_serve(params: Params, work: Path) -> dict:
 
 def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     sys.path.insert(0, str(ROOT))
-    from tests.helpers import make_project, project_env  # the same scratch project as tests
+    from tests.helpers import make_project, project_env, run_module  # as in the tests
 
     env = project_env(
         KLUE_NLI_MIRROR=klue,
@@ -273,46 +232,11 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     env.pop("PREFECT_API_URL", None)
     project = make_project(ROOT, work / "project", env)
     fast = ["-S", "train.max_steps=20"]
-    recipe = subprocess.run(
-        [sys.executable, "-m", "klue_nli.recipes", "demo"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    subprocess.run(
-        [sys.executable, "-m", "dvc", "exp", "run", *recipe, *fast],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        check=True,
-    )  # warm the OS caches first
-    start_ = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        check=True,
-    )
-    noop_repro = time.perf_counter() - start_
-    start_ = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "flows.training", "--no-bento"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        check=True,
-    )
-    noop_flow = time.perf_counter() - start_
+    recipe = run_module(project, env, "klue_nli.recipes", "demo").split()
+    run_module(project, env, "dvc", "exp", "run", *recipe, *fast)
+    run_module(project, env, "dvc", "repro")  # warm the OS caches first
+    noop_repro, _ = timed(run_module, project, env, "dvc", "repro")
+    noop_flow, _ = timed(run_module, project, env, "flows.training", "--no-bento")
     return {"noop_repro_s": noop_repro, "noop_flow_s": noop_flow}
 
 

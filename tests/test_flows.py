@@ -75,14 +75,8 @@ def test_download_task_retries_then_the_flow_completes(tmp_path, loopback, kcber
     assert download["history"].count("FAILED") + download["history"].count("SCHEDULED") >= 2
     assert any(n.startswith("register_and_promote") for n in names)
     # DVC recorded the run: a plain `dvc status` finds nothing to do
-    status = subprocess.run(
-        [sys.executable, "-m", "dvc", "status"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert "up to date" in status.stdout, status.stdout
+    status = run_module(project, env, "dvc", "status")
+    assert "up to date" in status, status
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["train"]["max_steps"] == 12 and params["model"]["init"] == "random"
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
