@@ -234,6 +234,7 @@ class RegistryParams:
 class ServeParams:
     """Serving knobs only; what the model is comes from the model itself, not from here."""
 
+    workers: int = 2  # serving processes, each with its own model copy and batch queue
     max_batch_size: int = 32  # adaptive batching: most pairs in one forward pass
     max_latency_ms: int = 1000  # adaptive batching: longest a request may wait in the queue
     max_pairs_per_request: int = 64  # POST /predict

@@ -13,7 +13,7 @@ from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch, unk_share
 from klue_nli.errors import ParamsError, UserError
 from klue_nli.features import FeatureSplit, split_file
 from stages.download import download
-from stages.featurize import featurize
+from stages.featurize import count_truncated, featurize
 
 
 @pytest.fixture
@@ -44,6 +44,18 @@ def test_features_are_the_original_encoding_unpadded(raw, make_params, kcbert):
     # the tokenizer travels with the features, with its cap
     saved = load_tokenizer("data/features/tokenizer")
     assert saved.model_max_length == 64
+
+
+@pytest.mark.parametrize("cap", [32, 48, 64])
+def test_single_pass_truncation_count_equals_encoding_everything_twice(kcbert, klue_dir, cap):
+    tokenizer = load_tokenizer(kcbert, do_lower_case=False)
+    dev = read_split(klue_dir, "dev")
+    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
+    enc = encode_pairs(tokenizer, premises, hypotheses, cap)
+    full = tokenizer(premises, hypotheses)["input_ids"]
+    expected = sum(len(ids) > cap for ids in full)
+    assert 0 < expected < len(dev)  # some cut, some not: both branches are exercised
+    assert count_truncated(tokenizer, premises, hypotheses, enc, cap) == expected
 
 
 def test_unk_share_of_the_real_tokenizer_on_the_sample_is_below_one_percent(raw, make_params):

@@ -1,0 +1,124 @@
+"""The in-process adaptive batcher the service uses (klue_nli/batching.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from klue_nli.batching import MicroBatcher, Overloaded
+
+
+class Model:
+    """Doubles numbers; records each call's batch and can be slowed down or made to fail."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[list[int]] = []
+        self.delay = delay
+        self.fail_on: int | None = None
+        self.threads: set[str] = set()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.threads.add(threading.current_thread().name)
+        self.calls.append(list(items))
+        time.sleep(self.delay)
+        if self.fail_on in items:
+            raise ValueError(f"bad item {self.fail_on}")
+        return [2 * x for x in items]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_answers():
+    model = Model(delay=0.01)
+    batcher = MicroBatcher(model, max_batch_size=8, max_latency_ms=5000)
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit([i, 100 + i]) for i in range(20)))
+
+    results = run(main())
+    assert results == [[2 * i, 200 + 2 * i] for i in range(20)]
+    assert len(model.calls) < 20  # batched, not one call per request
+    assert max(len(c) for c in model.calls) <= 8
+    for call in model.calls:  # a request's pairs stay together, in order
+        for a, b in zip(call[::2], call[1::2], strict=True):
+            assert b == a + 100
+    assert threading.main_thread().name not in model.threads  # the event loop stays free
+
+
+def test_a_lone_request_runs_at_once_without_waiting_for_a_batch():
+    batcher = MicroBatcher(Model(), max_batch_size=32, max_latency_ms=5000)
+
+    async def main():
+        start = time.perf_counter()
+        out = await batcher.submit([1])
+        return out, time.perf_counter() - start
+
+    out, elapsed = run(main())
+    assert out == [2]
+    assert elapsed < 0.5
+
+
+def test_a_request_larger_than_the_batch_limit_is_not_split_or_dropped():
+    model = Model()
+    batcher = MicroBatcher(model, max_batch_size=4, max_latency_ms=5000)
+    assert run(batcher.submit(list(range(10)))) == [2 * x for x in range(10)]
+    assert model.calls == [list(range(10))]
+
+
+def test_a_failing_batch_fails_its_requests_only_and_the_batcher_goes_on():
+    model = Model(delay=0.02)
+    model.fail_on = 13
+    batcher = MicroBatcher(model, max_batch_size=64, max_latency_ms=5000)
+
+    async def main():
+        first = await asyncio.gather(
+            batcher.submit([1]), batcher.submit([13]), return_exceptions=True
+        )
+        later = await batcher.submit([5])
+        return first, later
+
+    first, later = run(main())
+    assert any(isinstance(r, ValueError) and "bad item 13" in str(r) for r in first)
+    assert later == [10]
+
+
+def test_requests_that_waited_past_max_latency_are_refused_not_queued_forever():
+    model = Model(delay=0.2)
+    batcher = MicroBatcher(model, max_batch_size=1, max_latency_ms=50)
+
+    async def main():
+        calls = (batcher.submit([i]) for i in range(5))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = run(main())
+    assert results[0] == [0]
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    assert refused, results
+    assert len(model.calls) < 5  # refused requests never reached the model
+
+
+def test_a_cancelled_request_never_reaches_the_model():
+    model = Model(delay=0.1)
+    batcher = MicroBatcher(model, max_batch_size=1, max_latency_ms=5000)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.01)  # the first call is running
+        gone = asyncio.ensure_future(batcher.submit([2]))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        third = await batcher.submit([3])
+        return await first, third
+
+    assert run(main()) == ([2], [6])
+    assert [2] not in model.calls
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ValueError, match="max_batch_size"):
+        MicroBatcher(Model(), max_batch_size=0, max_latency_ms=10)
