@@ -27,7 +27,7 @@ from klue_nli.encoding import load_tokenizer
 from klue_nli.io import atomic_write_json, atomic_write_text
 from klue_nli.modeling import build_model
 from klue_nli.params import Params, params_from_dict, params_to_dict
-from klue_nli.predictor import Predictor
+from klue_nli.predictor import Predictor, write_manifest
 from stages.download import download
 from stages.featurize import featurize
 
@@ -124,6 +124,7 @@ def save_demo_model(params: Params, folder: Path) -> Path:
     model = build_model(params.model, params.labels, vocab_size=len(tokenizer))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    write_manifest(folder)  # the service serves only verifiable model folders
     return folder
 
 

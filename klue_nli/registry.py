@@ -31,7 +31,7 @@ from klue_nli import tracking
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.errors import UserError
 from klue_nli.params import PARAMS_FILE, Params, RegistryParams, load_params
-from klue_nli.predictor import PROVENANCE_FILE
+from klue_nli.predictor import PROVENANCE_FILE, Predictor
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -147,25 +147,46 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
         candidate = _get_version(c, name, version)
         champion = alias_version(c, name, CHAMPION)
         if champion is not None and champion.version == candidate.version:
-            return candidate, Decision(False, [f"version {candidate.version} is champion already"])
+            if "promotion.decision" in candidate.tags:
+                return candidate, Decision(
+                    False, [f"version {candidate.version} is champion already"]
+                )
+            # a promotion stopped after moving the alias: finish writing its record
+            decision = Decision(True, ["completed an interrupted promotion"])
+            _record(c, name, candidate.version, decision, alias_version(c, name, PREVIOUS))
+            return c.get_model_version(name, candidate.version), decision
         decision = decide(
             version_metrics(candidate),
             version_metrics(champion) if champion else None,
             params.registry,
         )
         if decision.promote:
+            try:  # never promote what could not be served
+                with tempfile.TemporaryDirectory() as tmp:
+                    verified_model_dir(name, candidate.version, Path(tmp))
+            except UserError as exc:
+                c.set_model_version_tag(name, candidate.version, "promotion.decision", "refused")
+                c.set_model_version_tag(name, candidate.version, "promotion.reasons", str(exc))
+                raise UserError(f"{name} v{candidate.version}: not promoted: {exc}") from None
             # previous first: a crash between the two calls still leaves one champion
             if champion is not None:
                 c.set_registered_model_alias(name, PREVIOUS, champion.version)
             c.set_registered_model_alias(name, CHAMPION, candidate.version)
-        for key, value in {
-            "promotion.decision": "promoted" if decision.promote else "rejected",
-            "promotion.reasons": "; ".join(decision.reasons),
-            "promotion.compared_to": champion.version if champion else "none",
-            "promotion.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }.items():
-            c.set_model_version_tag(name, candidate.version, key, value)
+        _record(c, name, candidate.version, decision, champion)
     return c.get_model_version(name, candidate.version), decision
+
+
+def _record(
+    c: MlflowClient, name: str, version: str, decision: Decision, champion: ModelVersion | None
+) -> None:
+    # the decision tag last: its presence means the record is complete
+    for key, value in {
+        "promotion.reasons": "; ".join(decision.reasons),
+        "promotion.compared_to": champion.version if champion else "none",
+        "promotion.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "promotion.decision": "promoted" if decision.promote else "rejected",
+    }.items():
+        c.set_model_version_tag(name, version, key, value)
 
 
 def rollback(params: Params) -> ModelVersion:
@@ -195,6 +216,20 @@ def _get_version(c: MlflowClient, name: str, version: str | None) -> ModelVersio
     return versions[0]
 
 
+def verified_model_dir(name: str, version: str, dst: Path) -> Path:
+    """Download a version's model folder into `dst` (always a copy, never the store) and
+    check it whole: every file against its checksum, and that it loads."""
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=dst))
+        flavor = Model.load(local / "MLmodel").flavors["python_function"]
+        model_dir = local / flavor["artifacts"]["model_dir"]["path"]
+    except (MlflowException, OSError, KeyError) as exc:
+        problem = f"the model artifact is missing or unreadable ({exc})"
+        raise UserError(f"{name} v{version}: {problem}") from None
+    Predictor.from_dir(model_dir, device="cpu", require_manifest=True)
+    return model_dir
+
+
 def export_champion(params: Params) -> str:
     """Copy the champion's model folder into the BentoML model store (what `bentoml serve`
     and `bentoml build` use); a no-op when the store's latest is that version already."""
@@ -213,14 +248,8 @@ def export_champion(params: Params) -> str:
             return str(latest.tag)
     except bentoml.exceptions.NotFound:
         pass
-    with tempfile.TemporaryDirectory() as tmp:  # dst_path: always a copy, never the store
-        local = Path(
-            mlflow.artifacts.download_artifacts(f"models:/{name}/{champion.version}", dst_path=tmp)
-        )
-        flavor = Model.load(local / "MLmodel").flavors["python_function"]
-        model_dir = local / flavor["artifacts"]["model_dir"]["path"]
-        if not (model_dir / "config.json").is_file():
-            raise UserError(f"{name} v{champion.version}: the artifact holds no model folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = verified_model_dir(name, champion.version, Path(tmp))
         labels = {"registry_model": name, "registry_version": str(champion.version)}
         metadata = {"mlflow_run_id": champion.run_id, **champion.tags}
         with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=metadata) as bm:

@@ -10,26 +10,33 @@ tutorial's web app did, and serves the page at `/`.
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import unicodedata
 from pathlib import Path
 from typing import Annotated
 
 import bentoml
+import torch
 from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from klue_nli.batching import MicroBatcher, Overloaded
+from klue_nli.errors import UserError
 from klue_nli.labels import KOREAN_NAMES
 from klue_nli.params import load_params
-from klue_nli.predictor import Predictor
+from klue_nli.predictor import Predictor, verify_model_dir
 from klue_nli.registry import BENTO_MODEL
 
 # Serving knobs only (batching, request limits); the decorators below need them at import.
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
 SERVE = load_params(Path(__file__).resolve().parent.parent / "params.yaml").serve
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
+# The largest body a valid request can need, even with every character \u-escaped as a
+# surrogate pair (12 bytes); anything bigger is refused before it is read or parsed.
+MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 256) + 1024
 
 
 def _clean_text(value: str) -> str:
@@ -59,6 +66,54 @@ class Batch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     pairs: list[Pair] = Field(min_length=1, max_length=SERVE.max_pairs_per_request)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `max_bytes`, declared or streamed (chunked),
+    before the body reaches validation or the model."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            return await self._refuse(send)
+        chunks, size, more = [], 0, True
+        while more:  # read at most max_bytes (+ one chunk), whatever the header said
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await self._refuse(send)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        detail = f"request body over {self.max_bytes} bytes".encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": detail})
 
 
 ui = FastAPI()
@@ -125,9 +180,22 @@ def tutorial_answer(premise: str, hypothesis: str, probs: dict[str, float], vers
 class NLIService:
     bento_model = bentoml.models.BentoModel(BENTO_MODEL)  # the latest export of the champion
 
+    @bentoml.on_deployment
+    def check_model() -> None:
+        """Runs once in `bentoml serve` before any worker starts: a corrupt or incomplete
+        model stops the server with one line, instead of workers crash-looping."""
+        try:
+            verify_model_dir(bentoml.models.get(BENTO_MODEL).path, require_manifest=True)
+        except (UserError, bentoml.exceptions.NotFound) as exc:
+            print(f"klue-nli service: error: refusing to serve: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+
     def __init__(self) -> None:
         model = self.bento_model  # resolved by BentoML to the stored model at run time
-        self.predictor = Predictor.from_dir(model.path)
+        if not torch.cuda.is_available():
+            # Each worker gets its share of the cores; more threads only fight each other.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // SERVE.workers))
+        self.predictor = Predictor.from_dir(model.path, require_manifest=True)
         self.version = model.info.labels.get("registry_version", "unknown")
         self.labels = list(self.predictor.labels)
         self.batcher = MicroBatcher(self._forward, SERVE.max_batch_size, SERVE.max_latency_ms)
@@ -159,3 +227,6 @@ class NLIService:
         named = await self._infer([(p.premise, p.hypothesis) for p in pairs])
         results = [Result(label=max(row, key=row.get), probabilities=row) for row in named]
         return BatchAnswer(model_version=self.version, results=results)
+
+
+NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

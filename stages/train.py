@@ -34,7 +34,7 @@ from klue_nli.io import atomic_dir, atomic_write_json, atomic_write_text
 from klue_nli.lightning import NLIDataModule, NLIModule
 from klue_nli.modeling import build_model
 from klue_nli.params import Params, TrainParams, flatten, params_to_dict
-from klue_nli.predictor import PROVENANCE_FILE
+from klue_nli.predictor import PROVENANCE_FILE, write_manifest
 
 MODEL_CODE = Path(__file__).resolve().parent.parent / "klue_nli" / "mlflow_model.py"
 
@@ -153,6 +153,7 @@ def _export_best(
         module.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / PROVENANCE_FILE, provenance)
+        write_manifest(tmp)
 
 
 def log_model(run_id: str, model_dir: Path) -> None:

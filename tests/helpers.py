@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,8 +28,12 @@ def deep_update(base: dict, new: dict) -> dict:
 
 class LoopbackServer:
     """Serves a folder on 127.0.0.1. `faults[name]` is a list of what the next requests for
-    that file get: an HTTP status (e.g. 503), "truncate" (half the body, full length header)
-    or "tamper" (one byte changed); an empty list serves the file as is."""
+    that file get: an HTTP status (e.g. 503), "truncate" (half the body, full length header,
+    then a clean close), "reset" (half the body, then a TCP reset), "slow" (no answer for
+    `stall_s`), "stall" (half the body, then silence for `stall_s`) or "tamper" (one byte
+    changed); an empty list serves the file as is."""
+
+    stall_s = 2.0
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -45,6 +54,8 @@ class LoopbackServer:
                     return
                 body = path.read_bytes()
                 fault = server.faults[name].pop(0) if server.faults[name] else None
+                if fault == "slow":
+                    time.sleep(server.stall_s)
                 if isinstance(fault, int):
                     self.send_error(fault)
                     return
@@ -54,9 +65,15 @@ class LoopbackServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if fault == "truncate":
+                if fault in ("truncate", "reset", "stall"):
                     self.wfile.write(body[: len(body) // 2])
                     self.close_connection = True
+                    if fault == "stall":
+                        time.sleep(server.stall_s)
+                    if fault == "reset":  # SO_LINGER 0: close() sends RST, not FIN
+                        linger = struct.pack("ii", 1, 0)
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                        self.connection.close()
                     return
                 self.wfile.write(body)
 
@@ -69,6 +86,64 @@ class LoopbackServer:
 
     def start(self) -> None:
         self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class KillingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of a real server (MLflow here). Requests matching
+    `is_write` are counted; the `kill_at`-th one is never forwarded: the client process
+    `victim` is SIGKILLed instead, i.e. it dies between two of its writes."""
+
+    def __init__(self, target_port: int, is_write) -> None:
+        self.victim: subprocess.Popen | None = None
+        self.kill_at: int | None = None
+        self.writes: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if is_write(self.command, self.path):
+                    proxy.writes.append(f"{self.command} {self.path} {body!r}")
+                    if len(proxy.writes) == proxy.kill_at and proxy.victim is not None:
+                        os.kill(proxy.victim.pid, signal.SIGKILL)
+                        proxy.victim.wait()
+                        self.close_connection = True
+                        return
+                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=120)
+                skip = {"host", "connection", "content-length", "transfer-encoding"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                conn.request(self.command, self.path, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in skip:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = forward
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def arm(self, victim: subprocess.Popen, kill_at: int) -> None:
+        self.writes, self.victim, self.kill_at = [], victim, kill_at
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -46,6 +46,33 @@ def test_http_mirror_retries_5xx_until_it_answers(workdir, make_params, loopback
     assert len(raw_files(workdir)) == 2
 
 
+@pytest.mark.parametrize("fault", ["reset", "slow", "stall"])
+def test_reset_or_silent_connections_are_retried_to_success(workdir, make_params, loopback, fault):
+    """A TCP reset mid-body, or a server silent past data.timeout_s before or during the
+    body: each attempt fails, the next one succeeds, and the written files are whole."""
+    name = split_filename("train")
+    loopback.stall_s = 1.5
+    loopback.faults[name] = [fault]
+    dl.download(make_params(data={"mirror": loopback.url, "timeout_s": 0.5, "backoff_s": 0.05}))
+    assert loopback.hits[name] == 2
+    data = (workdir / "data/raw" / name).read_bytes()
+    assert data == (loopback.folder / name).read_bytes()
+
+
+def test_a_server_that_stays_silent_is_a_clear_error_and_leaves_nothing(
+    workdir, make_params, loopback
+):
+    loopback.stall_s = 1.0
+    loopback.faults[split_filename("train")] = ["slow"] * 3
+    params = make_params(
+        data={"mirror": loopback.url, "timeout_s": 0.3, "retries": 2, "backoff_s": 0.05}
+    )
+    with pytest.raises(DataError, match=r"train.json: failed after 3 attempts \(last: .*Timeout"):
+        dl.download(params)
+    assert raw_files(workdir) == []
+    assert not (workdir / "data").exists() or os.listdir(workdir / "data") == []
+
+
 def test_gives_up_after_the_configured_retries_and_writes_nothing(workdir, make_params, loopback):
     loopback.faults[split_filename("dev")] = [502] * 5
     with pytest.raises(DataError, match=r"klue-nli-v1.1_dev.json: failed after 3 attempts"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +16,20 @@ from klue_nli.encoding import load_tokenizer
 from klue_nli.errors import UserError
 from klue_nli.modeling import build_model
 from klue_nli.params import RegistryParams
+from klue_nli.predictor import write_manifest
 from klue_nli.registry import (
+    BENTO_MODEL,
     CHAMPION,
     PREVIOUS,
     decide,
+    export_champion,
     promote,
     register_run,
     rollback,
 )
 from stages.train import log_model
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_params
+from tests.helpers import KillingProxy
 from tests.servers import Server, free_port
 
 NAME = "klue-nli"
@@ -101,10 +106,11 @@ def model_dir(tmp_path, kcbert, make_params) -> Path:
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    write_manifest(folder)
     return folder
 
 
-def candidate(model_dir: Path, acc: float, **per_class: float):
+def candidate(model_dir: Path, acc: float, name: str = NAME, **per_class: float):
     mlflow.set_experiment("klue-nli")
     with mlflow.start_run() as run:
         pass
@@ -116,11 +122,11 @@ def candidate(model_dir: Path, acc: float, **per_class: float):
         "per_class": {label: {"f1": m[f"f1.{label}"]} for label in LABELS},
         "baselines": {"majority": 0.33},
     }
-    return register_run(NAME, {"mlflow_run_id": run.info.run_id, "git_commit": "abc"}, report)
+    return register_run(name, {"mlflow_run_id": run.info.run_id, "git_commit": "abc"}, report)
 
 
-def aliases() -> dict[str, str]:
-    return dict(MlflowClient().get_registered_model(NAME).aliases)
+def aliases(name: str = NAME) -> dict[str, str]:
+    return dict(MlflowClient().get_registered_model(name).aliases)
 
 
 @pytest.mark.slow
@@ -192,3 +198,95 @@ def test_racing_promotions_leave_one_consistent_champion(mlflow_server, model_di
     assert decisions[best.version] == "promoted"
     # good was promoted only if it ran first, and then it must be what best replaced
     assert (decisions[good.version] == "promoted") == (final[PREVIOUS] == good.version)
+
+
+def registry_write(method: str, path: str) -> bool:
+    """MLflow REST calls that change aliases or version tags (what promote writes)."""
+    return method in ("POST", "DELETE") and (
+        "/registered-models/alias" in path or "/model-versions/set-tag" in path
+    )
+
+
+@pytest.mark.slow
+def test_promotion_killed_between_any_two_writes_leaves_one_champion(
+    mlflow_server, model_dir, make_params, tmp_path
+):
+    """promote writes: alias previous, alias champion, then 4 tags (the decision last).
+    SIGKILL it before write k: there is always exactly one champion, and promoting again
+    completes the same promotion with a full record."""
+    server_port = int(os.environ["MLFLOW_TRACKING_URI"].rsplit(":", 1)[1])
+    proxy = KillingProxy(server_port, registry_write)
+    # before write 2 (between the two aliases) and before write 3 (alias moved, no record)
+    expected_champion_after_kill = {2: "old", 3: "new"}
+    try:
+        for kill_at, expected in expected_champion_after_kill.items():
+            name = f"killed-at-{kill_at}"
+            params = make_params(registry={"model_name": name})
+            params_file = write_params(tmp_path / f"{name}.yaml", params)
+            old = candidate(model_dir, 0.50, name=name)
+            promote(params, old.version)
+            new = candidate(model_dir, 0.60, name=name)
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": proxy.url}
+            victim = subprocess.Popen(
+                [sys.executable, "-m", "klue_nli.registry", "promote", "--version", new.version,
+                 "--params", str(params_file)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            proxy.arm(victim, kill_at)
+            output = victim.communicate(timeout=180)[0]
+            assert victim.returncode == -signal.SIGKILL, output  # it died at write kill_at
+            state = aliases(name)
+            assert state[CHAMPION] == {"old": old.version, "new": new.version}[expected]
+
+            version, decision = promote(params, new.version)  # the rerun, straight to MLflow
+            assert decision.promote, decision
+            assert aliases(name) == {CHAMPION: new.version, PREVIOUS: old.version}
+            tags = version.tags
+            assert tags["promotion.decision"] == "promoted"
+            assert {"promotion.reasons", "promotion.compared_to", "promotion.at"} <= set(tags)
+    finally:
+        proxy.stop()
+
+
+def damage_artifact(root: Path, version, how: str) -> None:
+    model_id = version.source.rsplit("/", 1)[-1]  # models:/<logged model id>
+    [weights] = [p for p in root.rglob("model.safetensors") if model_id in str(p)]
+    if how == "missing":
+        weights.unlink()
+    else:
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one flipped byte: still loads, but is not the model
+        weights.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["corrupt", "missing"])
+def test_a_damaged_artifact_is_refused_at_promotion_and_export(
+    mlflow_server, model_dir, make_params, tmp_path, monkeypatch, how
+):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    params = make_params()
+    good = candidate(model_dir, 0.50)
+    bad = candidate(model_dir, 0.70)
+    damage_artifact(tmp_path / "artifacts", bad, how)
+    promote(params, good.version)
+    state = "corrupt \\(sha256 mismatch\\)" if how == "corrupt" else "missing"
+    with pytest.raises(
+        UserError, match=rf"v{bad.version}: not promoted: .*model.safetensors is {state}"
+    ):
+        promote(params, bad.version)
+    assert aliases() == {CHAMPION: good.version}  # the champion is untouched
+    refused = MlflowClient().get_model_version(NAME, bad.version).tags
+    assert refused["promotion.decision"] == "refused"
+
+    # damaged after promotion: export refuses it and the BentoML store stays empty
+    damage_artifact(tmp_path / "artifacts", good, how)
+    with pytest.raises(UserError, match=rf"model.safetensors is {state}"):
+        export_champion(params)
+    import bentoml
+
+    with pytest.raises(bentoml.exceptions.NotFound):
+        bentoml.models.get(BENTO_MODEL)

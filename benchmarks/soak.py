@@ -1,0 +1,176 @@
+"""`make soak`: the BentoML service under steady closed-loop load for a fixed time.
+
+Serves the small demo model (as `make bench` does) on a free loopback port, drives it with
+SOAK_CLIENTS concurrent clients for SOAK_DURATION seconds (default 300), samples the resident
+memory of the whole server process tree every second, and writes benchmarks/soak.json:
+requests, errors, duration_s, rps, p50/p99, and rss_growth, the growth of RSS from the end of
+the warm-up (the first fifth of the run, at least 10 s) to the end, as a fraction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from klue_nli.cli import apply_quiet_defaults
+from klue_nli.io import atomic_write_json
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its children (BentoML runs workers as children)."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a worker may exit meanwhile
+            total += p.memory_info().rss
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, every_s: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.samples: list[tuple[float, int]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        start = time.monotonic()
+        while not self.stopped.wait(self.every_s):
+            self.samples.append((time.monotonic() - start, tree_rss(self.pid)))
+
+
+def rss_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[int, int, float]:
+    """RSS just after warm-up, the mean of the last 10 % of samples, and the growth between."""
+    after = [rss for t, rss in samples if t >= warmup_s]
+    if len(after) < 2:
+        raise ValueError("too few RSS samples after warm-up; run longer")
+    tail = after[-max(1, len(after) // 10) :]
+    warm, end = after[0], sum(tail) / len(tail)
+    return warm, int(end), (end - warm) / warm
+
+
+def soak(work: Path, duration_s: float, clients: int) -> dict:
+    from benchmarks.run import bench_params, save_demo_model, warm
+    from stages.download import download
+    from tests.servers import Server, free_port
+
+    params = bench_params(
+        os.environ.get("KLUE_NLI_MIRROR") or None,
+        os.environ.get("KCBERT_DIR") or "beomi/kcbert-base",
+    )
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        download(params)
+        model_dir = save_demo_model(params, work / "demo-model")
+    finally:
+        os.chdir(cwd)
+    env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "PYTHONPATH": str(ROOT)}
+    os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
+    import bentoml
+
+    with bentoml.models.create("klue-nli", labels={"registry_version": "soak"}) as bm:
+        shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = Server(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service.service:NLIService",
+            "--port",
+            str(port),
+        ],
+        base + "/readyz",
+        work / "soak-server.log",
+        ROOT,
+        env,
+    )
+    try:
+        server.wait_ready(timeout=180)
+        warm(base + "/api")
+        sampler = RssSampler(server.proc.pid)
+        sampler.start()
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.loadgen",
+                "--url",
+                base + "/api",
+                "--concurrency",
+                str(clients),
+                "--duration",
+                str(duration_s),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        sampler.stopped.set()
+        sampler.join()
+        alive = server.alive()
+    finally:
+        server.stop()
+    load = json.loads(out)
+    warmup_s = max(10.0, duration_s / 5)
+    rss_warm, rss_end, growth = rss_growth(sampler.samples, warmup_s)
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "clients": clients,
+        "duration_s": duration_s,
+        "requests": load["requests"],
+        "errors": load["errors"],
+        "rps": load["rps"],
+        "p50_ms": load["p50_ms"],
+        "p99_ms": load["p99_ms"],
+        "warmup_s": warmup_s,
+        "rss_after_warmup_mb": rss_warm / 2**20,
+        "rss_end_mb": rss_end / 2**20,
+        "rss_growth": growth,
+        "server_alive": alive,
+    }
+
+
+def main() -> None:
+    apply_quiet_defaults()
+    for name in ("KLUE_NLI_MIRROR", "KCBERT_DIR"):  # absolute: the soak runs elsewhere
+        if os.environ.get(name) and Path(os.environ[name]).exists():
+            os.environ[name] = str(Path(os.environ[name]).resolve())
+    duration = float(os.environ.get("SOAK_DURATION", "300"))
+    clients = int(os.environ.get("SOAK_CLIENTS", "16"))
+    work = Path(tempfile.mkdtemp(prefix="klue-soak-"))
+    try:
+        result = soak(work, duration, clients)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    atomic_write_json(HERE / "soak.json", result)
+    print(json.dumps(result, indent=2))
+    if result["errors"] or result["rss_growth"] >= 0.10 or not result["server_alive"]:
+        sys.exit("soak: FAILED (errors, RSS growth >= 10 % or the server died); see soak.json")
+
+
+if __name__ == "__main__":
+    main()
