@@ -50,7 +50,15 @@ def _clean_text(value: str) -> str:
     return value
 
 
-Text = Annotated[str, Field(max_length=SERVE.max_text_chars), AfterValidator(_clean_text)]
+# The rule of _clean_text as a JSON Schema pattern, so the OpenAPI document states it: no
+# control characters but tab/newline/CR, and at least one character that is not whitespace.
+_OK = r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
+TEXT_PATTERN = rf"^{_OK}*[^\s\x00-\x1F\x7F-\x9F]{_OK}*$"
+Text = Annotated[
+    str,
+    Field(min_length=1, max_length=SERVE.max_text_chars, pattern=TEXT_PATTERN),
+    AfterValidator(_clean_text),
+]
 
 
 class Pair(BaseModel):

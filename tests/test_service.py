@@ -4,15 +4,26 @@ endpoint, the bad-input list, and the page in headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.core import NOT_SET
+from schemathesis.specs.openapi.checks import (
+    positive_data_acceptance,
+    response_schema_conformance,
+)
 
 from klue_nli.data import read_split
 from klue_nli.predictor import Predictor
@@ -55,9 +66,7 @@ def served(tmp_path_factory, klue_dir, kcbert):
                 "-m",
                 "bentoml",
                 "serve",
-                "service.service:NLIService",
-                "--host",
-                "127.0.0.1",
+                "service.service:NLIService",  # no --host: the default must be loopback
                 "--port",
                 str(port),
             ],
@@ -239,3 +248,172 @@ def test_bentoml_build_packages_the_champion(served):
     bento = json.loads(info)
     models = [m["tag"] for svc in bento["services"] for m in svc["models"]]
     assert models == [served["bento_model"]]
+
+
+# --- faults and abuse -------------------------------------------------------------------
+
+
+def test_every_listening_socket_is_on_loopback(served):
+    import psutil
+
+    root = psutil.Process(served["server"].proc.pid)
+    listening = [
+        conn.laddr
+        for proc in (root, *root.children(recursive=True))
+        for conn in proc.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN
+    ]
+    assert listening, "the server listens nowhere?"
+    assert {addr.ip for addr in listening} == {"127.0.0.1"}, listening
+
+
+def raw_post(url: str, headers: list[str], chunks, read_timeout: float = 30) -> bytes:
+    """POST over a bare socket: send the head, then body chunks until the server answers
+    (or the chunks run out), then read the status line."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    with socket.create_connection((u.hostname, u.port), timeout=read_timeout) as sock:
+        head = [f"POST {u.path} HTTP/1.1", f"Host: {u.netloc}", *headers, "", ""]
+        sock.sendall("\r\n".join(head).encode())
+        sock.setblocking(False)
+        answer = b""
+        for chunk in chunks:
+            with contextlib.suppress(BlockingIOError):
+                answer += sock.recv(65536)
+            if answer:
+                break
+            try:
+                sock.sendall(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        sock.settimeout(read_timeout)
+        while b"\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    return answer
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(served):
+    url = served["url"] + "/api"
+    # declares 100 MB, sends 1 KB: the 413 comes at once, so the body was never read
+    started = time.perf_counter()
+    answer = raw_post(
+        url,
+        ["Content-Type: application/json", f"Content-Length: {100 * 2**20}"],
+        [b"x" * 1024],
+    )
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert time.perf_counter() - started < 10
+
+    # chunked, no length: refused once the stream passes the limit, long before its end
+    # (64 MB; what was sent before the answer is the limit plus the loopback socket buffers)
+    piece = b"x" * 65536
+    chunk = b"%x\r\n" % len(piece) + piece + b"\r\n"
+    sent = iter([chunk] * 1024)
+    answer = raw_post(url, ["Content-Type: application/json", "Transfer-Encoding: chunked"], sent)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    unsent = sum(1 for _ in sent)
+    assert unsent > 768, f"{1024 - unsent} of 1024 chunks sent before the refusal"
+    assert served["server"].alive()
+    ok = post(url, {"premise": "전제", "hypothesis": "가설"})
+    assert ok.status_code == 200
+
+
+def test_the_largest_valid_request_fits_under_the_body_limit(served):
+    """Every character \\u-escaped (ensure_ascii) at the text and pair limits: still 200."""
+    import json as _json
+
+    from klue_nli.params import load_params
+
+    serve = load_params(ROOT / "params.yaml").serve
+    text = "가" * serve.max_text_chars
+    pairs = [{"premise": text, "hypothesis": text}] * serve.max_pairs_per_request
+    body = _json.dumps({"pairs": pairs})  # ensure_ascii: 6 bytes per Korean character
+    resp = post(served["url"] + "/predict", body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 200, resp.text[:300]
+    assert len(resp.json()["results"]) == serve.max_pairs_per_request
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+pair_like = st.fixed_dictionaries(
+    {"premise": st.text(max_size=1200), "hypothesis": st.text(max_size=1200)},
+    optional={"extra": json_values},
+)
+
+
+@given(body=st.one_of(pair_like, json_values))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_property_any_json_to_api_is_answered_without_5xx(served, body):
+    resp = post(served["url"] + "/api", body)
+    assert resp.status_code < 500, (body, resp.status_code, resp.text[:300])
+    if resp.status_code == 200:
+        probs = resp.json()["probabilities"]
+        assert abs(sum(probs.values()) - 1) < 1e-4
+    else:
+        assert resp.status_code in (400, 413, 422), resp.status_code
+
+
+@given(raw=st.binary(max_size=2048))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_property_arbitrary_bytes_to_predict_are_answered_without_5xx(served, raw):
+    resp = post(served["url"] + "/predict", raw, headers={"Content-Type": "application/json"})
+    assert 400 <= resp.status_code < 500, (raw, resp.status_code, resp.text[:300])
+
+
+@pytest.mark.parametrize("route", ["/api", "/predict"])
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_fuzzes_the_openapi_document(served, route, mode):
+    """Cases generated from the service's own OpenAPI document, fitting it (positive) or
+    not (negative): no 5xx, answers match the documented schemas, the server stays up.
+    (Driven with @given: schemathesis' pytest plugin does not run under pytest 9 yet.)"""
+    schema = schemathesis.openapi.from_url(served["url"] + "/docs.json")
+    operation = schema[route]["POST"]
+    strategy = operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
+    session = requests.Session()
+
+    @given(case=strategy)
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case):
+        response = case.call(base_url=served["url"], session=session)
+        # Two slips of BentoML 1.4.39's generated document, not of the service: a 400's
+        # "detail" is documented as a string but is pydantic's error list, and the request
+        # body is not marked required (so "no body" counts as valid). Every other check, and
+        # the schema of every 200, still applies.
+        skip = [response_schema_conformance] if response.status_code == 400 else []
+        if case.body is NOT_SET:
+            skip.append(positive_data_acceptance)
+        case.validate_response(response, excluded_checks=skip)
+
+    check()
+    assert served["server"].alive()
+
+
+def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path):
+    home = tmp_path / "bentoml"
+    shutil.copytree(served["bentoml_home"], home)
+    [weights] = list((home / "models").rglob("model.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1000])  # truncated, e.g. a copy cut short
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENTOML_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service.service:NLIService",
+         "--port", str(free_port())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert "refusing to serve" in output and "model.safetensors is corrupt" in output, output
+    assert "Traceback" not in output, output
