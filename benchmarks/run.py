@@ -25,9 +25,10 @@ from klue_nli.cli import apply_quiet_defaults
 from klue_nli.data import read_split
 from klue_nli.encoding import load_tokenizer
 from klue_nli.io import atomic_write_json, atomic_write_text
+from klue_nli.manifest import write_manifest
 from klue_nli.modeling import build_model
 from klue_nli.params import Params, params_from_dict, params_to_dict
-from klue_nli.predictor import Predictor, write_manifest
+from klue_nli.predictor import Predictor
 from stages.download import download
 from stages.featurize import featurize
 

@@ -7,8 +7,6 @@ all predict through `Predictor.predict_proba`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,52 +16,10 @@ from transformers import AutoModelForSequenceClassification
 
 from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch
 from klue_nli.errors import UserError
-from klue_nli.io import atomic_write_json
+from klue_nli.manifest import verify_model_dir
 
 # Lineage written beside the weights by the train stage (MLflow run id, git commit, DVC hashes).
 PROVENANCE_FILE = "provenance.json"
-# sha256 of every other file of the folder, written last: a copy that went wrong anywhere on
-# the way (registry, BentoML store) is refused before it is served.
-MANIFEST_FILE = "checksums.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(model_dir: str | Path) -> None:
-    model_dir = Path(model_dir)
-    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
-    manifest = {p.relative_to(model_dir).as_posix(): _sha256(p) for p in files}
-    atomic_write_json(model_dir / MANIFEST_FILE, manifest)
-
-
-def verify_model_dir(model_dir: str | Path, require_manifest: bool = False) -> None:
-    """Raise UserError naming each missing or changed file; without a manifest, only when
-    `require_manifest` (the registry and the service require one)."""
-    model_dir = Path(model_dir)
-    path = model_dir / MANIFEST_FILE
-    if not path.is_file():
-        if require_manifest:
-            raise UserError(f"{model_dir}: no {MANIFEST_FILE}; not a model folder of this pipeline")
-        return
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{model_dir}: unreadable {MANIFEST_FILE} ({exc})") from None
-    problems = []
-    for name, digest in manifest.items():
-        file = model_dir / name
-        if not file.is_file():
-            problems.append(f"{name} is missing")
-        elif _sha256(file) != digest:
-            problems.append(f"{name} is corrupt (sha256 mismatch)")
-    if problems:
-        raise UserError(f"{model_dir}: " + "; ".join(problems))
 
 
 class Predictor:

@@ -26,8 +26,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from klue_nli.batching import MicroBatcher, Overloaded
 from klue_nli.errors import UserError
 from klue_nli.labels import KOREAN_NAMES
+from klue_nli.manifest import verify_model_dir
 from klue_nli.params import load_params
-from klue_nli.predictor import Predictor, verify_model_dir
+from klue_nli.predictor import Predictor
 from klue_nli.registry import BENTO_MODEL
 
 # Serving knobs only (batching, request limits); the decorators below need them at import.

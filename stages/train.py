@@ -32,9 +32,10 @@ from klue_nli.encoding import load_tokenizer
 from klue_nli.features import TOKENIZER_DIR, read_meta
 from klue_nli.io import atomic_dir, atomic_write_json, atomic_write_text
 from klue_nli.lightning import NLIDataModule, NLIModule
+from klue_nli.manifest import write_manifest
 from klue_nli.modeling import build_model
 from klue_nli.params import Params, TrainParams, flatten, params_to_dict
-from klue_nli.predictor import PROVENANCE_FILE, write_manifest
+from klue_nli.predictor import PROVENANCE_FILE
 
 MODEL_CODE = Path(__file__).resolve().parent.parent / "klue_nli" / "mlflow_model.py"
 

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from klue_nli.encoding import load_tokenizer
 from klue_nli.errors import UserError
+from klue_nli.manifest import write_manifest
 from klue_nli.modeling import build_model
 from klue_nli.params import RegistryParams
-from klue_nli.predictor import write_manifest
 from klue_nli.registry import (
     BENTO_MODEL,
     CHAMPION,

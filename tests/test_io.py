@@ -1,0 +1,52 @@
+"""Atomic outputs and model-folder checksums, on tiny inline data."""
+
+from __future__ import annotations
+
+import pytest
+
+from klue_nli.errors import UserError
+from klue_nli.io import atomic_dir, atomic_write_text
+from klue_nli.manifest import MANIFEST_FILE, verify_model_dir, write_manifest
+
+
+def test_a_failing_block_keeps_the_old_folder_and_leaves_no_temp(tmp_path):
+    out = tmp_path / "features"
+    with atomic_dir(out) as tmp:
+        (tmp / "a").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "a").write_text("half")
+        raise RuntimeError("killed")
+    assert (out / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]
+
+
+def test_temps_left_by_a_killed_run_are_swept_by_the_next_write(tmp_path):
+    # what SIGKILL leaves: a temp folder beside a folder output, a temp file beside a file
+    (tmp_path / ".features.abc123.tmp").mkdir()
+    (tmp_path / ".features.abc123.tmp" / "half.safetensors").write_bytes(b"\0" * 10)
+    (tmp_path / ".eval.json.xyz.tmp").write_text("{")
+    with atomic_dir(tmp_path / "features") as tmp:
+        (tmp / "a").write_text("new")
+    atomic_write_text(tmp_path / "eval.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "features"]
+
+
+def test_checksums_catch_a_changed_or_missing_file(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    write_manifest(tmp_path)
+    verify_model_dir(tmp_path, require_manifest=True)  # whole: no error
+
+    (tmp_path / "model.safetensors").write_bytes(b"weightz")
+    with pytest.raises(UserError, match=r"model.safetensors is corrupt \(sha256 mismatch\)"):
+        verify_model_dir(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"model\.safetensors is missing"):
+        verify_model_dir(tmp_path)
+
+
+def test_a_folder_without_checksums_is_refused_only_where_they_are_required(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    verify_model_dir(tmp_path)  # e.g. a folder saved by hand, for evaluate
+    with pytest.raises(UserError, match=f"no {MANIFEST_FILE}"):
+        verify_model_dir(tmp_path, require_manifest=True)
