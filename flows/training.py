@@ -48,8 +48,10 @@ def apply_overrides(overrides: dict[str, Any], params_file: Path) -> dict[str, A
 
     Returns the keys that changed. A value that fails validation leaves the file untouched.
     """
-    yaml = YAML()  # round-trip: keeps comments and order, as `dvc exp run -S` does
-    doc = yaml.load(params_file.read_text(encoding="utf-8"))
+    # round-trip (typ "rt"): keeps comments and order, as `dvc exp run -S` does, and like
+    # safe_load builds no arbitrary Python objects
+    round_trip = YAML(typ="rt")
+    doc = round_trip.load(params_file.read_text(encoding="utf-8"))
     changed = {}
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")
@@ -64,7 +66,7 @@ def apply_overrides(overrides: dict[str, Any], params_file: Path) -> dict[str, A
             node[leaf] = value
             changed[dotted] = value
     buf = io.StringIO()
-    yaml.dump(doc, buf)
+    round_trip.dump(doc, buf)
     candidate = params_file.with_name(f".{params_file.name}.candidate")
     candidate.write_text(buf.getvalue(), encoding="utf-8")
     try:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
+import sys
+import urllib.parse
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -23,6 +25,33 @@ def tracking_uri() -> str:
 
 def experiment_name() -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def redact(value: str) -> str:
+    """A param value as it may be logged: a local absolute path becomes `<local>/<name>`
+    (the MLflow store is shared; a home folder is not its business), and credentials in a
+    URL are dropped. Anything else is returned as it is."""
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme == "file":
+        return f"<local>/{PurePosixPath(parsed.path).name}"
+    if parsed.scheme and parsed.netloc:
+        if parsed.username or parsed.password:
+            host = parsed.hostname or ""
+            netloc = f"{host}:{parsed.port}" if parsed.port else host
+            return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+        return value
+    if value.startswith(("/", "~")):
+        return f"<local>/{PurePosixPath(value).name}"
+    return value
+
+
+def source_name() -> str:
+    """The running script, relative to the project (the working folder) when inside it."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        return script.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(script)
 
 
 def git_commit() -> str:

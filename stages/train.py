@@ -132,7 +132,7 @@ def _start_run(params: Params, features_meta: dict, run_file: Path) -> str:
         flat = flatten(params_to_dict(params))
         client.log_batch(
             run_id,
-            params=[Param(k, str(v)) for k, v in sorted(flat.items())],
+            params=[Param(k, tracking.redact(str(v))) for k, v in sorted(flat.items())],
             metrics=[
                 Metric(f"features/{k}", float(v), int(time.time() * 1000), 0)
                 for k, v in flatten(features_meta).items()
@@ -166,6 +166,8 @@ def log_model(run_id: str, model_dir: Path) -> None:
             artifacts={"model_dir": str(model_dir)},
             code_paths=[str(MODEL_CODE.parent)],
             input_example=example,
+            # MLflow would record this process's absolute script path here
+            tags={"mlflow.source.name": tracking.redact(tracking.source_name())},
         )
 
 
