@@ -32,7 +32,7 @@ export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
 .PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean \
-	register promote rollback export champion serve bento \
+	register promote rollback export champion serve bento soak \
 	flow prefect-server prefect-pool prefect-worker deploy trigger bench
 
 help: ## Show this help
@@ -98,6 +98,9 @@ trigger: $(STAMP) ## Run the deployment now, by hand
 
 bench: $(STAMP) ## Benchmarks vs the original approach -> benchmarks/results.{json,md,png} (~5 min)
 	python -m benchmarks.run
+
+soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=16) -> benchmarks/soak.json
+	python -m benchmarks.soak
 
 repro: $(STAMP) ## dvc repro with params.yaml as it is
 	dvc repro

@@ -67,15 +67,14 @@ def rss_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[int, 
     return warm, int(end), (end - warm) / warm
 
 
-def soak(work: Path, duration_s: float, clients: int) -> dict:
+def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: str) -> dict:
+    """Serve the demo model from `work` and load it; `klue` is a KLUE-NLI mirror (None: the
+    official download), `kcbert` the tokenizer (a Hub id or an absolute folder)."""
     from benchmarks.run import bench_params, save_demo_model, warm
     from stages.download import download
     from tests.servers import Server, free_port
 
-    params = bench_params(
-        os.environ.get("KLUE_NLI_MIRROR") or None,
-        os.environ.get("KCBERT_DIR") or "beomi/kcbert-base",
-    )
+    params = bench_params(klue, kcbert)
     cwd = os.getcwd()
     os.chdir(work)
     try:
@@ -156,14 +155,16 @@ def soak(work: Path, duration_s: float, clients: int) -> dict:
 
 def main() -> None:
     apply_quiet_defaults()
-    for name in ("KLUE_NLI_MIRROR", "KCBERT_DIR"):  # absolute: the soak runs elsewhere
-        if os.environ.get(name) and Path(os.environ[name]).exists():
-            os.environ[name] = str(Path(os.environ[name]).resolve())
+    klue = os.environ.get("KLUE_NLI_MIRROR") or None
+    kcbert = os.environ.get("KCBERT_DIR") or "beomi/kcbert-base"
+    # absolute: the soak runs in a scratch folder
+    klue = str(Path(klue).resolve()) if klue and Path(klue).exists() else klue
+    kcbert = str(Path(kcbert).resolve()) if Path(kcbert).exists() else kcbert
     duration = float(os.environ.get("SOAK_DURATION", "300"))
     clients = int(os.environ.get("SOAK_CLIENTS", "16"))
     work = Path(tempfile.mkdtemp(prefix="klue-soak-"))
     try:
-        result = soak(work, duration, clients)
+        result = soak(work, duration, clients, klue, kcbert)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     atomic_write_json(HERE / "soak.json", result)
