@@ -143,7 +143,8 @@ def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5
     return done / (time.perf_counter() - start)
 
 
-def load(url: str, concurrency: int) -> dict:
+def load(url: str, concurrency: int, duration: float = DURATION) -> dict:
+    """Closed-loop load from a separate process (benchmarks/loadgen.py): its JSON figures."""
     out = subprocess.run(
         [
             sys.executable,
@@ -154,7 +155,7 @@ def load(url: str, concurrency: int) -> dict:
             "--concurrency",
             str(concurrency),
             "--duration",
-            str(DURATION),
+            str(duration),
         ],
         cwd=ROOT,
         capture_output=True,

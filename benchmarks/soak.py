@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -70,7 +69,7 @@ def rss_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[int, 
 def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: str) -> dict:
     """Serve the demo model from `work` and load it; `klue` is a KLUE-NLI mirror (None: the
     official download), `kcbert` the tokenizer (a Hub id or an absolute folder)."""
-    from benchmarks.run import bench_params, save_demo_model, warm
+    from benchmarks.run import bench_params, load, save_demo_model, warm
     from stages.download import download
     from tests.servers import Server, free_port
 
@@ -110,29 +109,12 @@ def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: 
         warm(base + "/api")
         sampler = RssSampler(server.proc.pid)
         sampler.start()
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.loadgen",
-                "--url",
-                base + "/api",
-                "--concurrency",
-                str(clients),
-                "--duration",
-                str(duration_s),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        figures = load(base + "/api", clients, duration_s)
         sampler.stopped.set()
         sampler.join()
         alive = server.alive()
     finally:
         server.stop()
-    load = json.loads(out)
     warmup_s = max(10.0, duration_s / 5)
     rss_warm, rss_end, growth = rss_growth(sampler.samples, warmup_s)
     return {
@@ -140,11 +122,11 @@ def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: 
         "cores": os.cpu_count(),
         "clients": clients,
         "duration_s": duration_s,
-        "requests": load["requests"],
-        "errors": load["errors"],
-        "rps": load["rps"],
-        "p50_ms": load["p50_ms"],
-        "p99_ms": load["p99_ms"],
+        "requests": figures["requests"],
+        "errors": figures["errors"],
+        "rps": figures["rps"],
+        "p50_ms": figures["p50_ms"],
+        "p99_ms": figures["p99_ms"],
         "warmup_s": warmup_s,
         "rss_after_warmup_mb": rss_warm / 2**20,
         "rss_end_mb": rss_end / 2**20,
