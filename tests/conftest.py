@@ -8,6 +8,7 @@ Every test gets its own MLflow store and Hugging Face cache under tmp_path.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -17,7 +18,7 @@ import yaml
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.data import SPLITS, split_filename
 from klue_nli.params import OFFICIAL_BASE_URL, Params, params_from_dict, params_to_dict
-from tests.helpers import LoopbackServer, deep_update
+from tests.helpers import LoopbackServer, bentoml_home, deep_update
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def kcbert() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     apply_quiet_defaults()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -57,6 +58,10 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.environ.get("KCBERT_DIR"):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    home = tmp_path / "bentoml"
+    monkeypatch.setenv("BENTOML_HOME", str(home))  # for the servers a test starts
+    with bentoml_home(home):  # and for BentoML in this process
+        yield
 
 
 @pytest.fixture

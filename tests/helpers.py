@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -13,8 +14,38 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def bentoml_home(home: Path) -> Iterator[None]:
+    """Point this process's BentoML at `home` (its model and bento stores) for a while.
+
+    BentoML reads BENTOML_HOME once per process and caches its stores; the tests share one
+    process, so each test pins its own. Servers and CLIs started by a test read the env var.
+    (BentoML's dependency container is internal API; tests only.)"""
+    from bentoml._internal.bento import BentoStore
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    for sub in ("models", "bentos", "tmp", "envs"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        c = BentoMLContainer
+        for provider, value in (
+            (c.bentoml_home, str(home)),
+            (c.model_store_dir, str(home / "models")),
+            (c.bento_store_dir, str(home / "bentos")),
+            (c.tmp_bento_store_dir, str(home / "tmp")),
+            (c.env_store_dir, str(home / "envs")),
+            (c.model_store, ModelStore(str(home / "models"))),
+            (c.bento_store, BentoStore(str(home / "bentos"))),
+            (c.tmp_bento_store, BentoStore(str(home / "tmp"))),
+        ):
+            stack.enter_context(provider.patch(value))
+        yield
 
 
 def deep_update(base: dict, new: dict) -> dict:

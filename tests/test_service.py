@@ -33,7 +33,7 @@ from stages.evaluate import evaluate
 from stages.featurize import featurize
 from stages.train import train
 from tests.conftest import ROOT, tiny_params
-from tests.helpers import run_module
+from tests.helpers import bentoml_home, run_module
 from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,8 @@ def served(tmp_path_factory, klue_dir, kcbert):
             stage(params)
         version = register(params)
         promote(params, version.version)
-        tag = export_champion(params)
+        with bentoml_home(work / "bentoml"):  # a module fixture: pin it here too
+            tag = export_champion(params)
         assert tag.startswith("klue-nli:")
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -403,7 +404,7 @@ def test_schemathesis_fuzzes_the_openapi_document(served, route, mode):
 
 
 def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path):
-    home = tmp_path / "bentoml"
+    home = tmp_path / "bentoml-damaged"
     shutil.copytree(served["bentoml_home"], home)
     [weights] = list((home / "models").rglob("model.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-1000])  # truncated, e.g. a copy cut short
