@@ -10,6 +10,7 @@ from klue_nli.manifest import MANIFEST_FILE, verify_model_dir, write_manifest
 
 
 def test_a_failing_block_keeps_the_old_folder_and_leaves_no_temp(tmp_path):
+    tmp_path = tmp_path / "io"  # a folder of its own (tmp_path also holds other test state)
     out = tmp_path / "features"
     with atomic_dir(out) as tmp:
         (tmp / "a").write_text("old")
@@ -21,6 +22,8 @@ def test_a_failing_block_keeps_the_old_folder_and_leaves_no_temp(tmp_path):
 
 
 def test_temps_left_by_a_killed_run_are_swept_by_the_next_write(tmp_path):
+    tmp_path = tmp_path / "io"
+    tmp_path.mkdir()
     # what SIGKILL leaves: a temp folder beside a folder output, a temp file beside a file
     (tmp_path / ".features.abc123.tmp").mkdir()
     (tmp_path / ".features.abc123.tmp" / "half.safetensors").write_bytes(b"\0" * 10)
