@@ -29,6 +29,7 @@ from klue_nli.manifest import write_manifest
 from klue_nli.modeling import build_model
 from klue_nli.params import Params, params_from_dict, params_to_dict
 from klue_nli.predictor import Predictor
+from klue_nli.registry import BENTO_MODEL
 from stages.download import download
 from stages.featurize import featurize
 
@@ -129,6 +130,15 @@ def save_demo_model(params: Params, folder: Path) -> Path:
     return folder
 
 
+def store_in_bentoml(model_dir: Path, label: str) -> None:
+    """Put a model folder in the BentoML store as the service's model (what `make export`
+    does for the champion), labelled as registry version `label`."""
+    import bentoml
+
+    with bentoml.models.create(BENTO_MODEL, labels={"registry_version": label}) as bm:
+        shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+
+
 def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5) -> float:
     """The model's own batched forward throughput, in-process (pairs/s)."""
     predictor = Predictor.from_dir(model_dir)
@@ -177,10 +187,8 @@ def bench_serve(params: Params, work: Path) -> dict:
     results: dict = {"ceiling_pairs_per_s": ceiling(model_dir, params)}
     env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "PYTHONPATH": str(ROOT)}
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
-    import bentoml
 
-    with bentoml.models.create("klue-nli", labels={"registry_version": "bench"}) as bm:
-        shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+    store_in_bentoml(model_dir, "bench")
     sys.path.insert(0, str(ROOT))
     from tests.servers import Server, free_port  # the same server handling as the tests
 

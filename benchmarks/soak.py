@@ -69,7 +69,7 @@ def rss_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[int, 
 def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: str) -> dict:
     """Serve the demo model from `work` and load it; `klue` is a KLUE-NLI mirror (None: the
     official download), `kcbert` the tokenizer (a Hub id or an absolute folder)."""
-    from benchmarks.run import bench_params, load, save_demo_model, warm
+    from benchmarks.run import bench_params, load, save_demo_model, store_in_bentoml, warm
     from stages.download import download
     from tests.servers import Server, free_port
 
@@ -83,10 +83,7 @@ def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: 
         os.chdir(cwd)
     env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "PYTHONPATH": str(ROOT)}
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
-    import bentoml
-
-    with bentoml.models.create("klue-nli", labels={"registry_version": "soak"}) as bm:
-        shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+    store_in_bentoml(model_dir, "soak")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = Server(

@@ -40,7 +40,6 @@ class MicroBatcher(Generic[T, R]):
         self.max_latency_s = max_latency_ms / 1000
         self._queue: asyncio.Queue[tuple[list[T], asyncio.Future, float]] | None = None
         self._worker: asyncio.Task | None = None
-        self.batch_sizes: list[int] = []  # sizes of the last batches, for tests and metrics
 
     async def submit(self, items: Sequence[T]) -> list[R]:
         """Results for `items`, in order. The items of one call stay in one model call,
@@ -83,7 +82,6 @@ class MicroBatcher(Generic[T, R]):
 
     async def _call(self, live: list[tuple[list[T], asyncio.Future]]) -> None:
         flat = [item for items, _ in live for item in items]
-        self.batch_sizes = [*self.batch_sizes[-999:], len(flat)]
         try:
             results = list(await asyncio.to_thread(self._fn, flat))
         except Exception as exc:  # every waiting request gets the error, the loop goes on

@@ -165,8 +165,8 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
                 with tempfile.TemporaryDirectory() as tmp:
                     verified_model_dir(name, candidate.version, Path(tmp))
             except UserError as exc:
-                c.set_model_version_tag(name, candidate.version, "promotion.decision", "refused")
-                c.set_model_version_tag(name, candidate.version, "promotion.reasons", str(exc))
+                refusal = Decision(False, [str(exc)])
+                _record(c, name, candidate.version, refusal, champion, verdict="refused")
                 raise UserError(f"{name} v{candidate.version}: not promoted: {exc}") from None
             # previous first: a crash between the two calls still leaves one champion
             if champion is not None:
@@ -177,14 +177,22 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
 
 
 def _record(
-    c: MlflowClient, name: str, version: str, decision: Decision, champion: ModelVersion | None
+    c: MlflowClient,
+    name: str,
+    version: str,
+    decision: Decision,
+    champion: ModelVersion | None,
+    verdict: str | None = None,
 ) -> None:
-    # the decision tag last: its presence means the record is complete
+    """Write the decision on the version; `verdict` overrides promoted/rejected ("refused":
+    the artifact failed its checks). The decision tag goes last: its presence means the
+    record is complete."""
+    verdict = verdict or ("promoted" if decision.promote else "rejected")
     for key, value in {
         "promotion.reasons": "; ".join(decision.reasons),
         "promotion.compared_to": champion.version if champion else "none",
         "promotion.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "promotion.decision": "promoted" if decision.promote else "rejected",
+        "promotion.decision": verdict,
     }.items():
         c.set_model_version_tag(name, version, key, value)
 
