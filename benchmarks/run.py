@@ -123,7 +123,7 @@ def bench_train(params: Params, steps: int = 120) -> dict:
 def save_demo_model(params: Params, folder: Path) -> Path:
     tokenizer = load_tokenizer(params.model.name_or_path, do_lower_case=False)
     tokenizer.model_max_length = params.featurize.max_seq_length
-    model = build_model(params.model, params.labels, vocab_size=len(tokenizer))
+    model = build_model(params.model, params.labels, tokenizer)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_manifest(folder)  # the service serves only verifiable model folders

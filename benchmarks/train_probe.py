@@ -68,7 +68,7 @@ def main() -> None:
     pl.seed_everything(7, verbose=False)
     tokenizer = load_tokenizer(f"{args.features}/{TOKENIZER_DIR}")
     model_params = type(base.model)(name_or_path=args.model, init="random")
-    model = build_model(model_params, base.labels, vocab_size=len(tokenizer))
+    model = build_model(model_params, base.labels, tokenizer)
     data = NLIDataModule(args.features, cfg, tokenizer.pad_token_id, seed=7)
     if args.padding == "fixed":
         data.collate = FixedCollate(tokenizer.pad_token_id)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from klue_nli.errors import DataError
 from klue_nli.labels import KNOWN_LABELS
+from klue_nli.text import InvalidText, clean_pair
 
 SPLITS: tuple[str, ...] = ("train", "dev")
 
@@ -68,3 +71,33 @@ def read_split(raw_dir: str | Path, split: str) -> list[Example]:
     except FileNotFoundError:
         raise DataError(f"{path}: missing; run the download stage first (dvc repro)") from None
     return parse_examples(data, str(path))
+
+
+def clean_examples(examples: list[Example]) -> tuple[list[Example], int]:
+    """The examples whose pair passes the one text rule (klue_nli/text.py), their text
+    NFC-normalised, and how many were dropped (a record with no text carries no signal)."""
+    kept = []
+    for example in examples:
+        try:
+            premise, hypothesis = clean_pair(example.premise, example.hypothesis)
+        except InvalidText:
+            continue
+        kept.append(dataclasses.replace(example, premise=premise, hypothesis=hypothesis))
+    return kept, len(examples) - len(kept)
+
+
+def split_by_premise(
+    examples: list[Example], fraction: float
+) -> tuple[list[Example], list[Example]]:
+    """(train, validation): about `fraction` of the premises, with all their pairs, go to
+    validation, so no premise is on both sides (KLUE pairs each premise with three
+    hypotheses; splitting pairs would leak the premise). Premises are ordered by their
+    sha256, so the split depends only on the text, not on the file's order or a seed."""
+    premises = sorted(
+        {e.premise for e in examples}, key=lambda p: hashlib.sha256(p.encode()).digest()
+    )
+    n_val = min(len(premises) - 1, max(1, round(len(premises) * fraction)))
+    held_out = set(premises[:n_val])
+    train = [e for e in examples if e.premise not in held_out]
+    val = [e for e in examples if e.premise in held_out]
+    return train, val

@@ -45,6 +45,32 @@ def encode_pairs(
     return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
 
 
+def truncated_mask(
+    tokenizer: PreTrainedTokenizerBase,
+    premises: Sequence[str],
+    hypotheses: Sequence[str],
+    input_ids: Sequence[Sequence[int]],
+    max_length: int,
+) -> list[bool]:
+    """Which pairs the cap shortened. Only a pair that came out exactly at the cap can have
+    been cut, so only those (a few percent) are encoded again without the cap: one pass over
+    the data, not two."""
+    at_cap = [i for i, ids in enumerate(input_ids) if len(ids) == max_length]
+    mask = [False] * len(input_ids)
+    if not at_cap:
+        return mask
+    full = tokenizer(
+        [premises[i] for i in at_cap],
+        [hypotheses[i] for i in at_cap],
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,  # no "longer than the maximum" warning: finding those is the point
+    )["input_ids"]
+    for i, ids in zip(at_cap, full, strict=True):
+        mask[i] = len(ids) > max_length
+    return mask
+
+
 def unk_share(tokenizer: PreTrainedTokenizerBase, input_ids: np.ndarray) -> float:
     """Share of [UNK] among the non-special tokens of a flat id array."""
     special = [t for t in tokenizer.all_special_ids if t != tokenizer.unk_token_id]

@@ -74,7 +74,7 @@ class NLIDataModule(pl.LightningDataModule):
         self.splits: dict[str, FeatureSplit] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        for split in ("train", "dev"):
+        for split in ("train", "val"):
             if split not in self.splits:
                 self.splits[split] = FeatureSplit.load(split_file(self.features_dir, split))
 
@@ -97,7 +97,8 @@ class NLIDataModule(pl.LightningDataModule):
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("dev", shuffle=False)
+        # The held-out premises of the train file, never dev: dev only reports (evaluate).
+        return self._loader("val", shuffle=False)
 
 
 class NLIModule(pl.LightningModule):

@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, BertForSequenceClassification
+from pathlib import Path
 
+from transformers import AutoConfig, BertConfig, BertForSequenceClassification
+
+from klue_nli.encoding import load_tokenizer
 from klue_nli.errors import UserError
 from klue_nli.params import ModelParams
 
+# What a local checkpoint folder may hold its weights in (single file or sharded).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# Parameters a pretrained checkpoint need not have: the new 3-way head, and the pooler,
+# which masked-LM-only checkpoints leave out (transformers initialises it anew).
+NEW_PARAMS = ("classifier.", "bert.pooler.")
+
 
 def build_model(
-    model_params: ModelParams, labels: tuple[str, ...], vocab_size: int
+    model_params: ModelParams, labels: tuple[str, ...], tokenizer
 ) -> BertForSequenceClassification:
     """kcbert-base with a fresh 3-way head, or (init: random) a small BERT of the same family.
 
-    The label map goes into the config, so `save_pretrained` carries it to evaluate and serving.
+    `tokenizer` is the one the features were encoded with. The label map goes into the
+    config, so `save_pretrained` carries it to evaluate and serving.
     """
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
     source = model_params.name_or_path
-    try:
-        if model_params.init == "pretrained":
-            return BertForSequenceClassification.from_pretrained(
-                source, num_labels=len(labels), id2label=id2label, label2id=label2id
-            )
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        hint = " (no weights there? set model.init: random for a small untrained BERT)"
-        raise UserError(f"cannot load model {source!r}: {exc}{hint}") from None
+    config = _bert_config(source)
+    if model_params.init == "pretrained":
+        _check_vocabulary(source, config, tokenizer, model_params.do_lower_case)
+        return _load_pretrained(source, id2label, label2id)
     size = model_params.random
     config.update(
         {
@@ -34,7 +44,7 @@ def build_model(
             "hidden_size": size.hidden_size,
             "num_attention_heads": size.num_attention_heads,
             "intermediate_size": size.intermediate_size,
-            "vocab_size": vocab_size,
+            "vocab_size": len(tokenizer),
             "num_labels": len(labels),
             "id2label": id2label,
             "label2id": label2id,
@@ -42,3 +52,65 @@ def build_model(
         }
     )
     return BertForSequenceClassification(config)
+
+
+def _bert_config(source: str) -> BertConfig:
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"model.name_or_path: cannot load a model config from {source!r}: {exc}"
+        ) from None
+    if config.model_type != "bert":
+        raise UserError(
+            f"model.name_or_path: {source!r} holds a {config.model_type!r} model; this "
+            "pipeline fine-tunes BERT checkpoints (model_type 'bert'), such as kcbert-base"
+        )
+    return config
+
+
+def _check_vocabulary(source: str, config: BertConfig, features_tokenizer, lower: bool) -> None:
+    """The checkpoint's tokenizer must be the one the features were encoded with, and every
+    token id must have a row in its embedding matrix."""
+    own = load_tokenizer(source, do_lower_case=lower).get_vocab()
+    if own != features_tokenizer.get_vocab():
+        raise UserError(
+            f"model.name_or_path: the vocabulary of {source!r} ({len(own)} tokens) is not the "
+            f"one the features were encoded with ({len(features_tokenizer)} tokens); rerun "
+            "featurize with this model (dvc repro)"
+        )
+    if len(own) > config.vocab_size:
+        raise UserError(
+            f"model.name_or_path: {source!r} embeds {config.vocab_size} tokens but its "
+            f"vocabulary has {len(own)}; the checkpoint and its vocab.txt do not belong together"
+        )
+
+
+def _load_pretrained(source: str, id2label: dict, label2id: dict) -> BertForSequenceClassification:
+    folder = Path(source)
+    if folder.is_dir() and not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise UserError(
+            f"model.name_or_path: {source!r} holds no weights ({' or '.join(WEIGHT_FILES[::2])}); "
+            "set model.init: random to train a small BERT from scratch"
+        )
+    try:
+        model, info = BertForSequenceClassification.from_pretrained(
+            source,
+            num_labels=len(id2label),
+            id2label=id2label,
+            label2id=label2id,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"model.name_or_path: cannot load the weights of {source!r}: {exc}"
+        ) from None
+    # A checkpoint whose parameter names do not match would leave the encoder random without
+    # an error: refuse that, so "pretrained" always means the encoder came from the checkpoint.
+    missing = [k for k in info["missing_keys"] if not k.startswith(NEW_PARAMS)]
+    if missing:
+        raise UserError(
+            f"model.name_or_path: {source!r} lacks {len(missing)} encoder weights (e.g. "
+            f"{missing[0]}); it is not a BERT encoder checkpoint"
+        )
+    return model.train()  # from_pretrained returns eval mode: dropout off, unlike the recipe

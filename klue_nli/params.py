@@ -61,8 +61,16 @@ class DataParams:
     timeout_s: float = 30.0
     retries: int = 4
     backoff_s: float = 1.0
+    # Share of the train file's premises (with all their pairs) held out to pick the best
+    # epoch, so the dev file is only ever used to report and to decide promotion.
+    val_fraction: float = 0.05
 
     def __post_init__(self) -> None:
+        _require(
+            0 < self.val_fraction <= 0.5,
+            "data.val_fraction",
+            f"must be in (0, 0.5], got {self.val_fraction}",
+        )
         _require(self.timeout_s > 0, "data.timeout_s", f"must be > 0, got {self.timeout_s}")
         _require(self.retries >= 0, "data.retries", f"must be >= 0, got {self.retries}")
         _require(self.backoff_s >= 0, "data.backoff_s", f"must be >= 0, got {self.backoff_s}")
@@ -215,8 +223,16 @@ class RegistryParams:
     min_accuracy_gain: float = 0.0
     # ... and no per-class F1 more than this below the champion's.
     max_f1_drop: float = 0.02
+    # ... and, when set, a behaviour-suite pass rate (all capabilities) of at least this.
+    min_behaviour_pass: float | None = None
 
     def __post_init__(self) -> None:
+        if self.min_behaviour_pass is not None:
+            _require(
+                0 <= self.min_behaviour_pass <= 1,
+                "registry.min_behaviour_pass",
+                f"must be null or in [0, 1], got {self.min_behaviour_pass}",
+            )
         _require(bool(self.model_name.strip()), "registry.model_name", "must not be empty")
         _require(
             -1 < self.min_accuracy_gain < 1,

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch
+from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch, truncated_mask
 from klue_nli.errors import UserError
 from klue_nli.manifest import verify_model_dir
+from klue_nli.text import clean_pair
 
 # Lineage written beside the weights by the train stage (MLflow run id, git commit, DVC hashes).
 PROVENANCE_FILE = "provenance.json"
@@ -52,24 +53,37 @@ class Predictor:
         return cls(model, tokenizer, device)
 
     @torch.inference_mode()
+    def predict_proba_truncated(
+        self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities, shape (n, len(self.labels)) in the model's label order, and
+        which pairs were cut to the model's maximum length (bool, n).
+
+        Every pair goes through the one text rule first (NFC; InvalidText for empty,
+        whitespace-only or control-character text), as in featurize and the service."""
+        if len(premises) != len(hypotheses):
+            raise ValueError("premises and hypotheses differ in length")
+        pairs = [clean_pair(p, h) for p, h in zip(premises, hypotheses, strict=True)]
+        out = np.empty((len(pairs), len(self.labels)), dtype=np.float32)
+        truncated = np.zeros(len(pairs), dtype=bool)
+        pad_id = self.tokenizer.pad_token_id
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            ps, hs = [p for p, _ in chunk], [h for _, h in chunk]
+            enc = encode_pairs(self.tokenizer, ps, hs, self.max_length)
+            cut = truncated_mask(self.tokenizer, ps, hs, enc["input_ids"], self.max_length)
+            truncated[start : start + len(chunk)] = cut
+            batch = pad_batch(enc["input_ids"], enc["token_type_ids"], pad_id)
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            logits = self.model(**batch).logits.float()
+            out[start : start + len(chunk)] = torch.softmax(logits, dim=-1).cpu().numpy()
+        return out, truncated
+
     def predict_proba(
         self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
     ) -> np.ndarray:
         """Class probabilities, shape (n, len(self.labels)), in the model's label order."""
-        if len(premises) != len(hypotheses):
-            raise ValueError("premises and hypotheses differ in length")
-        out = np.empty((len(premises), len(self.labels)), dtype=np.float32)
-        pad_id = self.tokenizer.pad_token_id
-        for start in range(0, len(premises), batch_size):
-            end = start + batch_size
-            enc = encode_pairs(
-                self.tokenizer, premises[start:end], hypotheses[start:end], self.max_length
-            )
-            batch = pad_batch(enc["input_ids"], enc["token_type_ids"], pad_id)
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            logits = self.model(**batch).logits.float()
-            out[start:end] = torch.softmax(logits, dim=-1).cpu().numpy()
-        return out
+        return self.predict_proba_truncated(premises, hypotheses, batch_size)[0]
 
     def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[str]:
         probs = self.predict_proba(premises, hypotheses)

@@ -36,6 +36,7 @@ from klue_nli.predictor import PROVENANCE_FILE, Predictor
 CHAMPION = "champion"
 PREVIOUS = "previous"
 BENTO_MODEL = "klue-nli"  # name of the model in the BentoML store that the service loads
+DEV_DATA_TAG = "data.dev_sha256"  # the dev file a version was evaluated on
 LINEAGE_PARAMS = ("model", "train", "featurize", "seed", "labels")
 
 
@@ -63,9 +64,17 @@ def decide(
     candidate: dict[str, float], champion: dict[str, float] | None, policy: RegistryParams
 ) -> Decision:
     """The promotion policy, pure: accuracy gain at least the margin, no class F1 collapse."""
-    if champion is None:
-        return Decision(True, ["no champion yet"])
     reasons, ok = [], True
+    floor = policy.min_behaviour_pass
+    if floor is not None:
+        rate = candidate.get("behaviour_pass", float("nan"))
+        if rate >= floor:
+            reasons.append(f"behaviour pass rate {rate:.4f} >= {floor:.4f}")
+        else:  # NaN (not recorded) fails too
+            ok = False
+            reasons.append(f"behaviour pass rate {rate:.4f} < {floor:.4f} (min_behaviour_pass)")
+    if champion is None:
+        return Decision(ok, [*reasons, "no champion yet"])
     need = champion["accuracy"] + policy.min_accuracy_gain
     if candidate["accuracy"] >= need:
         reasons.append(f"accuracy {candidate['accuracy']:.4f} >= {need:.4f} (champion + margin)")
@@ -115,6 +124,12 @@ def register_run(name: str, provenance: dict, report: dict) -> ModelVersion:
         "eval.accuracy": report["accuracy"],
         "eval.macro_f1": report["macro_f1"],
         **{f"eval.f1.{label}": m["f1"] for label, m in report["per_class"].items()},
+        **(
+            {"eval.behaviour_pass": report["behaviour"]["overall"]["pass_rate"]}
+            if "behaviour" in report
+            else {}
+        ),
+        DEV_DATA_TAG: report.get("data", {}).get("dev_sha256", "unknown"),
         **{f"baseline.{k}": v for k, v in report.get("baselines", {}).items()},
         "git_commit": provenance.get("git_commit", "unknown"),
         **{k: v for k, v in provenance.items() if k.startswith("dvc.")},
@@ -155,6 +170,8 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
             decision = Decision(True, ["completed an interrupted promotion"])
             _record(c, name, candidate.version, decision, alias_version(c, name, PREVIOUS))
             return c.get_model_version(name, candidate.version), decision
+        if champion is not None:
+            _require_same_dev_data(name, candidate, champion)
         decision = decide(
             version_metrics(candidate),
             version_metrics(champion) if champion else None,
@@ -174,6 +191,17 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
             c.set_registered_model_alias(name, CHAMPION, candidate.version)
         _record(c, name, candidate.version, decision, champion)
     return c.get_model_version(name, candidate.version), decision
+
+
+def _require_same_dev_data(name: str, candidate: ModelVersion, champion: ModelVersion) -> None:
+    """Accuracies measured on different dev files say nothing about which model is better."""
+    ours, theirs = (v.tags.get(DEV_DATA_TAG, "unknown") for v in (candidate, champion))
+    if "unknown" not in (ours, theirs) and ours != theirs:
+        raise UserError(
+            f"{name} v{candidate.version}: not compared with champion v{champion.version}: "
+            f"they were evaluated on different dev data (sha256 {ours[:12]}… vs "
+            f"{theirs[:12]}…); evaluate both on the same dev file"
+        )
 
 
 def _record(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Annotated
 
@@ -25,11 +24,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from klue_nli.batching import MicroBatcher, Overloaded
 from klue_nli.errors import UserError
-from klue_nli.labels import KOREAN_NAMES
 from klue_nli.manifest import verify_model_dir
 from klue_nli.params import load_params
 from klue_nli.predictor import Predictor
 from klue_nli.registry import BENTO_MODEL
+from klue_nli.text import clean_text
+from service.answers import Answer, BatchAnswer, Result, tutorial_answer
 
 # Serving knobs only (batching, request limits); the decorators below need them at import.
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
@@ -40,25 +40,14 @@ PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 256) + 1024
 
 
-def _clean_text(value: str) -> str:
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-        raise ValueError("contains invalid Unicode (a lone surrogate)")
-    value = unicodedata.normalize("NFC", value)
-    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in value):
-        raise ValueError("contains control characters")
-    if not value.strip():
-        raise ValueError("must not be empty or only whitespace")
-    return value
-
-
-# The rule of _clean_text as a JSON Schema pattern, so the OpenAPI document states it: no
-# control characters but tab/newline/CR, and at least one character that is not whitespace.
+# The rule of clean_text (klue_nli/text.py) as a JSON Schema pattern, so the OpenAPI document
+# states it: no control characters but tab/newline/CR, and at least one non-space character.
 _OK = r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
 TEXT_PATTERN = rf"^{_OK}*[^\s\x00-\x1F\x7F-\x9F]{_OK}*$"
 Text = Annotated[
     str,
     Field(min_length=1, max_length=SERVE.max_text_chars, pattern=TEXT_PATTERN),
-    AfterValidator(_clean_text),
+    AfterValidator(clean_text),
 ]
 
 
@@ -133,53 +122,6 @@ def page() -> str:
     return PAGE.read_text(encoding="utf-8")
 
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-class Answer(BaseModel):
-    """The original web app's fields ("참 0.93", "93.0%"), plus raw probabilities."""
-
-    premise: str
-    hypothesis: str
-    prediction: str = Field(examples=["참 (entailment)"])
-    label: str
-    probabilities: dict[str, Probability]
-    entailment_data: str
-    entailment_width: str
-    contradiction_data: str
-    contradiction_width: str
-    neutral_data: str
-    neutral_width: str
-    model_version: str
-
-
-class Result(BaseModel):
-    label: str
-    probabilities: dict[str, Probability]
-
-
-class BatchAnswer(BaseModel):
-    model_version: str
-    results: list[Result]
-
-
-def tutorial_answer(premise: str, hypothesis: str, probs: dict[str, float], version: str) -> Answer:
-    best = max(probs, key=probs.get)
-    bars = {}
-    for label, p in probs.items():
-        bars[f"{label}_data"] = f"{KOREAN_NAMES[label]} {p:.2f}"
-        bars[f"{label}_width"] = f"{p * 100:.1f}%"
-    return Answer(
-        premise=premise,
-        hypothesis=hypothesis,
-        prediction=f"{KOREAN_NAMES[best]} ({best})",
-        label=best,
-        probabilities=probs,
-        model_version=version,
-        **bars,
-    )
-
-
 @bentoml.service(
     name="klue-nli",
     http={"host": "127.0.0.1", "port": 3000},
@@ -213,28 +155,32 @@ class NLIService:
         # request for ~300 ms (measured every ~2 s at 32 clients).
         gc.freeze()
 
-    def _forward(self, pairs: list[tuple[str, str]]) -> list[list[float]]:
+    def _forward(self, pairs: list[tuple[str, str]]) -> list[tuple[list[float], bool]]:
         premises, hypotheses = [p for p, _ in pairs], [h for _, h in pairs]
-        return self.predictor.predict_proba(premises, hypotheses).tolist()
+        probs, truncated = self.predictor.predict_proba_truncated(premises, hypotheses)
+        return list(zip(probs.tolist(), truncated.tolist(), strict=True))
 
-    async def _infer(self, pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
+    async def _infer(self, pairs: list[tuple[str, str]]) -> list[tuple[dict[str, float], bool]]:
         try:
-            probs = await self.batcher.submit(pairs)
+            rows = await self.batcher.submit(pairs)
         except Overloaded as exc:
             raise ServiceUnavailable(str(exc)) from None
-        return [dict(zip(self.labels, row, strict=True)) for row in probs]
+        return [(dict(zip(self.labels, probs, strict=True)), cut) for probs, cut in rows]
 
     @bentoml.api(route="/api", input_spec=Pair)
     async def api(self, premise: str, hypothesis: str) -> Answer:
         """One pair, answered as the tutorial's web app expects."""
-        [probs] = await self._infer([(premise, hypothesis)])
-        return tutorial_answer(premise, hypothesis, probs, self.version)
+        [(probs, truncated)] = await self._infer([(premise, hypothesis)])
+        return tutorial_answer(premise, hypothesis, probs, truncated, self.version)
 
     @bentoml.api(route="/predict", input_spec=Batch)
     async def predict(self, pairs: list[Pair]) -> BatchAnswer:
-        """Several pairs: labels and probabilities, in request order."""
+        """Several pairs: labels, probabilities and truncation, in request order."""
         named = await self._infer([(p.premise, p.hypothesis) for p in pairs])
-        results = [Result(label=max(row, key=row.get), probabilities=row) for row in named]
+        results = [
+            Result(label=max(row, key=row.get), probabilities=row, truncated=cut)
+            for row, cut in named
+        ]
         return BatchAnswer(model_version=self.version, results=results)
 
 

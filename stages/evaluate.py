@@ -1,4 +1,5 @@
-"""Stage 4: evaluate the exported model on dev through the Predictor the service uses.
+"""Stage 4: evaluate the exported model on dev through the Predictor the service uses, and
+run the behaviour suite (klue_nli/behaviour.py) on it.
 
 Writes DVC metrics and plots, and logs the same figures to the training stage's MLflow run.
 """
@@ -6,6 +7,7 @@ Writes DVC metrics and plots, and logs the same figures to the training stage's 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -15,8 +17,9 @@ from matplotlib.figure import Figure  # the OO API: no pyplot, no display backen
 from tqdm import tqdm
 
 from klue_nli import tracking
+from klue_nli.behaviour import build_suite, run_suite
 from klue_nli.cli import run_stage
-from klue_nli.data import read_split
+from klue_nli.data import clean_examples, read_split, split_filename
 from klue_nli.errors import UserError
 from klue_nli.io import atomic_write_json, atomic_write_text
 from klue_nli.metrics import (
@@ -48,14 +51,28 @@ def evaluate(params: Params) -> dict:
     paths = params.paths
     model_dir = Path(paths.model_dir)
     predictor = Predictor.from_dir(model_dir)
-    dev = read_split(paths.raw_dir, "dev")
+    # The same text rule as featurize and the service: a pair they would refuse is counted.
+    dev, dropped = clean_examples(read_split(paths.raw_dir, "dev"))
     bs = params.evaluate.batch_size
     preds: list[str] = []
+    truncated = 0
     for start in tqdm(range(0, len(dev), bs), desc="evaluate dev"):
         batch = dev[start : start + bs]
-        preds += predictor.predict([e.premise for e in batch], [e.hypothesis for e in batch])
+        probs, cut = predictor.predict_proba_truncated(
+            [e.premise for e in batch], [e.hypothesis for e in batch]
+        )
+        preds += [predictor.labels[i] for i in probs.argmax(axis=1)]
+        truncated += int(cut.sum())
     gold = [e.label for e in dev]
     report = classification_report(gold, preds, predictor.labels, [e.source for e in dev])
+    # What promotion checks before comparing two versions: the very same dev data.
+    dev_file = Path(paths.raw_dir) / split_filename("dev")
+    report["data"] = {
+        "dev_sha256": hashlib.sha256(dev_file.read_bytes()).hexdigest(),
+        "dropped": dropped,
+        "truncated": truncated,
+    }
+    report["behaviour"] = run_suite(predictor.predict_proba, predictor.labels, build_suite())
 
     train = read_split(paths.raw_dir, "train")
     report["baselines"] = {
@@ -80,6 +97,7 @@ def evaluate(params: Params) -> dict:
         "accuracy": report["accuracy"],
         "macro_f1": report["macro_f1"],
         "baselines": report["baselines"],
+        "behaviour_pass": report["behaviour"]["overall"]["pass_rate"],
     }
 
 
@@ -92,7 +110,7 @@ def _log_to_mlflow(model_dir: Path, report: dict, matrix: list, labels: tuple[st
     numeric = {
         f"eval/{k}": v
         for k, v in flatten(report).items()
-        if isinstance(v, int | float) and not k.endswith(".n") and not k.endswith("support")
+        if isinstance(v, int | float) and not k.endswith((".n", "support"))
     }
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(numeric)

@@ -1,4 +1,5 @@
-"""Stage 2: tokenize both splits once and cache the features (see klue_nli/features.py).
+"""Stage 2: carve a validation split out of the train file (grouped by premise), tokenize
+train, validation and dev once and cache the features (see klue_nli/features.py).
 
 The tokenizer used is saved next to the features, so training and serving get exactly it.
 """
@@ -10,8 +11,8 @@ from tqdm import tqdm
 from transformers import AutoConfig
 
 from klue_nli.cli import run_stage
-from klue_nli.data import SPLITS, read_split
-from klue_nli.encoding import encode_pairs, load_tokenizer, unk_share
+from klue_nli.data import SPLITS, clean_examples, read_split, split_by_premise
+from klue_nli.encoding import encode_pairs, load_tokenizer, truncated_mask, unk_share
 from klue_nli.errors import ParamsError, UserError
 from klue_nli.features import META_FILE, TOKENIZER_DIR, FeatureSplit, split_file
 from klue_nli.io import atomic_dir, atomic_write_json
@@ -26,23 +27,9 @@ def max_positions(name_or_path: str) -> int:
     return int(config.max_position_embeddings)
 
 
-def count_truncated(tokenizer, premises, hypotheses, enc: dict, max_length: int) -> int:
-    """Pairs the cap shortened. Only a pair that came out exactly at the cap can have been
-    cut, so only those (a few percent) are encoded again without the cap: one pass, not two."""
-    at_cap = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) == max_length]
-    if not at_cap:
-        return 0
-    full = tokenizer(
-        [premises[i] for i in at_cap],
-        [hypotheses[i] for i in at_cap],
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )["input_ids"]
-    return sum(len(ids) > max_length for ids in full)
-
-
 def featurize(params: Params) -> dict:
-    """Encode train and dev; refuse a tokenizer whose [UNK] share exceeds the guard."""
+    """Encode train, validation (premises held out of train) and dev; refuse a tokenizer
+    whose [UNK] share exceeds the guard."""
     model, fp = params.model, params.featurize
     limit = max_positions(model.name_or_path)
     if fp.max_seq_length > limit:
@@ -53,12 +40,23 @@ def featurize(params: Params) -> dict:
     tokenizer = load_tokenizer(model.name_or_path, do_lower_case=model.do_lower_case)
     label2id = params.label2id
     cap = fp.max_seq_length
-    stats: dict = {"max_seq_length": fp.max_seq_length, "labels": list(params.labels)}
+    stats: dict = {
+        "max_seq_length": fp.max_seq_length,
+        "labels": list(params.labels),
+        "val_fraction": params.data.val_fraction,
+    }
+    raw = {split: read_split(params.paths.raw_dir, split) for split in SPLITS}
+    train, val = split_by_premise(raw["train"], params.data.val_fraction)
+    if not val or not train:
+        raise ParamsError(
+            f"data.val_fraction: {params.data.val_fraction} leaves "
+            f"{'no validation' if not val else 'no training'} premise in the train file"
+        )
+    # train and val are both carved out of the train file; dev is only ever evaluated.
+    parts = {"train": train, "val": val, "dev": raw["dev"]}
     with atomic_dir(params.paths.features_dir) as tmp:
-        for split in SPLITS:
-            examples = read_split(params.paths.raw_dir, split)
-            # Records with empty text carry no signal; count them instead of failing the run.
-            kept = [e for e in examples if e.premise.strip() and e.hypothesis.strip()]
+        for split, examples in parts.items():
+            kept, dropped = clean_examples(examples)
             ids: list[list[int]] = []
             types: list[list[int]] = []
             truncated = 0
@@ -67,7 +65,9 @@ def featurize(params: Params) -> dict:
                 premises = [e.premise for e in batch]
                 hypotheses = [e.hypothesis for e in batch]
                 enc = encode_pairs(tokenizer, premises, hypotheses, cap)
-                truncated += count_truncated(tokenizer, premises, hypotheses, enc, cap)
+                truncated += sum(
+                    truncated_mask(tokenizer, premises, hypotheses, enc["input_ids"], cap)
+                )
                 ids += enc["input_ids"]
                 types += enc["token_type_ids"]
             features = FeatureSplit.from_lists(ids, types, [label2id[e.label] for e in kept])
@@ -82,7 +82,8 @@ def featurize(params: Params) -> dict:
             lengths = features.lengths
             stats[split] = {
                 "records": len(examples),
-                "dropped": len(examples) - len(kept),
+                "premises": len({e.premise for e in kept}),
+                "dropped": dropped,
                 "truncated": int(truncated),
                 "unk_share": share,
                 "mean_length": float(np.mean(lengths)),

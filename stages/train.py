@@ -1,5 +1,6 @@
-"""Stage 3: fine-tune on the feature cache with Lightning; export the best epoch (by dev
-accuracy) as a Hugging Face folder; log params, curves and the model to one MLflow run.
+"""Stage 3: fine-tune on the feature cache with Lightning; export the best epoch (by
+validation accuracy, on premises held out of the train file) as a Hugging Face folder; log
+params, curves and the model to one MLflow run.
 
 An interrupted run resumes from its last checkpoint (kept under paths.checkpoints_dir, keyed
 by a fingerprint of the params and features, so a changed config never resumes a stale one).
@@ -141,7 +142,6 @@ def _start_run(params: Params, features_meta: dict, run_file: Path) -> str:
         )
     run_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_file, run_id)
-    os.environ["MLFLOW_RUN_ID"] = run_id  # DDP workers start after this and log to the same run
     return run_id
 
 
@@ -183,7 +183,7 @@ def train(params: Params) -> dict:
 
     pl.seed_everything(params.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(str(features_dir / TOKENIZER_DIR))
-    model = build_model(params.model, params.labels, vocab_size=len(tokenizer))
+    model = build_model(params.model, params.labels, tokenizer)
     module = NLIModule(model, cfg)
     data = NLIDataModule(features_dir, cfg, tokenizer.pad_token_id, params.seed)
     best = ModelCheckpoint(
@@ -221,7 +221,8 @@ def train(params: Params) -> dict:
         **val_schedule,
     )
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    with tracking.run_env(run_id):  # DDP workers start in here and log to the same run
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:  # DDP workers: rank 0 writes every output
         return {}
@@ -235,7 +236,9 @@ def train(params: Params) -> dict:
     }
     _export_best(module, best.best_model_path, tokenizer, model_dir, provenance)
     metrics = {
+        # picked on the premises held out of the train file; the dev score is evaluate's
         "best_val_acc": float(best.best_model_score),
+        "val_records": meta["val"]["records"],
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "train_seconds": round(seconds, 2),

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from transformers import BertTokenizerFast
 
-from klue_nli.data import read_split
-from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch, unk_share
+from klue_nli.data import Example, clean_examples, read_split, split_by_premise
+from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch, truncated_mask, unk_share
 from klue_nli.errors import ParamsError, UserError
 from klue_nli.features import FeatureSplit, split_file
 from stages.download import download
-from stages.featurize import count_truncated, featurize
+from stages.featurize import featurize
 
 
 @pytest.fixture
@@ -41,6 +41,13 @@ def test_features_are_the_original_encoding_unpadded(raw, make_params, kcbert):
     assert stats["train"]["dropped"] == 0
     meta = json.loads((raw / "data/features/meta.json").read_text())
     assert meta == stats
+    # validation: about 5 % of the train file's premises, with all their pairs, none in train
+    train_file = read_split("data/raw", "train")
+    assert stats["train"]["records"] + stats["val"]["records"] == len(train_file)
+    total = stats["train"]["premises"] + stats["val"]["premises"]
+    assert total == len({e.premise for e in train_file})
+    assert stats["val"]["premises"] == round(total * params.data.val_fraction)
+    assert len(FeatureSplit.load(split_file("data/features", "val"))) == stats["val"]["records"]
     # the tokenizer travels with the features, with its cap
     saved = load_tokenizer("data/features/tokenizer")
     assert saved.model_max_length == 64
@@ -55,7 +62,9 @@ def test_single_pass_truncation_count_equals_encoding_everything_twice(kcbert, k
     full = tokenizer(premises, hypotheses)["input_ids"]
     expected = sum(len(ids) > cap for ids in full)
     assert 0 < expected < len(dev)  # some cut, some not: both branches are exercised
-    assert count_truncated(tokenizer, premises, hypotheses, enc, cap) == expected
+    mask = truncated_mask(tokenizer, premises, hypotheses, enc["input_ids"], cap)
+    assert mask == [len(ids) > cap for ids in full]
+    assert sum(mask) == expected
 
 
 def test_unk_share_of_the_real_tokenizer_on_the_sample_is_below_one_percent(raw, make_params):
@@ -107,3 +116,33 @@ def test_feature_split_roundtrip(tmp_path):
     assert back.pair(1)[0].tolist() == [2, 3]
     assert back.labels.tolist() == [2, 0]
     assert back.lengths.tolist() == [3, 2]
+
+
+def example(premise: str, hypothesis: str = "가설.", label: str = "neutral") -> Example:
+    return Example("g", "wikipedia", premise, hypothesis, label)
+
+
+def test_validation_split_is_grouped_by_premise_and_independent_of_order():
+    examples = [example(f"전제 {i}.", f"가설 {j}.") for i in range(40) for j in range(3)]
+    train, val = split_by_premise(examples, 0.1)
+    assert len(val) == 12 and len(train) == 108  # 4 of 40 premises, 3 pairs each
+    assert not {e.premise for e in train} & {e.premise for e in val}
+    again_train, again_val = split_by_premise(examples[::-1], 0.1)
+    assert {e.premise for e in again_val} == {e.premise for e in val}
+    assert len(again_train) == len(train)
+
+
+def test_one_text_rule_normalises_and_drops_what_the_service_refuses():
+    nfd = "\u1100\u1161\u11a8"  # 각 as three jamo (NFD), as macOS writes it
+    kept, dropped = clean_examples(
+        [
+            example(nfd + " 전제."),
+            example("  "),
+            example("전제.", "\t\n"),
+            example("제어\x07문자."),
+            example("정상 전제.", "정상\t가설.\n"),
+        ]
+    )
+    assert dropped == 3
+    assert [e.premise for e in kept] == ["각 전제.", "정상 전제."]
+    assert kept[1].hypothesis == "정상\t가설.\n"  # tab and newline are ordinary whitespace

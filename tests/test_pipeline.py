@@ -77,6 +77,15 @@ def test_dvc_pipeline_end_to_end(tmp_path, loopback, kcbert, klue_dir):
     models = client.search_logged_models([runs[0].info.experiment_id])
     assert [m.source_run_id for m in models] == [runs[0].info.run_id]
 
+    # editing a module that featurize imports makes featurize and everything after it stale
+    encoding = project / "klue_nli" / "encoding.py"
+    original = encoding.read_text()
+    encoding.write_text(original + "\n# an edit\n")
+    changed = json.loads(sh(["dvc", "status", "--json"], project, env).stdout)
+    assert {"featurize", "train", "evaluate"} <= set(changed) and "download" not in changed
+    encoding.write_text(original)
+    assert "up to date" in sh(["dvc", "status"], project, env).stdout
+
     # a different mirror re-runs download only: the bytes are the same, so nothing downstream
     env["KLUE_NLI_MIRROR"] = str(klue_dir)
     moved = sh(["dvc", "exp", "run", *recipe("demo", project, env), *FAST], project, env)

@@ -63,6 +63,19 @@ def test_policy(candidate, champion, policy, promote):
     assert decision.reasons
 
 
+@pytest.mark.parametrize(
+    ("rate", "floor", "promote"),
+    [(0.5, None, True), (0.5, 0.6, False), (0.6, 0.6, True), (None, 0.1, False)],
+)
+def test_policy_minimum_behaviour_pass_rate(rate, floor, promote):
+    """Off by default; when set, it holds for a first model too, and a version without a
+    recorded rate fails it."""
+    candidate = metrics(0.7) | ({} if rate is None else {"behaviour_pass": rate})
+    policy = RegistryParams(min_behaviour_pass=floor)
+    assert decide(candidate, None, policy).promote is promote
+    assert decide(candidate, metrics(0.6), policy).promote is promote
+
+
 @pytest.fixture
 def mlflow_server(tmp_path, monkeypatch):
     port = free_port()
@@ -102,7 +115,7 @@ def model_dir(tmp_path, kcbert, make_params) -> Path:
     """A small saved model folder (random weights): what the train stage exports."""
     params = make_params()
     tokenizer = load_tokenizer(kcbert, do_lower_case=False)
-    model = build_model(params.model, params.labels, vocab_size=len(tokenizer))
+    model = build_model(params.model, params.labels, tokenizer)
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -110,7 +123,9 @@ def model_dir(tmp_path, kcbert, make_params) -> Path:
     return folder
 
 
-def candidate(model_dir: Path, acc: float, name: str = NAME, **per_class: float):
+def candidate(
+    model_dir: Path, acc: float, name: str = NAME, dev_sha256: str = "d" * 64, **per_class: float
+):
     mlflow.set_experiment("klue-nli")
     with mlflow.start_run() as run:
         pass
@@ -121,6 +136,7 @@ def candidate(model_dir: Path, acc: float, name: str = NAME, **per_class: float)
         "macro_f1": sum(m[f"f1.{label}"] for label in LABELS) / 3,
         "per_class": {label: {"f1": m[f"f1.{label}"]} for label in LABELS},
         "baselines": {"majority": 0.33},
+        "data": {"dev_sha256": dev_sha256},
     }
     return register_run(name, {"mlflow_run_id": run.info.run_id, "git_commit": "abc"}, report)
 
@@ -157,6 +173,15 @@ def test_promotion_lifecycle(mlflow_server, model_dir, make_params):
     assert MlflowClient().get_model_version(NAME, better.version).tags["rolled_back"] == "true"
     with pytest.raises(UserError, match="no 'previous' version"):
         rollback(params)
+
+    # a version evaluated on another dev file is not compared at all: one line, no alias moves
+    other = candidate(model_dir, 0.99, dev_sha256="e" * 64)
+    with pytest.raises(
+        UserError, match=r"evaluated on different dev data \(sha256 eeeeeeeeeeee"
+    ) as exc:
+        promote(params, other.version)
+    assert "\n" not in str(exc.value)
+    assert aliases() == {CHAMPION: v1.version}
 
 
 @pytest.mark.slow

@@ -117,10 +117,13 @@ def test_api_answers_like_the_tutorial_and_matches_evaluate(served):
         names = {"entailment": "참", "contradiction": "거짓", "neutral": "중립"}
         assert body["prediction"] == f"{names[best]} ({best})"
         for label in served["labels"]:
-            p = body["probabilities"][label]
+            p = round(body["probabilities"][label], 2)
             assert body[f"{label}_data"] == f"{names[label]} {p:.2f}"
             assert body[f"{label}_width"] == f"{p * 100:.1f}%"
+        assert body["truncated"] is False
         assert body["model_version"] == served["version"]
+    long = post(f"{url}/api", {"premise": "오늘은 비가 온다. " * 60, "hypothesis": "비가 온다."})
+    assert long.status_code == 200 and long.json()["truncated"] is True
 
 
 def test_predict_batches_pairs_in_order(served):

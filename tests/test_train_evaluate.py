@@ -3,12 +3,14 @@ real MLflow (SQLite) store; resume after SIGKILL; DDP with 2 CPU processes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import mlflow
@@ -20,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from klue_nli.data import read_split
 from klue_nli.predictor import PROVENANCE_FILE, Predictor
+from klue_nli.text import InvalidText
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -65,6 +68,14 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     probs = predictor.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])
     assert probs.shape == (20, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # one text rule: NFD input (as macOS types Hangul) is the same pair; empty text is refused
+    nfd = unicodedata.normalize("NFD", dev[0].premise)
+    assert nfd != dev[0].premise
+    np.testing.assert_allclose(predictor.predict_proba([nfd], [dev[0].hypothesis]), probs[:1])
+    with pytest.raises(InvalidText, match="hypothesis must not be empty"):
+        predictor.predict_proba([dev[0].premise], [" \n"])
+    _, cut = predictor.predict_proba_truncated([dev[0].premise * 8, "짧다."], ["짧다.", "짧다."])
+    assert cut.tolist() == [True, False]
 
     report = evaluate(params)
     saved = json.loads((features / "metrics/eval.json").read_text())
@@ -80,6 +91,15 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     assert len(saved["by_source"]) == 6
     assert set(saved["per_class"]) == {"entailment", "contradiction", "neutral"}
     assert abs(saved["baselines"]["majority"] - 1 / 3) < 0.01  # the sample is balanced
+    dev_file = features / "data/raw/klue-nli-v1.1_dev.json"
+    assert saved["data"]["dev_sha256"] == hashlib.sha256(dev_file.read_bytes()).hexdigest()
+    assert saved["data"]["dropped"] == 0 and saved["data"]["truncated"] > 0
+    behaviour = saved["behaviour"]
+    assert len(behaviour) == 6 and behaviour["overall"]["n"] == 150  # 5 capabilities + overall
+    assert all(0 <= b["pass_rate"] <= 1 for b in behaviour.values())
+    assert report["behaviour_pass"] == behaviour["overall"]["pass_rate"]
+    train_metrics = json.loads((features / "metrics/train.json").read_text())
+    assert train_metrics["val_records"] > 0 and 0 <= train_metrics["best_val_acc"] <= 1
     assert 0.3 < saved["baselines"]["hypothesis_only"] < 0.7
     confusion = (features / "plots/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 403
@@ -104,6 +124,8 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
         "eval/macro_f1",
         "eval/baselines.hypothesis_only",
         "eval/by_source.NSMC.accuracy",
+        "eval/behaviour.negation.pass_rate",
+        "eval/behaviour.overall.pass_rate",
         "features/train.unk_share",
         "features/train.truncated",
     ):
