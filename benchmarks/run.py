@@ -30,6 +30,7 @@ from klue_nli.modeling import build_model
 from klue_nli.params import Params, params_from_dict, params_to_dict
 from klue_nli.predictor import Predictor
 from klue_nli.registry import BENTO_MODEL
+from klue_nli.sandbox import Server, free_port, make_project, project_env, run_module
 from stages.download import download
 from stages.featurize import featurize
 
@@ -189,9 +190,6 @@ def bench_serve(params: Params, work: Path) -> dict:
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
 
     store_in_bentoml(model_dir, "bench")
-    sys.path.insert(0, str(ROOT))
-    from tests.servers import Server, free_port  # the same server handling as the tests
-
     flask_port, bento_port = free_port(), free_port()
     phases = {
         "flask": (
@@ -231,9 +229,6 @@ def bench_serve(params: Params, work: Path) -> dict:
 
 
 def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from tests.helpers import make_project, project_env, run_module  # as in the tests
-
     env = project_env(
         KLUE_NLI_MIRROR=klue,
         KCBERT_DIR=kcbert,

@@ -24,6 +24,7 @@ import psutil
 
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.io import atomic_write_json
+from klue_nli.sandbox import Server, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -71,7 +72,6 @@ def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: 
     official download), `kcbert` the tokenizer (a Hub id or an absolute folder)."""
     from benchmarks.run import bench_params, load, save_demo_model, store_in_bentoml, warm
     from stages.download import download
-    from tests.servers import Server, free_port
 
     params = bench_params(klue, kcbert)
     cwd = os.getcwd()

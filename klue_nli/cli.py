@@ -19,6 +19,7 @@ QUIET_DEFAULTS = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DVC_NO_ANALYTICS": "1",
     "ITERATIVE_DO_NOT_TRACK": "1",
+    "DVC_STUDIO_OFFLINE": "true",  # DVCLive never posts to Studio
     "BENTOML_DO_NOT_TRACK": "True",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "TOKENIZERS_PARALLELISM": "false",  # avoids fork warnings with DataLoader workers

@@ -1,5 +1,6 @@
 """Lightning wiring: the DataModule reads only the feature cache; the module owns loss,
-metrics, optimiser and schedule, with one step shared by training and validation."""
+metrics, optimiser and schedule, with one step shared by training and validation; the best
+checkpoint is exported as a Hugging Face model folder."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from klue_nli.encoding import pad_batch
 from klue_nli.features import FeatureSplit, split_file
+from klue_nli.io import atomic_dir, atomic_write_json
+from klue_nli.manifest import write_manifest
 from klue_nli.params import TrainParams
+from klue_nli.predictor import PROVENANCE_FILE
 
 
 class FeatureDataset(Dataset):
@@ -150,8 +154,8 @@ class NLIModule(pl.LightningModule):
             (no_decay if param.ndim < 2 else decay).append(param)
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.cfg.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
+                {"params": decay, "weight_decay": self.cfg.weight_decay, "name": "decay"},
+                {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
             ],
             lr=self.cfg.learning_rate,
         )
@@ -160,7 +164,30 @@ class NLIModule(pl.LightningModule):
             optimizer, int(total * self.cfg.warmup_ratio), total
         )
         # interval=step: the original tutorial's scheduler never stepped; this one does.
+        # The name is what LearningRateMonitor logs it as (train/lr/decay, train/lr/no_decay).
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
         }
+
+
+def resolve_precision(train: TrainParams) -> str:
+    """`auto`: bf16-mixed on a GPU that has it, 32-true elsewhere."""
+    if train.precision != "auto":
+        return train.precision
+    gpu = train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def export_best(
+    module: NLIModule, ckpt_path: str, tokenizer, model_dir: Path, provenance: dict
+) -> None:
+    """The checkpoint's weights, the tokenizer, the lineage and the checksums, as one folder
+    written atomically: what evaluate, the registry and the service load."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    with atomic_dir(model_dir) as tmp:
+        module.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / PROVENANCE_FILE, provenance)
+        write_manifest(tmp)

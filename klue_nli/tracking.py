@@ -1,4 +1,6 @@
-"""MLflow conventions of the pipeline: where runs go and how they are tagged.
+"""MLflow conventions of the pipeline: where runs go, how they are tagged, the pipeline run's
+lifecycle (one run per pipeline run, resumed after a kill, shared by DDP workers) and how the
+model is logged.
 
 The embedded default is a SQLite store in the project; MLFLOW_TRACKING_URI points it at a
 server, and MLFLOW_EXPERIMENT_NAME picks another experiment, as in any MLflow project.
@@ -10,11 +12,19 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+import mlflow
+import pandas as pd
 import yaml
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from klue_nli.io import atomic_write_text
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "klue-nli"
@@ -99,3 +109,46 @@ def run_env(run_id: str) -> Iterator[None]:
             os.environ.pop("MLFLOW_RUN_ID", None)
         else:
             os.environ["MLFLOW_RUN_ID"] = before
+
+
+# The pyfunc wrapper logged beside the model folder (code plus safetensors, no pickle).
+MODEL_CODE = Path(__file__).resolve().parent / "mlflow_model.py"
+
+
+def start_run(params: dict[str, Any], metrics: dict[str, float], run_file: Path) -> str:
+    """The pipeline run's MLflow run id: inherited by DDP workers through MLFLOW_RUN_ID,
+    resumed from `run_file` after a kill, or created with `params` (flat, redacted), lineage
+    tags (git commit, DVC hashes) and `metrics` (the feature statistics)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id and run_file.exists():
+        run_id = run_file.read_text().strip()
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    if not run_id:
+        experiment = mlflow.set_experiment(experiment_name())
+        tags = {"git_commit": git_commit(), "pipeline": "dvc", **dvc_hashes()}
+        run_id = client.create_run(experiment.experiment_id, tags=tags).info.run_id
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            params=[Param(k, redact(str(v))) for k, v in sorted(params.items())],
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        )
+    run_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_file, run_id)
+    return run_id
+
+
+def log_model(run_id: str, model_dir: Path) -> None:
+    """Log a saved model folder as a pyfunc model (the folder plus MODEL_CODE) to the run."""
+    example = pd.DataFrame({"premise": ["오늘은 비가 온다."], "hypothesis": ["날씨가 맑다."]})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(MODEL_CODE.parent)],
+            input_example=example,
+            # MLflow would record this process's absolute script path here
+            tags={"mlflow.source.name": redact(source_name())},
+        )

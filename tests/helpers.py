@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -179,57 +177,3 @@ class KillingProxy:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-PROJECT_FILES = [
-    "klue_nli",
-    "stages",
-    "flows",
-    "service",
-    "dvc.yaml",
-    "params.yaml",
-    "bentofile.yaml",
-    ".dvc/config",
-    ".gitignore",
-]
-
-
-def make_project(root: Path, dest: Path, env: dict) -> Path:
-    """A scratch git checkout of the project, for tests that run DVC and change params.yaml."""
-    dest.mkdir()
-    for name in PROJECT_FILES:
-        src = root / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dest / name)
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True)
-    return dest
-
-
-def project_env(**extra: str) -> dict:
-    """The environment for commands in a scratch project: this venv first on PATH, a git
-    identity that needs no git config, and the project's embedded MLflow store."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    for role in ("AUTHOR", "COMMITTER"):
-        env[f"GIT_{role}_NAME"] = "test"
-        env[f"GIT_{role}_EMAIL"] = "test@example.invalid"
-    env.update(extra)
-    return env
-
-
-def run_module(cwd: Path, env: dict, *args: str, timeout: float = 300) -> str:
-    """`python -m <args>` with this interpreter; fails the test with its output if it fails."""
-    proc = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from klue_nli.sandbox import make_project, project_env, run_module
 from tests.conftest import ROOT
-from tests.helpers import make_project, project_env, run_module
+from tests.test_train_evaluate import assert_three_epochs
 
 
 def set_params(project: Path, **sections: dict) -> None:
@@ -126,8 +127,7 @@ def test_sigkill_mid_featurize_and_mid_epoch_then_repro_completes(tmp_path, kcbe
     assert proc.returncode == 0, done[-3000:]
     assert "Restored all states from the checkpoint" in done, done[-3000:]
     assert "Running stage 'featurize'" not in done  # its output was whole: not redone
-    epochs = (project / "plots/val_epochs.csv").read_text().splitlines()[1:]
-    assert [line.split(",")[0] for line in epochs] == ["1", "2", "3"]
+    assert_three_epochs(project / "metrics/train/plots/metrics")
     assert "up to date" in run_module(project, env, "dvc", "status")
     assert temps(project) == []
     assert not list(checkpoints.glob("*/*.ckpt"))  # finished: resume state removed

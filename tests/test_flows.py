@@ -13,9 +13,8 @@ import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
+from klue_nli.sandbox import Server, free_port, make_project, project_env, run_module
 from tests.conftest import ROOT
-from tests.helpers import make_project, project_env, run_module
-from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "featurize", "train", "evaluate")

@@ -48,6 +48,10 @@ def test_committed_params_are_the_original_recipe():
         ({"paths": {"model_dir": "/abs"}}, "paths.model_dir: must be relative"),
         ({"data": {"retries": -1}}, "data.retries: must be >= 0"),
         ({"data": "nope"}, "data: expected a mapping"),
+        ({"data": {"val_fraction": 0.9}}, "data.val_fraction: must be <= 0.5, got 0.9"),
+        ({"data": {"val_fraction": 0}}, "data.val_fraction: must be > 0"),
+        ({"registry": {"min_behaviour_pass": 2}}, "registry.min_behaviour_pass: must be <= 1"),
+        ({"train": {"devices": 0}}, "train.devices: must be 'auto', -1 or > 0, got 0"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(patch, key):
@@ -124,3 +128,22 @@ def test_demo_recipe_overrides_and_full_recipe_undoes_them():
         "data.mirror": "null",
         "model.name_or_path": "beomi/kcbert-base",
     }
+
+
+def test_json_schema_of_the_params_is_printed(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "klue_nli.params", "--schema"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    schema = json.loads(proc.stdout)
+    train = schema["$defs"]["TrainParams"]
+    assert train["additionalProperties"] is False
+    assert train["properties"]["batch_size"]["exclusiveMinimum"] == 0
+    assert schema["$defs"]["DataParams"]["properties"]["val_fraction"]["maximum"] == 0.5

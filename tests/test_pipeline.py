@@ -14,8 +14,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from klue_nli.sandbox import make_project, project_env
 from tests.conftest import ROOT
-from tests.helpers import make_project, project_env
 
 # Shrink the demo further so the test stays quick; the rest is the demo recipe.
 FAST = [

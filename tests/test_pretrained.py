@@ -4,7 +4,6 @@ offline: the checkpoint is built by tests/pretrained.py. Also: the model can lea
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -110,7 +109,9 @@ def test_the_module_overfits_32_pairs(make_params, workdir):
     split = FeatureSplit.load(split_file("data/features", "train"))
     subset = torch.utils.data.Subset(FeatureDataset(split), range(32))
     loader = DataLoader(subset, batch_size=32, collate_fn=Collate(tokenizer.pad_token_id))
-    cfg = dataclasses.replace(params.train, learning_rate=3e-3, warmup_ratio=0.0, weight_decay=0.0)
+    cfg = params.train.model_copy(
+        update={"learning_rate": 3e-3, "warmup_ratio": 0.0, "weight_decay": 0.0}
+    )
     pl.seed_everything(7, verbose=False)
     module = NLIModule(build_model(params.model, params.labels, tokenizer), cfg)
     trainer = pl.Trainer(

@@ -12,6 +12,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from klue_nli import tracking
 from klue_nli.encoding import load_tokenizer
 from klue_nli.errors import UserError
 from klue_nli.manifest import write_manifest
@@ -27,10 +28,9 @@ from klue_nli.registry import (
     register_run,
     rollback,
 )
-from stages.train import log_model
+from klue_nli.sandbox import Server, free_port
 from tests.conftest import ROOT, write_params
 from tests.helpers import KillingProxy
-from tests.servers import Server, free_port
 
 NAME = "klue-nli"
 LABELS = ("entailment", "contradiction", "neutral")
@@ -129,7 +129,7 @@ def candidate(
     mlflow.set_experiment("klue-nli")
     with mlflow.start_run() as run:
         pass
-    log_model(run.info.run_id, model_dir)
+    tracking.log_model(run.info.run_id, model_dir)
     m = metrics(acc, **per_class)
     report = {
         "accuracy": acc,

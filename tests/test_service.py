@@ -28,13 +28,13 @@ from schemathesis.specs.openapi.checks import (
 from klue_nli.data import read_split
 from klue_nli.predictor import Predictor
 from klue_nli.registry import export_champion, promote, register
+from klue_nli.sandbox import Server, free_port, run_module
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
 from stages.train import train
 from tests.conftest import ROOT, tiny_params
-from tests.helpers import bentoml_home, run_module
-from tests.servers import Server, free_port
+from tests.helpers import bentoml_home
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"

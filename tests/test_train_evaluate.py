@@ -3,6 +3,7 @@ real MLflow (SQLite) store; resume after SIGKILL; DDP with 2 CPU processes."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -35,6 +36,20 @@ def features(workdir, make_params):
     download(make_params())
     featurize(make_params())
     return workdir
+
+
+def tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def assert_three_epochs(plots: Path) -> None:
+    """One validation row per epoch, at each epoch's last step, none repeated by a resume."""
+    val = [int(r["step"]) for r in tsv(plots / "val/acc.tsv")]
+    per_epoch = val[0] + 1  # Lightning logs an epoch's last step as (steps so far) - 1
+    assert val == [per_epoch * k - 1 for k in (1, 2, 3)], val
+    steps = [int(r["step"]) for r in tsv(plots / "train/loss_step.tsv")]
+    assert steps == sorted(set(steps)), steps  # rows after the checkpoint were not kept twice
 
 
 def stage(name: str, params_file: Path, cwd: Path, **kwargs) -> subprocess.Popen:
@@ -98,13 +113,16 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     assert len(behaviour) == 6 and behaviour["overall"]["n"] == 150  # 5 capabilities + overall
     assert all(0 <= b["pass_rate"] <= 1 for b in behaviour.values())
     assert report["behaviour_pass"] == behaviour["overall"]["pass_rate"]
-    train_metrics = json.loads((features / "metrics/train.json").read_text())
+    train_metrics = json.loads((features / "metrics/train/metrics.json").read_text())
     assert train_metrics["val_records"] > 0 and 0 <= train_metrics["best_val_acc"] <= 1
     assert 0.3 < saved["baselines"]["hypothesis_only"] < 0.7
     confusion = (features / "plots/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 403
-    steps = (features / "plots/train_steps.csv").read_text().splitlines()
-    assert steps[0] == "step,train/loss,train/acc,lr" and len(steps) == 5  # every 2 of 8 steps
+    # DVCLive's curves: one TSV per metric, a row every 2 of 8 steps
+    steps = tsv(features / "metrics/train/plots/metrics/train/loss_step.tsv")
+    assert [r["step"] for r in steps] == ["1", "3", "5", "7"] and "loss_step" in steps[0]
+    assert len(tsv(features / "metrics/train/plots/metrics/train/lr/decay.tsv")) >= 4
+    assert train_metrics["val"]["acc"] == pytest.approx(train_metrics["best_val_acc"])
 
     client = MlflowClient()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -117,7 +135,7 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     assert "git_commit" in run.data.tags
     for key in (
         "train/loss_step",
-        "train/lr",
+        "train/lr/decay",
         "val/acc",
         "val/loss",
         "eval/accuracy",
@@ -130,7 +148,7 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
         "features/train.truncated",
     ):
         assert key in run.data.metrics, key
-    lrs = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
+    lrs = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr/decay")]
     assert len(lrs) >= 3 and max(lrs) > lrs[-1]  # warmup then linear decay: the schedule ran
     assert run.data.metrics["eval/accuracy"] == pytest.approx(report["accuracy"])
 
@@ -161,8 +179,7 @@ def test_train_resumes_after_sigkill(features, make_params):
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output
     assert "Restored all states from the checkpoint" in output
-    epochs = (features / "plots/val_epochs.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in epochs[1:]] == ["1", "2", "3"]
+    assert_three_epochs(features / "metrics/train/plots/metrics")
     assert MlflowClient().search_runs(["1"]).__len__() == 1  # resumed the same MLflow run
 
 
@@ -175,7 +192,7 @@ def test_ddp_with_two_cpu_processes(features, make_params):
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     assert "distributed_backend=gloo" in output
-    metrics = json.loads((features / "metrics/train.json").read_text())
+    metrics = json.loads((features / "metrics/train/metrics.json").read_text())
     assert metrics["steps"] == 4
     assert (features / "models/best/model.safetensors").exists()
     client = MlflowClient()

@@ -1,0 +1,123 @@
+"""Local processes that the tests and the benchmarks both run: a server on a free loopback
+port (stopped by PID, with its workers), a scratch git checkout of the project, and
+`python -m` with this interpreter. Nothing here is used by the pipeline itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A subprocess in its own process group, so stopping it stops its workers too."""
+
+    def __init__(self, args: list[str], health_url: str, log: Path, cwd: Path, env: dict) -> None:
+        self.health_url = health_url
+        self.log = log
+        self._fh = log.open("wb")
+        self.proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                if requests.get(self.health_url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.health_url} not ready in {timeout}s:\n{self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_bytes()[-n:].decode("utf-8", "replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._fh.close()
+
+
+PROJECT_FILES = [
+    "klue_nli",
+    "stages",
+    "flows",
+    "service",
+    "dvc.yaml",
+    "params.yaml",
+    "bentofile.yaml",
+    ".dvc/config",
+    ".gitignore",
+]
+
+
+def make_project(root: Path, dest: Path, env: dict) -> Path:
+    """A scratch git checkout of the project, for tests that run DVC and change params.yaml."""
+    dest.mkdir()
+    for name in PROJECT_FILES:
+        src = root / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dest / name)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True)
+    return dest
+
+
+def project_env(**extra: str) -> dict:
+    """The environment for commands in a scratch project: this venv first on PATH, a git
+    identity that needs no git config, and the project's embedded MLflow store."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for role in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{role}_NAME"] = "test"
+        env[f"GIT_{role}_EMAIL"] = "test@example.invalid"
+    env.update(extra)
+    return env
+
+
+def run_module(cwd: Path, env: dict, *args: str, timeout: float = 300) -> str:
+    """`python -m <args>` with this interpreter; its output, or RuntimeError with the output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode:
+        raise RuntimeError(f"python -m {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout

@@ -1,0 +1,63 @@
+"""Every third-party module the project imports comes from a distribution that pyproject.toml
+declares (a transitive install that happens to be there today can vanish with any upgrade)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
+
+from tests.conftest import ROOT
+
+FOLDERS = ("klue_nli", "stages", "flows", "service", "benchmarks", "tests")
+OWN = set(FOLDERS)
+
+
+def imported_top_level() -> dict[str, str]:
+    """{top-level module: a file importing it} over the project's Python files."""
+    found: dict[str, str] = {}
+    for folder in FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    return found
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def declared() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [
+        d for ds in project["optional-dependencies"].values() for d in ds
+    ]
+    return {normalise(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0]) for spec in specs}
+
+
+def test_every_imported_distribution_is_declared():
+    providers = importlib.metadata.packages_distributions()
+    wanted = declared()
+    missing = {}
+    for module, where in imported_top_level().items():
+        if module in OWN or module in sys.stdlib_module_names or module == "__future__":
+            continue
+        dists = {normalise(d) for d in providers.get(module, [])}
+        assert dists, f"{module} (imported in {where}) comes from no installed distribution"
+        if not dists & wanted:
+            missing[module] = (sorted(dists), where)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_the_check_sees_third_party_imports():
+    modules = imported_top_level()
+    assert {"torch", "mlflow", "bentoml", "yaml"} <= set(modules)
