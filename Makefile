@@ -33,7 +33,7 @@ export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
 .PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean \
-	register promote rollback export champion serve bento soak \
+	register promote rollback export champion serve bento soak browser \
 	flow prefect-server prefect-pool prefect-worker deploy trigger bench
 
 help: ## Show this help
@@ -106,8 +106,25 @@ soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=1
 repro: $(STAMP) ## dvc repro with params.yaml as it is
 	dvc repro
 
-test: $(STAMP) ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
+test: $(STAMP) browser ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
 	pytest
+
+# The page test drives a real Chromium: Debian's where it is installed or installable (as
+# root with apt), else Playwright's own build (downloaded once into ~/.cache/ms-playwright).
+browser: $(STAMP) ## Get the browser the page test needs (Debian chromium, else Playwright's)
+	@if command -v chromium >/dev/null; then exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium (and a Korean font) for the page test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-nanum >/dev/null; \
+	elif python -c "from playwright.sync_api import sync_playwright as s; import os, sys; \
+	  p = s().start(); sys.exit(0 if os.path.exists(p.chromium.executable_path) else 1)"; \
+	  then exit 0; \
+	else \
+	  echo "no chromium and no root for apt: getting Playwright's chromium"; \
+	  playwright install chromium || { echo "make browser: install chromium (Debian: apt-get install chromium) or run 'playwright install chromium'"; exit 1; }; \
+	fi
 
 lint: $(STAMP) ## ruff check and format check
 	ruff check .

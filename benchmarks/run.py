@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from klue_nli.bento import store_model
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.data import read_split
 from klue_nli.encoding import load_tokenizer
@@ -29,7 +30,6 @@ from klue_nli.manifest import write_manifest
 from klue_nli.modeling import build_model
 from klue_nli.params import Params, params_from_dict, params_to_dict
 from klue_nli.predictor import Predictor
-from klue_nli.registry import BENTO_MODEL
 from klue_nli.sandbox import Server, free_port, make_project, project_env, run_module
 from stages.download import download
 from stages.featurize import featurize
@@ -134,10 +134,7 @@ def save_demo_model(params: Params, folder: Path) -> Path:
 def store_in_bentoml(model_dir: Path, label: str) -> None:
     """Put a model folder in the BentoML store as the service's model (what `make export`
     does for the champion), labelled as registry version `label`."""
-    import bentoml
-
-    with bentoml.models.create(BENTO_MODEL, labels={"registry_version": label}) as bm:
-        shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
+    store_model(model_dir, {"registry_version": label})
 
 
 def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5) -> float:

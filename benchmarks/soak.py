@@ -24,7 +24,7 @@ import psutil
 
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.io import atomic_write_json
-from klue_nli.sandbox import Server, free_port
+from klue_nli.sandbox import bentoml_server, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -86,21 +86,7 @@ def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: 
     store_in_bentoml(model_dir, "soak")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = Server(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service.service:NLIService",
-            "--port",
-            str(port),
-        ],
-        base + "/readyz",
-        work / "soak-server.log",
-        ROOT,
-        env,
-    )
+    server = bentoml_server(ROOT, port, work / "soak-server.log", env)
     try:
         server.wait_ready(timeout=180)
         warm(base + "/api")

@@ -23,7 +23,6 @@ from typing import Any
 from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.tasks import exponential_backoff
 from ruamel.yaml import YAML
 
 from klue_nli import registry, tracking
@@ -106,9 +105,6 @@ def dvc_stage(stage: str) -> str:
         message = own[-1] if own else "\n".join(lines[-5:])
         raise StageFailed(message)
     return "up to date" if any("didn't change, skipping" in ln for ln in lines) else "ran"
-
-
-download_stage = dvc_stage.with_options(retries=3, retry_delay_seconds=exponential_backoff(2))
 
 
 @task
@@ -214,7 +210,9 @@ def training_flow(
         changed = apply_overrides(overrides, Path(PARAMS_FILE))
         if changed:
             print(f"params.yaml overrides: {changed}")
-        states = {"download": download_stage(stage="download")}
+        # No task retries: the download stage retries transient failures itself (data.retries,
+        # with backoff), under `dvc repro` as here; one layer, not 4 x 4 attempts.
+        states = {"download": dvc_stage(stage="download")}
         for stage in STAGES[1:]:
             states[stage] = dvc_stage(stage=stage)
         promotion = register_and_promote(PARAMS_FILE)

@@ -120,24 +120,13 @@ class NLIModule(pl.LightningModule):
         loss = torch.nn.functional.cross_entropy(logits, labels)
         acc = (logits.argmax(dim=-1) == labels).float().mean()
         on_step = stage == "train"
-        size = labels.shape[0]
-        self.log(
-            f"{stage}/loss",
-            loss,
+        self.log_dict(
+            {f"{stage}/loss": loss, f"{stage}/acc": acc},
             on_step=on_step,
             on_epoch=True,
             prog_bar=True,
-            batch_size=size,
-            sync_dist=not on_step,
-        )
-        self.log(
-            f"{stage}/acc",
-            acc,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=size,
-            sync_dist=not on_step,
+            batch_size=labels.shape[0],
+            sync_dist=not on_step,  # epoch means over all DDP ranks; steps stay per rank
         )
         return loss
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -30,20 +28,14 @@ from mlflow.tracking import MlflowClient
 from klue_nli import tracking
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.errors import UserError
-from klue_nli.params import PARAMS_FILE, Params, RegistryParams, load_params
+from klue_nli.params import PARAMS_FILE, Params, load_params
+from klue_nli.policy import Decision, decide
 from klue_nli.predictor import PROVENANCE_FILE, Predictor
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
-BENTO_MODEL = "klue-nli"  # name of the model in the BentoML store that the service loads
 DEV_DATA_TAG = "data.dev_sha256"  # the dev file a version was evaluated on
 LINEAGE_PARAMS = ("model", "train", "featurize", "seed", "labels")
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reasons: list[str] = field(default_factory=list)
 
 
 def client() -> MlflowClient:
@@ -58,35 +50,6 @@ def version_metrics(version: ModelVersion) -> dict[str, float]:
         for key, value in version.tags.items()
         if key.startswith("eval.")
     }
-
-
-def decide(
-    candidate: dict[str, float], champion: dict[str, float] | None, policy: RegistryParams
-) -> Decision:
-    """The promotion policy, pure: accuracy gain at least the margin, no class F1 collapse."""
-    reasons, ok = [], True
-    floor = policy.min_behaviour_pass
-    if floor is not None:
-        rate = candidate.get("behaviour_pass", float("nan"))
-        if rate >= floor:
-            reasons.append(f"behaviour pass rate {rate:.4f} >= {floor:.4f}")
-        else:  # NaN (not recorded) fails too
-            ok = False
-            reasons.append(f"behaviour pass rate {rate:.4f} < {floor:.4f} (min_behaviour_pass)")
-    if champion is None:
-        return Decision(ok, [*reasons, "no champion yet"])
-    need = champion["accuracy"] + policy.min_accuracy_gain
-    if candidate["accuracy"] >= need:
-        reasons.append(f"accuracy {candidate['accuracy']:.4f} >= {need:.4f} (champion + margin)")
-    else:
-        ok = False
-        reasons.append(f"accuracy {candidate['accuracy']:.4f} < {need:.4f} (champion + margin)")
-    for key in sorted(k for k in champion if k.startswith("f1.")):
-        drop = champion[key] - candidate.get(key, 0.0)
-        if drop > policy.max_f1_drop:
-            ok = False
-            reasons.append(f"{key} dropped {drop:.4f} > {policy.max_f1_drop:.4f}")
-    return Decision(ok, reasons)
 
 
 def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -269,28 +232,20 @@ def verified_model_dir(name: str, version: str, dst: Path) -> Path:
 def export_champion(params: Params) -> str:
     """Copy the champion's model folder into the BentoML model store (what `bentoml serve`
     and `bentoml build` use); a no-op when the store's latest is that version already."""
-    import bentoml
+    from klue_nli import bento  # BentoML loads slowly; only this command needs it
 
     name, c = params.registry.model_name, client()
     champion = alias_version(c, name, CHAMPION)
     if champion is None:
         raise UserError(f"{name}: no champion; run `make promote` first")
-    try:
-        latest = bentoml.models.get(f"{BENTO_MODEL}:latest")
-        if (
-            latest.info.labels.get("registry_version") == str(champion.version)
-            and latest.info.labels.get("registry_model") == name
-        ):
-            return str(latest.tag)
-    except bentoml.exceptions.NotFound:
-        pass
+    labels = {"registry_model": name, "registry_version": str(champion.version)}
+    latest = bento.latest()
+    if latest is not None and all(latest.info.labels.get(k) == v for k, v in labels.items()):
+        return str(latest.tag)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = verified_model_dir(name, champion.version, Path(tmp))
-        labels = {"registry_model": name, "registry_version": str(champion.version)}
         metadata = {"mlflow_run_id": champion.run_id, **champion.tags}
-        with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=metadata) as bm:
-            shutil.copytree(model_dir, bm.path, dirs_exist_ok=True)
-    return str(bm.tag)
+        return bento.store_model(model_dir, labels, metadata)
 
 
 def table(rows: list[tuple[str, str, str]]) -> str:

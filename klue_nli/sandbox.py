@@ -68,6 +68,16 @@ class Server:
         self._fh.close()
 
 
+SERVICE = "service.service:NLIService"
+
+
+def bentoml_server(root: Path, port: int, log: Path, env: dict, *extra: str) -> Server:
+    """`bentoml serve` of the project's service on 127.0.0.1:`port` (its default host: no
+    --host is passed unless in `extra`), started from `root`; ready when /readyz answers."""
+    args = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), *extra]
+    return Server(args, f"http://127.0.0.1:{port}/readyz", log, root, env)
+
+
 PROJECT_FILES = [
     "klue_nli",
     "stages",

@@ -23,13 +23,14 @@ from fastapi.responses import HTMLResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from klue_nli.batching import MicroBatcher, Overloaded
+from klue_nli.bento import BENTO_MODEL
 from klue_nli.errors import UserError
 from klue_nli.manifest import verify_model_dir
 from klue_nli.params import load_params
 from klue_nli.predictor import Predictor
-from klue_nli.registry import BENTO_MODEL
 from klue_nli.text import clean_text
 from service.answers import Answer, BatchAnswer, Result, tutorial_answer
+from service.limits import BodyLimit
 
 # Serving knobs only (batching, request limits); the decorators below need them at import.
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
@@ -64,54 +65,6 @@ class Batch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     pairs: list[Pair] = Field(min_length=1, max_length=SERVE.max_pairs_per_request)
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a body over `max_bytes`, declared or streamed (chunked),
-    before the body reaches validation or the model."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
-            return await self._refuse(send)
-        chunks, size, more = [], 0, True
-        while more:  # read at most max_bytes (+ one chunk), whatever the header said
-            message = await receive()
-            if message["type"] != "http.request":
-                return None  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                return await self._refuse(send)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
-
-    async def _refuse(self, send) -> None:
-        detail = f"request body over {self.max_bytes} bytes".encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": detail})
 
 
 ui = FastAPI()

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -120,9 +121,7 @@ def _log_to_mlflow(model_dir: Path, report: dict, matrix: list, labels: tuple[st
         mlflow.log_figure(confusion_figure(matrix, labels), "eval/confusion_matrix.png")
 
 
-def main() -> None:
-    run_stage(evaluate)
-
+main = partial(run_stage, evaluate)  # the thin main(): params.yaml in, a summary or one error out
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,8 @@ The tokenizer used is saved next to the features, so training and serving get ex
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from tqdm import tqdm
 from transformers import AutoConfig
@@ -96,9 +98,7 @@ def featurize(params: Params) -> dict:
     return stats
 
 
-def main() -> None:
-    run_stage(featurize)
-
+main = partial(run_stage, featurize)  # the thin main(): params.yaml in, a summary or one error out
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -126,9 +127,7 @@ def train(params: Params) -> dict:
     return metrics
 
 
-def main() -> None:
-    run_stage(train)
-
+main = partial(run_stage, train)  # the thin main(): params.yaml in, a summary or one error out
 
 if __name__ == "__main__":
     main()

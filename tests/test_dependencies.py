@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
 import re
 import sys
 import tomllib
@@ -61,3 +62,22 @@ def test_every_imported_distribution_is_declared():
 def test_the_check_sees_third_party_imports():
     modules = imported_top_level()
     assert {"torch", "mlflow", "bentoml", "yaml"} <= set(modules)
+
+
+def test_the_service_imports_no_mlflow(tmp_path):
+    """The registry, not the service, talks to MLflow: the Bento needs no MLflow at all."""
+    import subprocess
+
+    code = "import sys, service.service; print(sorted(m for m in sys.modules if 'mlflow' in m))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+    bentofile = (ROOT / "bentofile.yaml").read_text()
+    assert "mlflow" not in bentofile.split("packages:")[1]

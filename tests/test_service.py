@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from klue_nli.data import read_split
 from klue_nli.predictor import Predictor
 from klue_nli.registry import export_champion, promote, register
-from klue_nli.sandbox import Server, free_port, run_module
+from klue_nli.sandbox import SERVICE, bentoml_server, free_port, run_module
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -61,21 +61,8 @@ def served(tmp_path_factory, klue_dir, kcbert):
         assert tag.startswith("klue-nli:")
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        server = Server(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "service.service:NLIService",  # no --host: the default must be loopback
-                "--port",
-                str(port),
-            ],
-            f"http://127.0.0.1:{port}/readyz",
-            work / "bentoml-serve.log",
-            ROOT,
-            env,
-        )
+        # no --host: the default must be loopback
+        server = bentoml_server(ROOT, port, work / "bentoml-serve.log", env)
         try:
             server.wait_ready(timeout=180)
             dev = read_split(work / "data/raw", "dev")[:16]
@@ -196,10 +183,14 @@ def test_wrong_content_type_and_odd_unicode(served):
 
 
 def test_page_in_headless_chromium(served):
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.fail("Debian chromium is not installed (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
+
+    # Debian's chromium where there is one, else Playwright's own (`make browser` gets either)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        with sync_playwright() as pw:
+            if not Path(pw.chromium.executable_path).exists():
+                pytest.fail("no browser for the page test: run `make browser`")
 
     ARTIFACTS.mkdir(exist_ok=True)
     payload = '<script>window.pwned = 1</script><img src=x onerror="window.pwned=2">'
@@ -413,7 +404,7 @@ def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-1000])  # truncated, e.g. a copy cut short
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENTOML_HOME": str(home)}
     proc = subprocess.run(
-        [sys.executable, "-m", "bentoml", "serve", "service.service:NLIService",
+        [sys.executable, "-m", "bentoml", "serve", SERVICE,
          "--port", str(free_port())],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

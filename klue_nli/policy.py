@@ -1,0 +1,43 @@
+"""The promotion policy, pure: given the candidate's and the champion's dev metrics, promote
+or not, and why. klue_nli/registry.py applies it to MLflow model versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from klue_nli.params import RegistryParams
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def decide(
+    candidate: dict[str, float], champion: dict[str, float] | None, policy: RegistryParams
+) -> Decision:
+    """The promotion policy, pure: accuracy gain at least the margin, no class F1 collapse."""
+    reasons, ok = [], True
+    floor = policy.min_behaviour_pass
+    if floor is not None:
+        rate = candidate.get("behaviour_pass", float("nan"))
+        if rate >= floor:
+            reasons.append(f"behaviour pass rate {rate:.4f} >= {floor:.4f}")
+        else:  # NaN (not recorded) fails too
+            ok = False
+            reasons.append(f"behaviour pass rate {rate:.4f} < {floor:.4f} (min_behaviour_pass)")
+    if champion is None:
+        return Decision(ok, [*reasons, "no champion yet"])
+    need = champion["accuracy"] + policy.min_accuracy_gain
+    if candidate["accuracy"] >= need:
+        reasons.append(f"accuracy {candidate['accuracy']:.4f} >= {need:.4f} (champion + margin)")
+    else:
+        ok = False
+        reasons.append(f"accuracy {candidate['accuracy']:.4f} < {need:.4f} (champion + margin)")
+    for key in sorted(k for k in champion if k.startswith("f1.")):
+        drop = champion[key] - candidate.get(key, 0.0)
+        if drop > policy.max_f1_drop:
+            ok = False
+            reasons.append(f"{key} dropped {drop:.4f} > {policy.max_f1_drop:.4f}")
+    return Decision(ok, reasons)
