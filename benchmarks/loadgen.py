@@ -1,7 +1,12 @@
-"""Closed-loop HTTP load from its own process: C clients, each sending the next request as
-soon as the last is answered, for a fixed duration. Loopback only.
+"""HTTP load from its own process, for a fixed duration, loopback only.
+
+Closed loop: C clients, each sending the next request as soon as the last is answered (this
+hides queueing: a slow server slows the clients). Open loop (`--rate`): requests leave at a
+fixed rate whatever the answers, as real users arrive, so queueing shows in the latencies and
+an overloaded server must shed load.
 
     python -m benchmarks.loadgen --url http://127.0.0.1:3000/api --concurrency 32 --duration 20
+    python -m benchmarks.loadgen --url http://127.0.0.1:3000/api --rate 40 --duration 20
 """
 
 from __future__ import annotations
@@ -66,13 +71,63 @@ async def run(url: str, concurrency: int, duration: float) -> dict:
     }
 
 
+async def open_loop(url: str, rate: float, duration: float, max_in_flight: int = 2000) -> dict:
+    """Requests at `rate` per second for `duration` s; answered latencies, 503s, others."""
+    latencies: list[float] = []
+    shed: list[int] = []
+    errors: list = []
+
+    async def one(session, i: int) -> None:
+        premise, hypothesis = PAIRS[i % len(PAIRS)]
+        start = time.perf_counter()
+        try:
+            async with session.post(url, json={"premise": premise, "hypothesis": hypothesis}) as r:
+                await r.read()
+                if r.status == 503:
+                    shed.append(r.status)
+                elif r.status != 200:
+                    errors.append(r.status)
+                else:
+                    latencies.append(time.perf_counter() - start)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            errors.append(type(exc).__name__)
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=max_in_flight)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        gc.collect()
+        gc.freeze()
+        started = time.perf_counter()
+        tasks, i = [], 0
+        while (due := started + i / rate) < started + duration:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(session, i)))
+            i += 1
+        await asyncio.gather(*tasks)
+    lat = np.asarray(latencies) * 1000
+    return {
+        "rate": rate,
+        "sent": i,
+        "answered": len(latencies),
+        "shed_503": len(shed),
+        "other_errors": len(errors),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "max_ms": float(lat.max()) if lat.size else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--rate", type=float, help="open loop: requests per second")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.url, args.concurrency, args.duration))))
+    if args.rate:
+        print(json.dumps(asyncio.run(open_loop(args.url, args.rate, args.duration))))
+    else:
+        print(json.dumps(asyncio.run(run(args.url, args.concurrency, args.duration))))
 
 
 if __name__ == "__main__":

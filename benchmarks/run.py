@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import base
+from benchmarks.loadgen import PAIRS
 from klue_nli.bento import store_model
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.data import read_split
@@ -38,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DURATION = min(float(os.environ.get("BENCH_DURATION", "20")), 60.0)
 CONCURRENCY = (1, 8, 32)
+SUMMARY_KEYS = ("rps", "p99_ms", "errors", "ratio_vs_flask", "fraction_of_ceiling")
 
 
 def bench_params(klue: str, kcbert: str) -> Params:
@@ -74,18 +77,6 @@ def timed(fn, *args) -> tuple[float, object]:
     start = time.perf_counter()
     out = fn(*args)
     return time.perf_counter() - start, out
-
-
-def bench_featurize(params: Params) -> dict:
-    n = sum(len(read_split(params.paths.raw_dir, s)) for s in ("train", "dev"))
-    t_orig, _ = timed(original_featurize, params)
-    t_ours = min(timed(featurize, params)[0] for _ in range(3))
-    return {
-        "pairs": n,
-        "original_pairs_per_s": n / t_orig,
-        "stage_pairs_per_s": n / t_ours,
-        "ratio": t_orig / t_ours,
-    }
 
 
 def bench_train(params: Params, steps: int = 120) -> dict:
@@ -138,11 +129,12 @@ def store_in_bentoml(model_dir: Path, label: str) -> None:
 
 
 def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5) -> float:
-    """The model's own batched forward throughput, in-process (pairs/s)."""
-    predictor = Predictor.from_dir(model_dir)
-    dev = read_split(params.paths.raw_dir, "dev")
-    premises = [e.premise for e in dev][:batch]
-    hypotheses = [e.hypothesis for e in dev][:batch]
+    """The model's own batched forward throughput, in-process (pairs/s), with every core, on
+    the pairs the load generator sends (their length sets the cost), in the configuration the
+    service runs (its quantization)."""
+    predictor = Predictor.from_dir(model_dir, quantize=params.serve.quantize)
+    pairs = [PAIRS[i % len(PAIRS)] for i in range(batch)]
+    premises, hypotheses = [p for p, _ in pairs], [h for _, h in pairs]
     predictor.predict_proba(premises, hypotheses, batch)  # warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -151,20 +143,13 @@ def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5
     return done / (time.perf_counter() - start)
 
 
-def load(url: str, concurrency: int, duration: float = DURATION) -> dict:
-    """Closed-loop load from a separate process (benchmarks/loadgen.py): its JSON figures."""
+def load(url: str, concurrency: int, duration: float = DURATION, rate: float = 0) -> dict:
+    """Load from a separate process (benchmarks/loadgen.py): closed loop with `concurrency`
+    clients, or open loop at `rate` requests/s; its JSON figures."""
+    args = ["--url", url, "--duration", str(duration)]
+    args += ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.loadgen",
-            "--url",
-            url,
-            "--concurrency",
-            str(concurrency),
-            "--duration",
-            str(duration),
-        ],
+        [sys.executable, "-m", "benchmarks.loadgen", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -180,13 +165,15 @@ def warm(url: str) -> None:
         requests.post(url, json={"premise": "워밍업", "hypothesis": "준비"}, timeout=30)
 
 
-def bench_serve(params: Params, work: Path) -> dict:
-    model_dir = save_demo_model(params, work / "demo-model")
+def bench_serve(params: Params, work: Path, model_dir: Path, open_loop: bool = False) -> dict:
+    """The Flask app (the tutorial's way) against the service as shipped, closed loop at 1, 8
+    and 32 clients; with `open_loop`, the service also at 50 % and 150 % of its measured
+    capacity, then a check that it answers normally right after the overload."""
     results: dict = {"ceiling_pairs_per_s": ceiling(model_dir, params)}
     env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "PYTHONPATH": str(ROOT)}
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
 
-    store_in_bentoml(model_dir, "bench")
+    store_in_bentoml(model_dir, model_dir.name)  # the newest version: what the service loads
     flask_port, bento_port = free_port(), free_port()
     phases = {
         "flask": (
@@ -208,14 +195,27 @@ def bench_serve(params: Params, work: Path) -> dict:
             "/readyz",
         ),
     }
-    for name, (args, base, health) in phases.items():
+    for name, (args, url, health) in phases.items():
         server = Server(
-            [sys.executable, "-m", *args], base + health, work / f"{name}.log", ROOT, env
+            [sys.executable, "-m", *args], url + health, work / f"{name}.log", ROOT, env
         )
         try:
             server.wait_ready(timeout=180)
-            warm(base + "/api")
-            results[name] = {f"c{c}": load(base + "/api", c) for c in CONCURRENCY}
+            warm(url + "/api")
+            results[name] = {f"c{c}": load(url + "/api", c) for c in CONCURRENCY}
+            if open_loop and name == "bentoml":
+                capacity = results[name]["c32"]["rps"]
+                results["open50"] = load(url + "/api", 0, rate=0.5 * capacity)
+                results["overload"] = load(url + "/api", 0, rate=1.5 * capacity)
+                results["after_overload"] = load(url + "/api", 1, duration=5)
+                # "one batch": a full batch on one worker at the measured per-worker rate
+                batch_ms = 1000 * params.serve.max_batch_size * params.serve.workers / capacity
+                bound = params.serve.max_latency_ms + batch_ms
+                results["overload"]["bound_ms"] = bound
+                results["overload"]["p99_within_bound"] = (
+                    results["overload"]["p99_ms"] is not None
+                    and results["overload"]["p99_ms"] <= bound
+                )
         finally:
             server.stop()
     for c in CONCURRENCY:
@@ -223,6 +223,26 @@ def bench_serve(params: Params, work: Path) -> dict:
         b["ratio_vs_flask"] = b["rps"] / f["rps"]
         b["fraction_of_ceiling"] = b["rps"] / results["ceiling_pairs_per_s"]
     return results
+
+
+def bench_base(params: Params, work: Path) -> dict:
+    """kcbert-base's shape, random weights: training, in-process inference, int8 agreement."""
+    model_dir = base.save_base_model(params, work / "base-model")
+    return {
+        "train": base.train_throughput(params),
+        "inference": base.inference(model_dir, params),
+        "quantized": base.agreement(model_dir, params),
+        "serve": bench_serve(params, work, model_dir, open_loop=True),
+    }
+
+
+def demo_agreement(project: Path, params: Params) -> dict | None:
+    """int8 vs fp32 on the trained demo model (`make demo` leaves it in models/best)."""
+    model_dir = project / Params().paths.model_dir
+    if not (model_dir / "config.json").exists():
+        print(f"no trained model in {model_dir}: run `make demo` first for demo.quantized")
+        return None
+    return base.agreement(model_dir, params)
 
 
 def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
@@ -269,11 +289,57 @@ def markdown(r: dict) -> str:
         f"| no-op `dvc repro` (s) | | {r['pipeline']['noop_repro_s']:.2f} | | |",
         f"| no-op Prefect flow run, ephemeral API (s) | | {r['pipeline']['noop_flow_s']:.1f} | | |",
     ]
+    rows += base_rows(r)
     m = r["machine"]
     return (
         f"Measured {r['date']} on {m['cores']} cores ({m['processor']}), torch threads "
         f"{m['torch_threads']}, load phases of {DURATION:.0f} s.\n\n" + "\n".join(rows) + "\n"
     )
+
+
+def base_rows(r: dict) -> list[str]:
+    b = r["base"]
+    t, inf, q, s = b["train"], b["inference"], b["quantized"], b["serve"]
+    demo = r["demo"]["quantized"]
+    rows = [
+        "| **kcbert-base shape (12 x 768), random weights** | | | | |",
+        f"| base train (examples/s, {t['steps']} steps; padded 64 / dynamic / grouped) "
+        f"| {t['fixed']['examples_per_s']:.2f} | {t['dynamic']['examples_per_s']:.2f} / "
+        f"{t['grouped']['examples_per_s']:.2f} | {t['ratio']:.2f}x | >= 1.6x |",
+        f"| base inference in process (pairs/s; tutorial batch 1 padded fp32 / batch 32 "
+        f"fp32 / batch 32 int8) | {inf['tutorial_batch1_padded_fp32']:.1f} | "
+        f"{inf['batch32_dynamic_fp32']:.1f} / {inf['batch32_dynamic_int8']:.1f} | "
+        f"{inf['ratio_fp32']:.1f}x / {inf['ratio_int8']:.1f}x | |",
+        f"| int8 vs fp32 argmax agreement (base, random weights; dev sample) | | "
+        f"{q['argmax_agreement']:.1%} | accuracy {q['accuracy_diff']:+.1%} | |",
+    ]
+    if demo:
+        rows.append(
+            f"| int8 vs fp32 argmax agreement (trained demo model; dev sample) | | "
+            f"{demo['argmax_agreement']:.1%} | accuracy {demo['accuracy_diff']:+.1%} | >= 99 % |"
+        )
+    for c in CONCURRENCY:
+        bb, fl = s["bentoml"][f"c{c}"], s["flask"][f"c{c}"]
+        rows.append(
+            f"| base serve, {c} clients (req/s; p50/p99 ms; errors) | {fl['rps']:.1f}; "
+            f"{fl['p50_ms']:.0f}/{fl['p99_ms']:.0f}; {fl['errors']} | {bb['rps']:.1f}; "
+            f"{bb['p50_ms']:.0f}/{bb['p99_ms']:.0f}; {bb['errors']} | "
+            f"{bb['ratio_vs_flask']:.2f}x | {'>= 6x, 0 errors' if c == 32 else ''} |"
+        )
+    o50, over, after = s["open50"], s["overload"], s["after_overload"]
+    rows += [
+        f"| base serve ceiling, in-process (pairs/s) | | {s['ceiling_pairs_per_s']:.1f} | "
+        f"32 clients reach {s['bentoml']['c32']['fraction_of_ceiling']:.0%} | >= 90 % |",
+        f"| base open loop at 50 % ({o50['rate']:.1f} req/s: p50/p99 ms; 503; other errors) "
+        f"| | {o50['p50_ms']:.0f}/{o50['p99_ms']:.0f}; {o50['shed_503']}; "
+        f"{o50['other_errors']} | | 0 errors |",
+        f"| base open loop at 150 % ({over['rate']:.1f} req/s: answered p99 ms; 503; other "
+        f"errors) | | {over['p99_ms'] or 0:.0f}; {over['shed_503']}; {over['other_errors']} "
+        f"| | 503 only, p99 <= {over['bound_ms']:.0f} ms (max_latency_ms + a batch) |",
+        f"| right after the overload, 1 client (req/s; errors) | | {after['rps']:.1f}; "
+        f"{after['errors']} | | 0 errors |",
+    ]
+    return rows
 
 
 def plot(r: dict, path: Path) -> None:
@@ -309,6 +375,7 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
         params = bench_params(str(Path(cwd, klue).resolve()) if klue else None, kcbert)
         download(params)
+        featurize(params)  # the sample's features, for the training probes
         results = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {
@@ -317,20 +384,18 @@ def main() -> None:
                 "torch_threads": torch.get_num_threads(),
                 "torch": torch.__version__,
             },
-            "featurize": bench_featurize(params),
+            "featurize": base.featurize_at_scale(params, work, original_featurize, featurize),
             "train": bench_train(params),
-            "serve": bench_serve(params, work),
+            "serve": bench_serve(params, work, save_demo_model(params, work / "demo-model")),
             "pipeline": bench_pipeline(params.data.mirror or "", kcbert, work),
+            "base": bench_base(params, work),
+            "demo": {"quantized": demo_agreement(Path(cwd), params)},
         }
     finally:
         os.chdir(cwd)
-    results["serve"]["c32"] = {
-        "rps": results["serve"]["bentoml"]["c32"]["rps"],
-        "p99_ms": results["serve"]["bentoml"]["c32"]["p99_ms"],
-        "errors": results["serve"]["bentoml"]["c32"]["errors"],
-        "ratio_vs_flask": results["serve"]["bentoml"]["c32"]["ratio_vs_flask"],
-        "fraction_of_ceiling": results["serve"]["bentoml"]["c32"]["fraction_of_ceiling"],
-    }
+    for serve in (results["serve"], results["base"]["serve"]):
+        c32 = serve["bentoml"]["c32"]
+        serve["c32"] = {k: c32[k] for k in SUMMARY_KEYS}
     atomic_write_json(HERE / "results.json", results)
     atomic_write_text(HERE / "results.md", markdown(results))
     plot(results, HERE / "results.png")

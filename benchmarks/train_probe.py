@@ -1,6 +1,7 @@
 """One training-throughput measurement in its own process (so peak RSS is its own).
 
 python -m benchmarks.train_probe --features DIR --padding fixed|dynamic|grouped --steps N
+    [--base]   # kcbert-base's real shape (12 x 768), random weights
 """
 
 from __future__ import annotations
@@ -8,17 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import time
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from transformers import AutoConfig
 
 from klue_nli.encoding import load_tokenizer, pad_batch
 from klue_nli.features import TOKENIZER_DIR
 from klue_nli.lightning import Collate, NLIDataModule, NLIModule
 from klue_nli.modeling import build_model
-from klue_nli.params import Params, TrainParams
+from klue_nli.params import Params, RandomInitParams, TrainParams
 
 FIXED_LENGTH = 64
 
@@ -56,6 +59,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--model", required=True, help="kcbert folder or Hub id (config)")
+    parser.add_argument(
+        "--base", action="store_true", help="kcbert-base's own size (12 x 768), random weights"
+    )
     args = parser.parse_args()
     base = Params()
     cfg = TrainParams(
@@ -67,7 +73,21 @@ def main() -> None:
     )
     pl.seed_everything(7, verbose=False)
     tokenizer = load_tokenizer(f"{args.features}/{TOKENIZER_DIR}")
-    model_params = type(base.model)(name_or_path=args.model, init="random")
+    size = {}
+    if args.base:
+        config = AutoConfig.from_pretrained(args.model)
+        size = {
+            k: getattr(config, k)
+            for k in (
+                "num_hidden_layers",
+                "hidden_size",
+                "num_attention_heads",
+                "intermediate_size",
+            )
+        }
+    model_params = base.model.model_copy(
+        update={"name_or_path": args.model, "init": "random", "random": RandomInitParams(**size)}
+    )
     model = build_model(model_params, base.labels, tokenizer)
     data = NLIDataModule(args.features, cfg, tokenizer.pad_token_id, seed=7)
     if args.padding == "fixed":
@@ -92,8 +112,8 @@ def main() -> None:
                 "padding": args.padding,
                 "examples_per_s": measured * cfg.batch_size / seconds,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "loss_first10": sum(timer.losses[:10]) / 10,
-                "loss_last10": sum(timer.losses[-10:]) / 10,
+                "loss_first10": statistics.fmean(timer.losses[:10]),
+                "loss_last10": statistics.fmean(timer.losses[-10:]),
                 "torch_threads": torch.get_num_threads(),
             }
         )

@@ -46,10 +46,15 @@ class Collate:
 
 
 class LengthGroupedSampler(Sampler[int]):
-    """Shuffles, then sorts within windows of 50 batches so a batch holds similar lengths."""
+    """Batches of similar length: shuffle, sort within windows of 50 batches, cut into
+    batches, then shuffle the order of those batches (sorted order alone would feed each
+    window longest-first, a length curriculum nobody asked for). The window's longest batch
+    stays first, so a run that would run out of memory does so at once. Windows are whole
+    batches (50 of them), so the loader's batches are exactly these."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int) -> None:
         self.lengths = lengths
+        self.batch_size = batch_size
         self.window = batch_size * 50
         self.seed = seed
         self.epoch = 0
@@ -63,7 +68,13 @@ class LengthGroupedSampler(Sampler[int]):
         order = rng.permutation(len(self.lengths))
         for start in range(0, len(order), self.window):
             window = order[start : start + self.window]
-            yield from window[np.argsort(-self.lengths[window], kind="stable")].tolist()
+            window = window[np.argsort(-self.lengths[window], kind="stable")]
+            batches = [
+                window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)
+            ]
+            rest = rng.permutation(len(batches) - 1) + 1 if len(batches) > 1 else []
+            for b in [0, *rest]:
+                yield from batches[b].tolist()
 
 
 class NLIDataModule(pl.LightningDataModule):

@@ -8,13 +8,11 @@ server, and MLFLOW_EXPERIMENT_NAME picks another experiment, as in any MLflow pr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,21 +92,6 @@ def dvc_hashes(stages: tuple[str, ...] = ("download", "featurize")) -> dict[str,
         for out in lock.get("stages", {}).get(stage, {}).get("outs", []):
             hashes[f"dvc.{stage}.{out['path']}"] = out.get("md5", "unknown")
     return hashes
-
-
-@contextlib.contextmanager
-def run_env(run_id: str) -> Iterator[None]:
-    """MLFLOW_RUN_ID set for a while (for processes started meanwhile, e.g. DDP workers),
-    then as it was: a second train() in the same process must not log into this run."""
-    before = os.environ.get("MLFLOW_RUN_ID")
-    os.environ["MLFLOW_RUN_ID"] = run_id
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("MLFLOW_RUN_ID", None)
-        else:
-            os.environ["MLFLOW_RUN_ID"] = before
 
 
 # The pyfunc wrapper logged beside the model folder (code plus safetensors, no pickle).

@@ -99,7 +99,9 @@ class NLIService:
         if not torch.cuda.is_available():
             # Each worker gets its share of the cores; more threads only fight each other.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // SERVE.workers))
-        self.predictor = Predictor.from_dir(model.path, require_manifest=True)
+        self.predictor = Predictor.from_dir(
+            model.path, require_manifest=True, quantize=SERVE.quantize
+        )
         self.version = model.info.labels.get("registry_version", "unknown")
         self.labels = list(self.predictor.labels)
         self.batcher = MicroBatcher(self._forward, SERVE.max_batch_size, SERVE.max_latency_ms)

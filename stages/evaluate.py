@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from matplotlib.figure import Figure  # the OO API: no pyplot, no display backend
 from tqdm import tqdm
 
@@ -74,6 +75,15 @@ def evaluate(params: Params) -> dict:
         "truncated": truncated,
     }
     report["behaviour"] = run_suite(predictor.predict_proba, predictor.labels, build_suite())
+    served_preds = preds  # the model as the service runs it (serve.quantize)
+    if params.serve.quantize != "none":
+        served = Predictor.from_dir(model_dir, quantize=params.serve.quantize)
+        served_preds = served.predict([e.premise for e in dev], [e.hypothesis for e in dev])
+    report["served"] = {
+        "quantize": params.serve.quantize,
+        "accuracy": float(np.mean(np.asarray(served_preds) == np.asarray(gold))),
+        "argmax_agreement": float(np.mean(np.asarray(served_preds) == np.asarray(preds))),
+    }
 
     train = read_split(paths.raw_dir, "train")
     report["baselines"] = {

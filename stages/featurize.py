@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 from transformers import AutoConfig
 
-from klue_nli.cli import run_stage
+from klue_nli.cli import run_stage, scoped_env
 from klue_nli.data import SPLITS, clean_examples, read_split, split_by_premise
 from klue_nli.encoding import encode_pairs, load_tokenizer, truncated_mask, unk_share
 from klue_nli.errors import ParamsError, UserError
@@ -56,7 +56,10 @@ def featurize(params: Params) -> dict:
         )
     # train and val are both carved out of the train file; dev is only ever evaluated.
     parts = {"train": train, "val": val, "dev": raw["dev"]}
-    with atomic_dir(params.paths.features_dir) as tmp:
+    # The Rust tokenizer on every core (about 1.4x the pairs/s on 2); off elsewhere in the
+    # project (QUIET_DEFAULTS), since a DataLoader worker forked after parallel use can hang.
+    parallel = scoped_env("TOKENIZERS_PARALLELISM", "true")
+    with atomic_dir(params.paths.features_dir) as tmp, parallel:
         for split, examples in parts.items():
             kept, dropped = clean_examples(examples)
             ids: list[list[int]] = []

@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
 
 from klue_nli import tracking
-from klue_nli.cli import run_stage
+from klue_nli.cli import run_stage, scoped_env
 from klue_nli.encoding import load_tokenizer
 from klue_nli.features import TOKENIZER_DIR, read_meta
 from klue_nli.lightning import NLIDataModule, NLIModule, export_best, resolve_precision
@@ -63,7 +63,8 @@ def train(params: Params) -> dict:
     best = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True
     )
-    live = live_logger(ckpt_dir / "dvclive", resume_step)
+    live_dir = ckpt_dir.with_name(ckpt_dir.name + ".dvclive")  # beside the checkpoints
+    live = live_logger(live_dir, resume_step)
     # A step-capped run may stop mid-epoch: validate exactly where it stops, so the best
     # checkpoint (by val/acc) exists. Otherwise validate at every epoch's end.
     val_schedule = (
@@ -91,7 +92,9 @@ def train(params: Params) -> dict:
         **val_schedule,
     )
     started = time.perf_counter()
-    with tracking.run_env(run_id):  # DDP workers start in here and log to the same run
+    # DDP workers start in here and log to the same run; a later train() in this process
+    # must not inherit it
+    with scoped_env("MLFLOW_RUN_ID", run_id):
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:  # DDP workers: rank 0 writes every output
@@ -120,9 +123,10 @@ def train(params: Params) -> dict:
     }
     live.experiment.summary.update(metrics)
     live.experiment.make_summary()
-    publish(ckpt_dir / "dvclive", paths.train_live)
+    publish(live_dir, paths.train_live)
     tracking.log_model(run_id, model_dir)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: nothing left to resume
+    for folder in (ckpt_dir, live_dir):  # finished: nothing left to resume
+        shutil.rmtree(folder, ignore_errors=True)
     run_file.unlink(missing_ok=True)
     return metrics
 

@@ -122,3 +122,21 @@ def test_a_cancelled_request_never_reaches_the_model():
 def test_bad_limits_are_refused():
     with pytest.raises(ValueError, match="max_batch_size"):
         MicroBatcher(Model(), max_batch_size=0, max_latency_ms=10)
+
+
+def test_length_grouped_sampler_groups_lengths_without_a_length_curriculum():
+    import numpy as np
+
+    from klue_nli.lightning import LengthGroupedSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 65, size=3200 + 20)  # two whole windows and a partial one
+    order = list(LengthGroupedSampler(lengths, batch_size=32, seed=7))
+    assert sorted(order) == list(range(len(lengths)))  # every pair once per epoch
+    batches = [order[i : i + 32] for i in range(0, len(order), 32)]
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 5  # similar lengths in a batch (random batches: about 50)
+    first_window = [int(lengths[b].max()) for b in batches[:50]]
+    assert first_window[0] == max(first_window)  # the longest batch first (memory check)
+    steps = np.diff(first_window[1:49])
+    assert (steps > 0).any() and (steps < 0).any()  # then no monotone length order

@@ -66,7 +66,8 @@ def served(tmp_path_factory, klue_dir, kcbert):
         try:
             server.wait_ready(timeout=180)
             dev = read_split(work / "data/raw", "dev")[:16]
-            predictor = Predictor.from_dir(work / "models/best")
+            # the model as the service runs it (serve.quantize), as evaluate's `served` reports
+            predictor = Predictor.from_dir(work / "models/best", quantize=params.serve.quantize)
             yield {
                 "url": f"http://127.0.0.1:{port}",
                 "server": server,

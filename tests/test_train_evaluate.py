@@ -160,6 +160,18 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     out = pyfunc.predict(frame)
     np.testing.assert_allclose(out[list(predictor.labels)].to_numpy(), probs, atol=1e-5)
 
+    # serve.quantize: int8 Linear layers on CPU; evaluate reports the model as served
+    int8 = Predictor.from_dir(model_dir, quantize="int8")
+    assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())  # all quantized
+    probs_int8 = int8.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])
+    assert np.abs(probs_int8 - probs).max() < 0.1  # close to fp32, not equal to it
+    serve = params.serve.model_copy(update={"quantize": "int8"})
+    evaluate(params.model_copy(update={"serve": serve}))
+    served = json.loads((features / "metrics/eval.json").read_text())["served"]
+    assert served["quantize"] == "int8" and 0 <= served["argmax_agreement"] <= 1
+    # accuracies can differ only on the pairs where the two disagree
+    assert abs(served["accuracy"] - saved["accuracy"]) <= 1 - served["argmax_agreement"] + 1e-9
+
 
 def test_train_resumes_after_sigkill(features, make_params):
     params_file = write_params(

@@ -1,0 +1,164 @@
+"""`make bench`, section `base`: kcbert-base's real shape (12 layers, hidden 768, 109 M
+parameters; `config.json` of KCBERT_DIR) with random weights: the compute users feel, with
+nothing downloaded. Also featurize at KLUE's size, and int8 agreement on the trained demo model.
+
+Every figure is a same-run comparison on this machine: the original tutorial's way first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, BertForSequenceClassification
+
+from klue_nli.data import read_split, split_filename
+from klue_nli.encoding import load_tokenizer
+from klue_nli.manifest import write_manifest
+from klue_nli.params import Params
+from klue_nli.predictor import Predictor
+
+ROOT = Path(__file__).resolve().parent.parent
+FEATURIZE_PAIRS = 25_000
+
+
+def save_base_model(params: Params, folder: Path) -> Path:
+    """kcbert-base's shape and tokenizer, a 3-way head, random weights (seeded)."""
+    torch.manual_seed(7)
+    tokenizer = load_tokenizer(params.model.name_or_path, do_lower_case=False)
+    tokenizer.model_max_length = params.featurize.max_seq_length
+    config = AutoConfig.from_pretrained(params.model.name_or_path)
+    config.update(
+        {
+            "num_labels": 3,
+            "id2label": dict(enumerate(params.labels)),
+            "label2id": params.label2id,
+            "architectures": ["BertForSequenceClassification"],
+        }
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_manifest(folder)
+    return folder
+
+
+def train_throughput(params: Params, steps: int = 12, warmup: int = 2) -> dict:
+    """Examples/s at base size: padded to 64 (the original), dynamic, length-grouped."""
+    runs = {}
+    for padding in ("fixed", "dynamic", "grouped"):
+        args = ["--features", params.paths.features_dir, "--padding", padding]
+        args += ["--steps", str(steps), "--warmup", str(warmup), "--base"]
+        args += ["--model", params.model.name_or_path]
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.train_probe", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        ).stdout
+        runs[padding] = json.loads(out.strip().splitlines()[-1])
+    fixed = runs["fixed"]["examples_per_s"]
+    best = max(runs["dynamic"]["examples_per_s"], runs["grouped"]["examples_per_s"])
+    return {**runs, "steps": steps - warmup, "ratio": best / fixed}
+
+
+def tutorial_pairs_per_s(model_dir: Path, premises: list[str], hypotheses: list[str]) -> float:
+    """The tutorial's inference_fn: one pair at a time, padded to 64, fp32."""
+    predictor = Predictor.from_dir(model_dir, device="cpu")
+    tokenizer, model = predictor.tokenizer, predictor.model
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for p, h in zip(premises, hypotheses, strict=True):
+            enc = tokenizer(
+                p, h, max_length=64, padding="max_length", truncation=True, return_tensors="pt"
+            )
+            torch.softmax(model(**enc).logits, dim=-1)
+    return len(premises) / (time.perf_counter() - start)
+
+
+def pairs_per_s(predictor: Predictor, premises: list[str], hypotheses: list[str]) -> float:
+    predictor.predict_proba(premises[:32], hypotheses[:32], 32)  # warm-up
+    start = time.perf_counter()
+    predictor.predict_proba(premises, hypotheses, 32)
+    return len(premises) / (time.perf_counter() - start)
+
+
+def agreement(model_dir: Path, params: Params) -> dict:
+    """int8 against fp32 on the whole dev sample: argmax agreement and accuracy of each."""
+    dev = read_split(params.paths.raw_dir, "dev")
+    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
+    gold = np.asarray([params.labels.index(e.label) for e in dev])
+    fp32 = Predictor.from_dir(model_dir, device="cpu").predict_proba(premises, hypotheses, 32)
+    int8 = Predictor.from_dir(model_dir, device="cpu", quantize="int8")
+    q = int8.predict_proba(premises, hypotheses, 32)
+    # dynamic quantization scales activations per batch: the same pair, alone or batched
+    alone = np.vstack(
+        [int8.predict_proba([p], [h]) for p, h in zip(premises[:32], hypotheses[:32], strict=True)]
+    )
+    return {
+        "max_abs_prob_diff_alone_vs_batched": float(np.abs(alone - q[:32]).max()),
+        "pairs": len(dev),
+        "argmax_agreement": float(np.mean(fp32.argmax(1) == q.argmax(1))),
+        "accuracy_fp32": float(np.mean(fp32.argmax(1) == gold)),
+        "accuracy_int8": float(np.mean(q.argmax(1) == gold)),
+        "accuracy_diff": float(np.mean(q.argmax(1) == gold) - np.mean(fp32.argmax(1) == gold)),
+        "max_abs_prob_diff": float(np.abs(fp32 - q).max()),
+    }
+
+
+def inference(model_dir: Path, params: Params, n: int = 128) -> dict:
+    """In-process pairs/s at base size: the tutorial's way vs batch 32 with dynamic padding,
+    fp32 and int8 (dynamic quantization of the Linear layers)."""
+    dev = read_split(params.paths.raw_dir, "dev")[:n]
+    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
+    tutorial = tutorial_pairs_per_s(model_dir, premises[:32], hypotheses[:32])
+    fp32 = pairs_per_s(Predictor.from_dir(model_dir, device="cpu"), premises, hypotheses)
+    int8 = pairs_per_s(
+        Predictor.from_dir(model_dir, device="cpu", quantize="int8"), premises, hypotheses
+    )
+    return {
+        "tutorial_batch1_padded_fp32": tutorial,
+        "batch32_dynamic_fp32": fp32,
+        "batch32_dynamic_int8": int8,
+        "ratio_fp32": fp32 / tutorial,
+        "ratio_int8": int8 / tutorial,
+    }
+
+
+def featurize_at_scale(params: Params, work: Path, original, featurize) -> dict:
+    """Featurize on >= 25,000 pairs in one pass (the sample's train file repeated), against
+    the original pure-Python tokenizer on the same pairs."""
+    raw = work / "raw-25k"
+    raw.mkdir(exist_ok=True)
+    train = json.loads((Path(params.paths.raw_dir) / split_filename("train")).read_text())
+    copies = -(-FEATURIZE_PAIRS // len(train))
+    big = [{**r, "premise": f"{r['premise']} ({k})"} for k in range(copies) for r in train]
+    (raw / split_filename("train")).write_text(json.dumps(big, ensure_ascii=False))
+    dev = (Path(params.paths.raw_dir) / split_filename("dev")).read_text()
+    (raw / split_filename("dev")).write_text(dev)
+    scaled = params.model_copy(
+        update={
+            "paths": params.paths.model_copy(
+                update={"raw_dir": str(raw), "features_dir": str(work / "features-25k")}
+            )
+        }
+    )
+    n = sum(len(read_split(raw, s)) for s in ("train", "dev"))
+    start = time.perf_counter()
+    original(scaled)
+    t_orig = time.perf_counter() - start
+    start = time.perf_counter()
+    featurize(scaled)
+    t_ours = time.perf_counter() - start
+    return {
+        "pairs": n,
+        "original_pairs_per_s": n / t_orig,
+        "stage_pairs_per_s": n / t_ours,
+        "ratio": t_orig / t_ours,
+    }
