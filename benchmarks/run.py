@@ -80,36 +80,8 @@ def timed(fn, *args) -> tuple[float, object]:
 
 
 def bench_train(params: Params, steps: int = 120) -> dict:
-    runs = {}
-    for padding in ("fixed", "dynamic", "grouped"):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.train_probe",
-                "--features",
-                params.paths.features_dir,
-                "--padding",
-                padding,
-                "--steps",
-                str(steps),
-                "--model",
-                params.model.name_or_path,
-            ],
-            cwd=os.getcwd(),
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        ).stdout
-        runs[padding] = json.loads(out.strip().splitlines()[-1])
-    best = max(runs["dynamic"]["examples_per_s"], runs["grouped"]["examples_per_s"])
-    return {
-        **runs,
-        "steps": steps,
-        "ratio": best / runs["fixed"]["examples_per_s"],
-        "ratio_dynamic": runs["dynamic"]["examples_per_s"] / runs["fixed"]["examples_per_s"],
-    }
+    """The demo model: padded to 64 (the original) against dynamic and length-grouped."""
+    return base.train_throughput(params, steps=steps, warmup=10, base_size=False)
 
 
 def save_demo_model(params: Params, folder: Path) -> Path:
@@ -274,14 +246,7 @@ def markdown(r: dict) -> str:
         f"| {max(t['dynamic']['examples_per_s'], t['grouped']['examples_per_s']):.0f} "
         f"| {t['ratio']:.2f}x | >= 1.5x |",
     ]
-    for c in CONCURRENCY:
-        b, fl = s["bentoml"][f"c{c}"], s["flask"][f"c{c}"]
-        rows.append(
-            f"| serve, {c} clients (req/s; p50/p99 ms; errors) | {fl['rps']:.0f}; "
-            f"{fl['p50_ms']:.0f}/{fl['p99_ms']:.0f}; {fl['errors']} | {b['rps']:.0f}; "
-            f"{b['p50_ms']:.0f}/{b['p99_ms']:.0f}; {b['errors']} | {b['ratio_vs_flask']:.2f}x "
-            f"| {'>= 5x, p99 <= 100 ms, 0 errors' if c == 32 else ''} |"
-        )
+    rows += serve_rows(s, "serve", "{:.0f}", ">= 5x, p99 <= 100 ms, 0 errors")
     rows += [
         f"| serve ceiling, in-process batched forward (pairs/s) | | "
         f"{s['ceiling_pairs_per_s']:.0f} | 32 clients reach "
@@ -295,6 +260,24 @@ def markdown(r: dict) -> str:
         f"Measured {r['date']} on {m['cores']} cores ({m['processor']}), torch threads "
         f"{m['torch_threads']}, load phases of {DURATION:.0f} s.\n\n" + "\n".join(rows) + "\n"
     )
+
+
+def serve_rows(s: dict, label: str, rate: str, target: str) -> list[str]:
+    """Flask vs the service at each concurrency: req/s (in `rate` format), p50/p99, errors."""
+    rows = []
+    for c in CONCURRENCY:
+        cells = []
+        for run in (s["flask"][f"c{c}"], s["bentoml"][f"c{c}"]):
+            cells.append(
+                f"{rate.format(run['rps'])}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; "
+                f"{run['errors']}"
+            )
+        ratio = s["bentoml"][f"c{c}"]["ratio_vs_flask"]
+        rows.append(
+            f"| {label}, {c} clients (req/s; p50/p99 ms; errors) | {cells[0]} | {cells[1]} "
+            f"| {ratio:.2f}x | {target if c == 32 else ''} |"
+        )
+    return rows
 
 
 def base_rows(r: dict) -> list[str]:
@@ -318,14 +301,7 @@ def base_rows(r: dict) -> list[str]:
             f"| int8 vs fp32 argmax agreement (trained demo model; dev sample) | | "
             f"{demo['argmax_agreement']:.1%} | accuracy {demo['accuracy_diff']:+.1%} | >= 99 % |"
         )
-    for c in CONCURRENCY:
-        bb, fl = s["bentoml"][f"c{c}"], s["flask"][f"c{c}"]
-        rows.append(
-            f"| base serve, {c} clients (req/s; p50/p99 ms; errors) | {fl['rps']:.1f}; "
-            f"{fl['p50_ms']:.0f}/{fl['p99_ms']:.0f}; {fl['errors']} | {bb['rps']:.1f}; "
-            f"{bb['p50_ms']:.0f}/{bb['p99_ms']:.0f}; {bb['errors']} | "
-            f"{bb['ratio_vs_flask']:.2f}x | {'>= 6x, 0 errors' if c == 32 else ''} |"
-        )
+    rows += serve_rows(s, "base serve", "{:.1f}", ">= 6x, 0 errors")
     o50, over, after = s["open50"], s["overload"], s["after_overload"]
     rows += [
         f"| base serve ceiling, in-process (pairs/s) | | {s['ceiling_pairs_per_s']:.1f} | "
