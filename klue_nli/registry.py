@@ -238,7 +238,13 @@ def export_champion(params: Params) -> str:
     champion = alias_version(c, name, CHAMPION)
     if champion is None:
         raise UserError(f"{name}: no champion; run `make promote` first")
-    labels = {"registry_model": name, "registry_version": str(champion.version)}
+    # The run id too: "v1 of klue-nli" names a different model in every tracking store
+    # (another clone, another server), and the BentoML store is per user, not per project.
+    labels = {
+        "registry_model": name,
+        "registry_version": str(champion.version),
+        "mlflow_run_id": champion.run_id,
+    }
     latest = bento.latest()
     if latest is not None and all(latest.info.labels.get(k) == v for k, v in labels.items()):
         return str(latest.tag)

@@ -273,3 +273,22 @@ def test_a_damaged_artifact_is_refused_at_promotion_and_export(
 
     with pytest.raises(bentoml.exceptions.NotFound):
         bentoml.models.get(BENTO_MODEL)
+
+
+def test_export_tells_apart_champions_of_two_tracking_stores(
+    model_dir, make_params, tmp_path, monkeypatch
+):
+    """v1 of one store and v1 of another are different models: the second export is not a
+    no-op, while exporting the same champion again is."""
+    params = make_params()
+    tags = []
+    for store in ("one", "two"):
+        uri = f"sqlite:///{tmp_path / store}.db"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        version = candidate(model_dir, 0.5)
+        promote(params, version.version)
+        assert str(version.version) == "1"
+        tags.append(export_champion(params))
+        assert export_champion(params) == tags[-1]  # the same champion: nothing to do
+    assert tags[0] != tags[1]
