@@ -72,8 +72,11 @@ class LengthGroupedSampler(Sampler[int]):
             batches = [
                 window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)
             ]
-            rest = rng.permutation(len(batches) - 1) + 1 if len(batches) > 1 else []
-            for b in [0, *rest]:
+            # first (longest) and last (shortest, maybe partial: batch boundaries must not
+            # shift) stay in place; the batches between come in random order
+            middle = (rng.permutation(len(batches) - 2) + 1).tolist() if len(batches) > 2 else []
+            last = [len(batches) - 1] if len(batches) > 1 else []
+            for b in [0, *middle, *last]:
                 yield from batches[b].tolist()
 
 
