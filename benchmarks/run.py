@@ -104,7 +104,9 @@ def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5
     """The model's own batched forward throughput, in-process (pairs/s), with every core, on
     the pairs the load generator sends (their length sets the cost), in the configuration the
     service runs (its quantization)."""
-    predictor = Predictor.from_dir(model_dir, quantize=params.serve.quantize)
+    predictor = Predictor.from_dir(
+        model_dir, quantize=params.serve.quantize, runtime=params.serve.runtime
+    )
     pairs = [PAIRS[i % len(PAIRS)] for i in range(batch)]
     premises, hypotheses = [p for p, _ in pairs], [h for _, h in pairs]
     predictor.predict_proba(premises, hypotheses, batch)  # warm-up
@@ -198,7 +200,7 @@ def bench_serve(params: Params, work: Path, model_dir: Path, open_loop: bool = F
 
 
 def bench_base(params: Params, work: Path) -> dict:
-    """kcbert-base's shape, random weights: training, in-process inference, int8 agreement."""
+    """kcbert-base's shape, random weights: training, in-process inference, agreement."""
     model_dir = base.save_base_model(params, work / "base-model")
     return {
         "train": base.train_throughput(params),
@@ -209,7 +211,8 @@ def bench_base(params: Params, work: Path) -> dict:
 
 
 def demo_agreement(project: Path, params: Params) -> dict | None:
-    """int8 vs fp32 on the trained demo model (`make demo` leaves it in models/best)."""
+    """Each CPU speed-up vs fp32 on the trained demo model (`make demo` leaves it in
+    models/best)."""
     model_dir = project / Params().paths.model_dir
     if not (model_dir / "config.json").exists():
         print(f"no trained model in {model_dir}: run `make demo` first for demo.quantized")
@@ -289,18 +292,30 @@ def base_rows(r: dict) -> list[str]:
         f"| base train (examples/s, {t['steps']} steps; padded 64 / dynamic / grouped) "
         f"| {t['fixed']['examples_per_s']:.2f} | {t['dynamic']['examples_per_s']:.2f} / "
         f"{t['grouped']['examples_per_s']:.2f} | {t['ratio']:.2f}x | >= 1.6x |",
-        f"| base inference in process (pairs/s; tutorial batch 1 padded fp32 / batch 32 "
-        f"fp32 / batch 32 int8) | {inf['tutorial_batch1_padded_fp32']:.1f} | "
-        f"{inf['batch32_dynamic_fp32']:.1f} / {inf['batch32_dynamic_int8']:.1f} | "
-        f"{inf['ratio_fp32']:.1f}x / {inf['ratio_int8']:.1f}x | |",
-        f"| int8 vs fp32 argmax agreement (base, random weights; dev sample) | | "
-        f"{q['argmax_agreement']:.1%} | accuracy {q['accuracy_diff']:+.1%} | |",
+        f"| base inference in process (pairs/s; tutorial batch 1 padded fp32 / batch 32: "
+        f"torch fp32, torch int8, ORT fp32, ORT int8) | {inf['tutorial_batch1_padded_fp32']:.1f} "
+        f"| {inf['batch32_dynamic_fp32']:.1f} / {inf['batch32_dynamic_int8']:.1f} / "
+        f"{inf['batch32_dynamic_onnxruntime']:.1f} / {inf['batch32_dynamic_onnxruntime_int8']:.1f}"
+        f" | {inf['ratio_fp32']:.1f}x / {inf['ratio_int8']:.1f}x / "
+        f"{inf['ratio_onnxruntime']:.1f}x / {inf['ratio_onnxruntime_int8']:.1f}x | |",
     ]
-    if demo:
-        rows.append(
-            f"| int8 vs fp32 argmax agreement (trained demo model; dev sample) | | "
-            f"{demo['argmax_agreement']:.1%} | accuracy {demo['accuracy_diff']:+.1%} | >= 99 % |"
-        )
+    for label, agree, target in (
+        ("base, random weights", q, ""),
+        ("trained demo model", demo, ">= 99 %"),
+    ):
+        if not agree:
+            continue
+        for name, a in (
+            ("torch int8", agree),
+            ("ORT fp32", agree["onnxruntime"]),
+            ("ORT int8", agree["onnxruntime_int8"]),
+        ):
+            rows.append(
+                f"| {name} vs torch fp32 ({label}; dev sample): argmax agreement; max prob "
+                f"diff; alone vs batched | | {a['argmax_agreement']:.1%}; "
+                f"{a['max_abs_prob_diff']:.1e}; {a['max_abs_prob_diff_alone_vs_batched']:.1e} "
+                f"| accuracy {a['accuracy_diff']:+.1%} | {target} |"
+            )
     rows += serve_rows(s, "base serve", "{:.1f}", ">= 6x, 0 errors")
     o50, over, after = s["open50"], s["overload"], s["after_overload"]
     rows += [

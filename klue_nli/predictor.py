@@ -7,7 +7,7 @@ all predict through `Predictor.predict_proba`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,19 @@ PROVENANCE_FILE = "provenance.json"
 
 
 class Predictor:
-    def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        device: str | torch.device = "cpu",
+        forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    ):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = torch.device(device)
+        # How a padded batch becomes logits: the PyTorch model, unless another runtime is given.
+        self._forward = forward or (lambda batch: self.model(**batch).logits)
+        self.runtime: str = getattr(forward, "name", "torch")
         config = model.config
         self.labels: tuple[str, ...] = tuple(config.id2label[i] for i in range(config.num_labels))
         # A tokenizer saved without a cap reports a huge model_max_length; the model's own
@@ -41,10 +50,15 @@ class Predictor:
         device: str | None = None,
         require_manifest: bool = False,
         quantize: str = "none",
+        runtime: str = "torch",
     ) -> Predictor:
-        """The model folder's predictor. `quantize="int8"`: PyTorch dynamic int8 quantization
-        of the Linear layers, on CPU only (a GPU runs bf16/fp32 faster than CPU int8 kernels);
-        evaluate measures how often it agrees with fp32 (`served` in metrics/eval.json)."""
+        """The model folder's predictor.
+
+        On CPU only (a GPU always runs PyTorch, where bf16/fp32 beat CPU kernels):
+        `runtime="onnxruntime"` exports the loaded model to ONNX and runs it with ONNX Runtime
+        (klue_nli/onnx.py); `quantize="int8"` quantizes the Linear layers dynamically to int8
+        (PyTorch's, or ORT's own under onnxruntime). Evaluate measures how often the served
+        configuration agrees with PyTorch fp32 (`served` in metrics/eval.json)."""
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise UserError(f"{model_dir}: not a saved model folder (no config.json)")
@@ -57,11 +71,16 @@ class Predictor:
             raise UserError(f"{model_dir}: cannot load the model ({exc})") from None
         tokenizer = load_tokenizer(str(model_dir))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if quantize == "int8" and torch.device(device).type == "cpu":
+        forward = None
+        if torch.device(device).type == "cpu" and runtime == "onnxruntime":
+            from klue_nli.onnx import OnnxForward
+
+            forward = OnnxForward(model, torch.get_num_threads(), quantize)
+        elif torch.device(device).type == "cpu" and quantize == "int8":
             model = torch.ao.quantization.quantize_dynamic(
                 model.eval(), {torch.nn.Linear}, dtype=torch.qint8
             )
-        return cls(model, tokenizer, device)
+        return cls(model, tokenizer, device, forward)
 
     @torch.inference_mode()
     def predict_proba_truncated(
@@ -86,7 +105,7 @@ class Predictor:
             truncated[start : start + len(chunk)] = cut
             batch = pad_batch(enc["input_ids"], enc["token_type_ids"], pad_id)
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            logits = self.model(**batch).logits.float()
+            logits = self._forward(batch).float()
             out[start : start + len(chunk)] = torch.softmax(logits, dim=-1).cpu().numpy()
         return out, truncated
 

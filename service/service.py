@@ -100,7 +100,7 @@ class NLIService:
             # Each worker gets its share of the cores; more threads only fight each other.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // SERVE.workers))
         self.predictor = Predictor.from_dir(
-            model.path, require_manifest=True, quantize=SERVE.quantize
+            model.path, require_manifest=True, quantize=SERVE.quantize, runtime=SERVE.runtime
         )
         self.version = model.info.labels.get("registry_version", "unknown")
         self.labels = list(self.predictor.labels)

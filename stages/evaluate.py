@@ -75,12 +75,13 @@ def evaluate(params: Params) -> dict:
         "truncated": truncated,
     }
     report["behaviour"] = run_suite(predictor.predict_proba, predictor.labels, build_suite())
-    served_preds = preds  # the model as the service runs it (serve.quantize)
-    if params.serve.quantize != "none":
-        served = Predictor.from_dir(model_dir, quantize=params.serve.quantize)
-        served_preds = served.predict([e.premise for e in dev], [e.hypothesis for e in dev])
+    # The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32.
+    serve = params.serve
+    served = Predictor.from_dir(model_dir, quantize=serve.quantize, runtime=serve.runtime)
+    served_preds = served.predict([e.premise for e in dev], [e.hypothesis for e in dev])
     report["served"] = {
-        "quantize": params.serve.quantize,
+        "runtime": served.runtime,
+        "quantize": serve.quantize,
         "accuracy": float(np.mean(np.asarray(served_preds) == np.asarray(gold))),
         "argmax_agreement": float(np.mean(np.asarray(served_preds) == np.asarray(preds))),
     }

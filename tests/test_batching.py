@@ -102,6 +102,32 @@ def test_requests_that_waited_past_max_latency_are_refused_not_queued_forever():
     assert len(model.calls) < 5  # refused requests never reached the model
 
 
+def test_admission_refuses_at_once_when_the_expected_wait_exceeds_max_latency():
+    model = Model(delay=0.2)
+    batcher = MicroBatcher(model, max_batch_size=1, max_latency_ms=300)
+
+    async def timed(i):
+        start = time.perf_counter()
+        try:
+            return await batcher.submit([i]), time.perf_counter() - start
+        except Overloaded as exc:
+            return exc, time.perf_counter() - start
+
+    async def main():
+        await batcher.submit([0])  # measures one batch: 0.2 s
+        # in flight + one queued = 0.4 s expected for the third: refused on arrival
+        return await asyncio.gather(*(timed(i) for i in range(1, 6)))
+
+    results = run(main())
+    answered = [t for r, t in results if not isinstance(r, Overloaded)]
+    refused = [t for r, t in results if isinstance(r, Overloaded)]
+    assert batcher.batch_s == pytest.approx(0.2, abs=0.05)
+    assert len(answered) == 2 and len(refused) == 3  # 1 and 2 fit in 0.3 s; 3, 4, 5 do not
+    assert max(refused) < 0.05  # told at once, not after waiting out the limit
+    assert max(answered) < 0.3 + 0.2 + 0.1  # max_latency plus one batch
+    assert model.calls == [[0], [1], [2]]  # refused requests never reached the model
+
+
 def test_a_cancelled_request_never_reaches_the_model():
     model = Model(delay=0.1)
     batcher = MicroBatcher(model, max_batch_size=1, max_latency_ms=5000)

@@ -67,7 +67,10 @@ def served(tmp_path_factory, klue_dir, kcbert):
             server.wait_ready(timeout=180)
             dev = read_split(work / "data/raw", "dev")[:16]
             # the model as the service runs it (serve.quantize), as evaluate's `served` reports
-            predictor = Predictor.from_dir(work / "models/best", quantize=params.serve.quantize)
+            serve = params.serve
+            predictor = Predictor.from_dir(
+                work / "models/best", quantize=serve.quantize, runtime=serve.runtime
+            )
             yield {
                 "url": f"http://127.0.0.1:{port}",
                 "server": server,

@@ -160,15 +160,31 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     out = pyfunc.predict(frame)
     np.testing.assert_allclose(out[list(predictor.labels)].to_numpy(), probs, atol=1e-5)
 
+    # serve.runtime onnxruntime (the CPU default): the exported model's probabilities equal
+    # PyTorch fp32's, and a pair's answer does not depend on what it is batched with
+    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
+    ort = Predictor.from_dir(model_dir, device="cpu", runtime="onnxruntime")
+    assert (predictor.runtime, ort.runtime) == ("torch", "onnxruntime")
+    batched = ort.predict_proba(premises, hypotheses, batch_size=16)
+    np.testing.assert_allclose(batched, probs, atol=1e-5)
+    alone = np.vstack(
+        [ort.predict_proba([p], [h]) for p, h in zip(premises[:8], hypotheses[:8], strict=True)]
+    )
+    np.testing.assert_allclose(alone, batched[:8], atol=1e-6)
+    assert saved["served"]["runtime"] == "onnxruntime" and saved["served"]["quantize"] == "none"
+    assert saved["served"]["argmax_agreement"] == 1.0
+    assert saved["served"]["accuracy"] == saved["accuracy"]
+
     # serve.quantize: int8 Linear layers on CPU; evaluate reports the model as served
     int8 = Predictor.from_dir(model_dir, quantize="int8")
     assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())  # all quantized
     probs_int8 = int8.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])
     assert np.abs(probs_int8 - probs).max() < 0.1  # close to fp32, not equal to it
-    serve = params.serve.model_copy(update={"quantize": "int8"})
+    serve = params.serve.model_copy(update={"quantize": "int8", "runtime": "torch"})
     evaluate(params.model_copy(update={"serve": serve}))
     served = json.loads((features / "metrics/eval.json").read_text())["served"]
-    assert served["quantize"] == "int8" and 0 <= served["argmax_agreement"] <= 1
+    assert served["quantize"] == "int8" and served["runtime"] == "torch"
+    assert 0 <= served["argmax_agreement"] <= 1
     # accuracies can differ only on the pairs where the two disagree
     assert abs(served["accuracy"] - saved["accuracy"]) <= 1 - served["argmax_agreement"] + 1e-9
 
