@@ -34,14 +34,15 @@ endif
 
 .PHONY: help venv demo run repro test lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
-	flow prefect-server prefect-pool prefect-worker deploy trigger bench
+	flow prefect-server prefect-pool prefect-worker deploy trigger bench \
+	gc team-up team-down postgres
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,team]'
 	touch $@
 
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
@@ -76,6 +77,9 @@ serve: $(STAMP) ## Serve the champion with BentoML on 127.0.0.1:$PORT (default 3
 	  { echo "no champion exported to BentoML yet: run 'make demo' or 'make champion'"; exit 1; }
 	bentoml serve service.service:NLIService --host 127.0.0.1 --port $(PORT)
 
+gc: $(STAMP) ## Registry retention: delete versions beyond registry.keep_versions and their artifacts
+	python -m klue_nli.registry gc
+
 bento: $(STAMP) ## bentoml build: package the service with the champion
 	bentoml build
 
@@ -106,8 +110,25 @@ soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=1
 repro: $(STAMP) ## dvc repro with params.yaml as it is
 	dvc repro
 
-test: $(STAMP) browser ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
+test: $(STAMP) browser postgres ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
 	pytest
+
+# The team-mode tests run a real PostgreSQL server: Debian's, installed as root with apt
+# where it is missing (the server runs as the `postgres` user the package creates).
+postgres: ## Get the PostgreSQL server the team-mode tests need (Debian's)
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's PostgreSQL server for the team-mode tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql >/dev/null; \
+	else echo "make postgres: install the PostgreSQL server (Debian: apt-get install postgresql)"; exit 1; fi
+
+team-up: $(STAMP) postgres ## Start PostgreSQL, S3 (moto), MLflow and Prefect servers on 127.0.0.1; writes .team/env
+	python -m klue_nli.team up
+
+team-down: ## Stop what team-up started
+	python -m klue_nli.team down
 
 # The page test drives a real Chromium: Debian's where it is installed or installable (as
 # root with apt), else Playwright's own build (downloaded once into ~/.cache/ms-playwright).

@@ -123,6 +123,30 @@ def register_and_promote(params_file: str) -> dict[str, Any]:
 
 
 @task
+def publish(params_file: str, message: str) -> str:
+    """Team mode: share this run with every other checkout. Cached outputs go to the DVC
+    remote (`dvc push`); dvc.lock, params.yaml and the uncached metrics and plots (git's, as
+    DVC intends) to the git remote the checkout came from. A fresh clone then gets the run
+    with `git pull` + `dvc pull` and finds the pipeline up to date."""
+    paths = load_params(params_file).paths
+    tracked = ["dvc.lock", params_file, paths.train_live, paths.eval_metrics, paths.confusion]
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(args, capture_output=True, text=True, env=_env())
+        if proc.returncode:
+            raise StageFailed(f"{' '.join(args[:3])} failed: {proc.stderr.strip()[-300:]}")
+        return proc.stdout
+
+    run(sys.executable, "-m", "dvc", "push", "--quiet")
+    run("git", "add", *tracked)
+    if not run("git", "status", "--porcelain", *tracked).strip():
+        return "nothing new to publish"
+    run("git", "commit", "--quiet", "-m", message)
+    run("git", "push", "--quiet", "origin", "HEAD")
+    return run("git", "rev-parse", "HEAD").strip()
+
+
+@task
 def package(params_file: str) -> str:
     """Export the new champion to BentoML and build the Bento."""
     tag = registry.export_champion(load_params(params_file))
@@ -180,6 +204,11 @@ def report_markdown(stages: dict[str, str], promotion: dict, bento: str | None) 
     )
 
 
+def registry_line(promotion: dict) -> str:
+    verdict = "promoted" if promotion["promoted"] else "not promoted"
+    return f"model version {promotion['version']} {verdict}"
+
+
 @flow(name="klue-nli-training", log_prints=True)
 def training_flow(
     recipe: str | None = None,
@@ -188,9 +217,11 @@ def training_flow(
     set_params: dict[str, Any] | None = None,
     project_dir: str | None = None,
     build_bento: bool = True,
+    publish_results: bool = False,
 ) -> dict[str, Any]:
     """recipe: 'demo' or 'full' (as make demo / make run); epochs, model_name and set_params
-    ({"train.learning_rate": 3e-5, ...}) override params.yaml keys."""
+    ({"train.learning_rate": 3e-5, ...}) override params.yaml keys. publish_results (team
+    deployments, prefect.yaml): push the outputs to the DVC remote and dvc.lock to git."""
     apply_quiet_defaults()
     os.chdir(project_dir or PROJECT_DIR)
     overrides: dict[str, Any] = dict(targets(recipe, os.environ)) if recipe else {}
@@ -216,6 +247,9 @@ def training_flow(
         for stage in STAGES[1:]:
             states[stage] = dvc_stage(stage=stage)
         promotion = register_and_promote(PARAMS_FILE)
+        if publish_results:
+            commit = publish(PARAMS_FILE, f"Retrained: {registry_line(promotion)}")
+            print(f"published: {commit}")
         bento = package(PARAMS_FILE) if promotion["promoted"] and build_bento else None
         create_markdown_artifact(
             markdown=report_markdown(states, promotion, bento),

@@ -145,6 +145,8 @@ class TrainParams(Section):
     accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps | tpu
     devices: int | str = "auto"
     strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp | ...
+    # machines in one run (torchrun --nnodes / SLURM); each runs `devices` processes (README)
+    num_nodes: Positive = 1
     precision: str = "auto"  # auto: bf16-mixed on a GPU, 32-true elsewhere
     num_workers: Annotated[int, Field(ge=0)] = 0
     group_by_length: bool = False
@@ -189,6 +191,8 @@ class RegistryParams(Section):
     max_f1_drop: Annotated[float, Field(ge=0, le=1), AS_NUMBER] = 0.02
     # ... and, when set, a behaviour-suite pass rate (all capabilities) of at least this.
     min_behaviour_pass: Annotated[float, Field(ge=0, le=1), AS_NUMBER] | None = None
+    # `make gc`: versions kept (newest first); champion and previous are always kept
+    keep_versions: Positive = 5
 
 
 class ServeParams(Section):

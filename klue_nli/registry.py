@@ -5,7 +5,7 @@ replaced (so `rollback` is one command). Every decision and its reasons are writ
 candidate version as tags. Promotions on one machine are serialised by a file lock, so two
 racing promotions leave exactly one champion.
 
-    python -m klue_nli.registry register | promote | rollback | show | export
+    python -m klue_nli.registry register | promote | rollback | show | export | gc
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from mlflow.tracking import MlflowClient
 from klue_nli import tracking
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.errors import UserError
-from klue_nli.params import PARAMS_FILE, Params, load_params
+from klue_nli.model_card import policy_card, version_card
+from klue_nli.params import PARAMS_FILE, Params, RegistryParams, load_params
 from klue_nli.policy import Decision, decide
 from klue_nli.predictor import PROVENANCE_FILE, Predictor
 
@@ -59,7 +60,7 @@ def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None
         return None
 
 
-def _lock(name: str) -> FileLock:
+def registry_lock(name: str) -> FileLock:
     key = hashlib.sha256(f"{tracking.tracking_uri()}|{name}".encode()).hexdigest()[:16]
     return FileLock(Path(tempfile.gettempdir()) / f"klue-nli-registry-{key}.lock", timeout=120)
 
@@ -72,10 +73,12 @@ def register(params: Params) -> ModelVersion:
         report = json.loads(Path(paths.eval_metrics).read_text())
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename}: missing; run the pipeline first (dvc repro)") from None
-    return register_run(params.registry.model_name, provenance, report)
+    return register_run(params.registry.model_name, provenance, report, params.registry)
 
 
-def register_run(name: str, provenance: dict, report: dict) -> ModelVersion:
+def register_run(
+    name: str, provenance: dict, report: dict, policy: RegistryParams | None = None
+) -> ModelVersion:
     """Register the model logged by provenance's MLflow run, with the eval metrics and the
     lineage (git commit, DVC hashes, params) as version tags. Idempotent per run."""
     run_id = provenance["mlflow_run_id"]
@@ -115,13 +118,16 @@ def register_run(name: str, provenance: dict, report: dict) -> ModelVersion:
         )
     except MlflowException as exc:
         raise UserError(f"cannot register run {run_id}: {exc.message}") from None
+    # what a person reads in the MLflow UI: the version's model card, the model's policy
+    c.update_model_version(name, version.version, version_card(provenance, report, run_params))
+    c.update_registered_model(name, policy_card(name, policy or RegistryParams()))
     return c.get_model_version(name, version.version)
 
 
 def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, Decision]:
     """Apply the policy to `version` (default: the newest) and move the aliases if it holds."""
     name, c = params.registry.model_name, client()
-    with _lock(name):
+    with registry_lock(name):
         candidate = _get_version(c, name, version)
         champion = alias_version(c, name, CHAMPION)
         if champion is not None and champion.version == candidate.version:
@@ -191,7 +197,7 @@ def _record(
 def rollback(params: Params) -> ModelVersion:
     """Make `previous` the champion again; the demoted version is tagged rolled_back."""
     name, c = params.registry.model_name, client()
-    with _lock(name):
+    with registry_lock(name):
         previous = alias_version(c, name, PREVIOUS)
         champion = alias_version(c, name, CHAMPION)
         if previous is None:
@@ -278,7 +284,9 @@ def comparison(candidate: ModelVersion, champion: ModelVersion | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["register", "promote", "rollback", "show", "export"])
+    parser.add_argument(
+        "command", choices=["register", "promote", "rollback", "show", "export", "gc"]
+    )
     parser.add_argument("--version", help="promote: the version to consider (default: newest)")
     parser.add_argument("--params", default=PARAMS_FILE)
     args = parser.parse_args(argv)
@@ -300,6 +308,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: champion is version {version.version} again")
         elif args.command == "export":
             print(f"BentoML model {export_champion(params)}")
+        elif args.command == "gc":
+            from klue_nli.retention import purge_artifacts, retire_old_versions
+
+            gone = retire_old_versions(params)
+            purge_artifacts([model_id for _, model_id in gone if model_id])
+            kept = params.registry.keep_versions
+            listed = ", ".join(f"v{v}" for v, _ in gone) or "none"
+            print(
+                f"{name}: deleted {len(gone)} version(s) and their artifacts: {listed} "
+                f"(kept: the newest {kept}, champion and previous)"
+            )
         else:
             c = client()
             for alias in (CHAMPION, PREVIOUS):

@@ -43,11 +43,19 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.tail()}")
-            try:
-                if requests.get(self.health_url, timeout=2).status_code == 200:
+            if self.health_url.startswith("tcp://"):  # a server that speaks no HTTP
+                host, port = self.health_url.removeprefix("tcp://").split(":")
+                try:
+                    socket.create_connection((host, int(port)), timeout=2).close()
                     return
-            except requests.RequestException:
-                pass
+                except OSError:
+                    pass
+            else:
+                try:
+                    if requests.get(self.health_url, timeout=2).status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
             time.sleep(0.5)
         raise TimeoutError(f"{self.health_url} not ready in {timeout}s:\n{self.tail()}")
 
@@ -86,7 +94,9 @@ PROJECT_FILES = [
     "dvc.yaml",
     "params.yaml",
     "bentofile.yaml",
+    "prefect.yaml",
     ".dvc/config",
+    ".dvc/.gitignore",
     ".gitignore",
 ]
 

@@ -36,6 +36,9 @@ from service.limits import BodyLimit
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
 SERVE = load_params(Path(__file__).resolve().parent.parent / "params.yaml").serve
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
+# Loopback unless told otherwise: the container image sets KLUE_NLI_HOST=0.0.0.0
+# (bentofile.yaml's docker section); `bentoml serve --host` still overrides both.
+HOST = os.environ.get("KLUE_NLI_HOST", "127.0.0.1")
 # The largest body a valid request can need, even with every character \u-escaped as a
 # surrogate pair (12 bytes); anything bigger is refused before it is read or parsed.
 MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 256) + 1024
@@ -77,7 +80,7 @@ def page() -> str:
 
 @bentoml.service(
     name="klue-nli",
-    http={"host": "127.0.0.1", "port": 3000},
+    http={"host": HOST, "port": 3000},
     workers=SERVE.workers,
 )
 @bentoml.asgi_app(ui, path="/")

@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from klue_nli import tracking
 from klue_nli.cli import run_stage, scoped_env
@@ -54,7 +56,13 @@ def train(params: Params) -> dict:
     feature_stats = {
         f"features/{k}": v for k, v in flatten(meta).items() if isinstance(v, int | float)
     }
-    run_id = tracking.start_run(flatten(params_to_dict(params)), feature_stats, run_file)
+    # Under torchrun or SLURM every process runs this stage; rank 0 alone owns the MLflow run
+    # (Lightning's loggers log from rank 0 only), so the other ranks open none.
+    run_id = (
+        tracking.start_run(flatten(params_to_dict(params)), feature_stats, run_file)
+        if rank_zero_only.rank == 0
+        else None
+    )
 
     pl.seed_everything(params.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(str(features_dir / TOKENIZER_DIR))
@@ -82,6 +90,7 @@ def train(params: Params) -> dict:
         max_steps=cfg.max_steps,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=resolve_precision(cfg),
         logger=[mlflow_logger, live],
@@ -94,7 +103,7 @@ def train(params: Params) -> dict:
     started = time.perf_counter()
     # DDP workers start in here and log to the same run; a later train() in this process
     # must not inherit it
-    with scoped_env("MLFLOW_RUN_ID", run_id):
+    with scoped_env("MLFLOW_RUN_ID", run_id) if run_id else nullcontext():
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:  # DDP workers: rank 0 writes every output
@@ -120,6 +129,7 @@ def train(params: Params) -> dict:
             steps_here * cfg.batch_size * trainer.world_size / seconds, 1
         ),
         "precision": resolve_precision(cfg),
+        "world_size": trainer.world_size,
     }
     live.experiment.summary.update(metrics)
     live.experiment.make_summary()

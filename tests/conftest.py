@@ -118,3 +118,20 @@ def loopback(klue_dir: Path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def model_dir(tmp_path, kcbert, make_params) -> Path:
+    """A small saved model folder (random weights): what the train stage exports."""
+    from klue_nli.encoding import load_tokenizer
+    from klue_nli.manifest import write_manifest
+    from klue_nli.modeling import build_model
+
+    params = make_params()
+    tokenizer = load_tokenizer(kcbert, do_lower_case=False)
+    model = build_model(params.model, params.labels, tokenizer)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_manifest(folder)
+    return folder

@@ -14,10 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from klue_nli import tracking
 from klue_nli.bento import BENTO_MODEL
-from klue_nli.encoding import load_tokenizer
 from klue_nli.errors import UserError
-from klue_nli.manifest import write_manifest
-from klue_nli.modeling import build_model
 from klue_nli.registry import (
     CHAMPION,
     PREVIOUS,
@@ -66,19 +63,6 @@ def mlflow_server(tmp_path, monkeypatch):
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def model_dir(tmp_path, kcbert, make_params) -> Path:
-    """A small saved model folder (random weights): what the train stage exports."""
-    params = make_params()
-    tokenizer = load_tokenizer(kcbert, do_lower_case=False)
-    model = build_model(params.model, params.labels, tokenizer)
-    folder = tmp_path / "model"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    write_manifest(folder)
-    return folder
 
 
 def candidate(

@@ -248,6 +248,28 @@ def test_bentoml_build_packages_the_champion(served):
     models = [m["tag"] for svc in bento["services"] for m in svc["models"]]
     assert models == [served["bento_model"]]
 
+    # ready for `bentoml containerize`: a pinned base, CPU torch, and 0.0.0.0 set in the image
+    name, version = bento_tag.split(":")
+    folder = Path(served["bentoml_home"]) / "bentos" / name / version
+    requirements = next(folder.rglob("requirements.txt")).read_text()
+    assert "torch==2.13.0+cpu" in requirements and "mlflow" not in requirements
+    generated = "\n".join(p.read_text() for p in folder.rglob("Dockerfile*"))
+    assert "FROM python:3.11.7-slim-bookworm" in generated
+    assert "download.pytorch.org/whl/cpu" in generated + requirements
+    assert 'KLUE_NLI_HOST="0.0.0.0"' in generated or "KLUE_NLI_HOST=0.0.0.0" in generated
+
+
+def test_the_service_binds_loopback_unless_told_otherwise():
+    def host(**extra: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "KLUE_NLI_HOST"}
+        code = "import service.service as s; print(s.HOST)"
+        cmd = [sys.executable, "-c", code]
+        out = subprocess.run(cmd, cwd=ROOT, env={**env, **extra}, capture_output=True, text=True)
+        return out.stdout.split()[-1]
+
+    assert host() == "127.0.0.1"
+    assert host(KLUE_NLI_HOST="0.0.0.0") == "0.0.0.0"  # what the container image sets
+
 
 # --- faults and abuse -------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from klue_nli.data import read_split
 from klue_nli.predictor import PROVENANCE_FILE, Predictor
+from klue_nli.sandbox import free_port
 from klue_nli.text import InvalidText
 from stages.download import download
 from stages.evaluate import evaluate
@@ -226,6 +228,48 @@ def test_ddp_with_two_cpu_processes(features, make_params):
     client = MlflowClient()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1  # the second rank logged into rank 0's run, not a new one
+
+
+def test_two_nodes_with_torchrun_on_loopback(features, make_params, tmp_path):
+    """train.num_nodes 2, one CPU process per node, launched as on two machines: torchrun on
+    each, a static rendezvous at 127.0.0.1, and each node its own copy of the project folder.
+    One MLflow run, one best model, written by rank 0 only."""
+    params = make_params(
+        train={
+            "strategy": "ddp",
+            "devices": 1,
+            "num_nodes": 2,
+            "accelerator": "cpu",
+            "max_steps": 4,
+        }
+    )
+    node1 = tmp_path / "node1"
+    shutil.copytree(features, node1)
+    port = free_port()
+    procs = []
+    for rank, folder in enumerate((features, node1)):
+        params_file = write_params(folder / "params.yaml", params)
+        launch = ["--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank)]
+        launch += ["--master-addr", "127.0.0.1", "--master-port", str(port)]
+        launch += ["-m", "stages.train", "--params", str(params_file)]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "torch.distributed.run", *launch],
+                cwd=folder,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=(tmp_path / f"node{rank}.log").open("w"),  # files: no pipe to fill
+                stderr=subprocess.STDOUT,
+            )
+        )
+    for rank, proc in enumerate(procs):
+        assert proc.wait(timeout=600) == 0, (tmp_path / f"node{rank}.log").read_text()
+    metrics = json.loads((features / "metrics/train/metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    assert (features / "models/best/model.safetensors").exists()
+    assert not (node1 / "models/best").exists() and not (node1 / "metrics/train").exists()
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and runs[0].data.metrics["train/loss"] > 0
 
 
 @pytest.mark.gpu

@@ -1,0 +1,99 @@
+"""Model cards: the registry descriptions a person reads in the MLflow UI.
+
+A version's description says what the model is and how far to trust it: the data (and its
+hashes), the recipe, validation and dev metrics next to the baselines, and its lineage. The
+registered model's description states the promotion and retention policy. Pure functions;
+klue_nli/registry.py writes them.
+"""
+
+from __future__ import annotations
+
+from klue_nli.params import RegistryParams
+
+RECIPE_KEYS = (
+    "model.name_or_path",
+    "model.init",
+    "train.batch_size",
+    "train.learning_rate",
+    "train.epochs",
+    "train.max_steps",
+    "featurize.max_seq_length",
+    "seed",
+)
+
+
+def version_card(provenance: dict, report: dict, run_params: dict[str, str]) -> str:
+    """Markdown for one model version."""
+    data = report.get("data", {})
+    per_class = report.get("per_class", {})
+    lines = [
+        "## KLUE-NLI model card",
+        "",
+        "**Task**: natural language inference on KLUE-NLI v1.1 (entailment, contradiction, "
+        "neutral), Korean.",
+        "",
+        "### Data",
+        f"- dev file sha256: `{data.get('dev_sha256', 'unknown')}`",
+        f"- dev pairs dropped by the text rule: {data.get('dropped', 0)}; truncated to the "
+        f"maximum length: {data.get('truncated', 0)}",
+        *(f"- {k}: `{v}`" for k, v in sorted(provenance.items()) if k.startswith("dvc.")),
+        "",
+        "### Recipe",
+        *(f"- {k}: `{run_params[k]}`" for k in RECIPE_KEYS if k in run_params),
+        "",
+        "### Metrics",
+        f"- validation accuracy (picks the epoch): "
+        f"{_num(provenance.get('best_checkpoint_val_acc'))}",
+        f"- dev accuracy: {_num(report.get('accuracy'))}; macro-F1: {_num(report.get('macro_f1'))}",
+        *(f"- dev F1 {label}: {_num(m.get('f1'))}" for label, m in per_class.items()),
+        *(f"- baseline {k}: {_num(v)}" for k, v in sorted(report.get("baselines", {}).items())),
+    ]
+    behaviour = report.get("behaviour", {}).get("overall", {})
+    if behaviour:
+        lines.append(f"- behaviour suite pass rate: {_num(behaviour.get('pass_rate'))}")
+    served = report.get("served")
+    if served:
+        lines.append(
+            f"- as served ({served.get('runtime', 'torch')}, quantize "
+            f"{served.get('quantize')}): accuracy {_num(served.get('accuracy'))}, argmax "
+            f"agreement with PyTorch fp32 {_num(served.get('argmax_agreement'))}"
+        )
+    lines += [
+        "",
+        "### Lineage",
+        f"- MLflow run: `{provenance.get('mlflow_run_id', 'unknown')}`",
+        f"- git commit: `{provenance.get('git_commit', 'unknown')}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def policy_card(name: str, policy: RegistryParams) -> str:
+    """Markdown for the registered model: how versions become champion and when they go."""
+    floor = policy.min_behaviour_pass
+    return (
+        "\n".join(
+            [
+                f"## {name}: KLUE-NLI classifiers (kcbert) trained by the klue-nli pipeline",
+                "",
+                "Aliases: `champion` is served (`make export`), `previous` is the champion it "
+                "replaced (`python -m klue_nli.registry rollback`).",
+                "",
+                "### Promotion policy (params.yaml `registry`)",
+                f"- dev accuracy at least the champion's + {policy.min_accuracy_gain}",
+                f"- no class's dev F1 more than {policy.max_f1_drop} below the champion's",
+                f"- behaviour suite pass rate at least {floor}"
+                if floor is not None
+                else "- behaviour suite: reported, not required",
+                "- compared only on the same dev file (sha256); the artifact must load and verify",
+                "",
+                "### Retention",
+                f"- `make gc` keeps the newest {policy.keep_versions} versions and always "
+                "`champion` and `previous`; older versions and their model artifacts are deleted.",
+            ]
+        )
+        + "\n"
+    )
+
+
+def _num(value) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "n/a"

@@ -1,0 +1,253 @@
+"""The team setup on one machine: PostgreSQL, an S3 API server, an MLflow tracking server
+(PostgreSQL backend store, artifacts in S3) and a Prefect server (on PostgreSQL), all on
+127.0.0.1. Tests start it to prove the team mode with real servers; `make team-up` starts it
+to try the mode by hand and writes the variables a clone needs to `.team/env`.
+
+    python -m klue_nli.team up      # prints the environment for clients, keeps running
+    python -m klue_nli.team down    # stops what `up` started (by PID)
+
+The S3 server is moto's server mode (PyPI, pure Python, no account, no disk layout of its own
+to manage), chosen over MinIO because MinIO ships no package on the registries reachable here.
+Credentials are generated per stack; only the servers' command lines and `.team/env` hold
+them, never params, tags or artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from klue_nli.sandbox import Server, free_port
+
+BUCKET = "klue-nli"
+PG_USER = "klue"
+REGION = "us-east-1"
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for version in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (version / name).exists():
+            return str(version / name)
+    raise RuntimeError(f"PostgreSQL's {name} not found: install PostgreSQL (make postgres)")
+
+
+def _as_postgres_user(args: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@dataclass
+class TeamStack:
+    root: Path
+    password: str = field(default_factory=lambda: secrets.token_hex(12))
+    access_key: str = field(default_factory=lambda: "AKIA" + secrets.token_hex(8).upper())
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    servers: dict[str, Server] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    pg_data: Path | None = None
+
+    # --- what clients and servers are given ------------------------------------------------
+    def pg_url(self, db: str, driver: str = "postgresql") -> str:
+        return f"{driver}://{PG_USER}:{self.password}@127.0.0.1:{self.ports['pg']}/{db}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    def aws_env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": REGION,
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_ENDPOINT_URL": self.s3_endpoint,  # boto3 and s3fs (the DVC remote) read it
+        }
+
+    def client_env(self) -> dict[str, str]:
+        """What a clone (a developer machine, a worker) needs: URLs and S3 credentials."""
+        env = {**self.aws_env(), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.ports['mlflow']}"}
+        if "prefect" in self.ports:
+            env["PREFECT_API_URL"] = f"http://127.0.0.1:{self.ports['prefect']}/api"
+        return env
+
+    @property
+    def dvc_remote(self) -> str:
+        return f"s3://{BUCKET}/dvc"
+
+    def secrets(self) -> list[str]:
+        return [self.password, self.secret_key]
+
+    # --- starting and stopping ---------------------------------------------------------------
+    def start(self, base_env: dict, prefect: bool = True) -> TeamStack:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._postgres(base_env)
+            self._s3(base_env)
+            self._mlflow(base_env)
+            if prefect:
+                self._prefect(base_env)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in reversed(list(self.servers.values())):  # clients of PostgreSQL first
+            server.stop()
+        self.servers.clear()
+        if self.pg_data is not None:
+            shutil.rmtree(self.pg_data, ignore_errors=True)
+            shutil.rmtree(self.pg_data.with_suffix(".pw"), ignore_errors=True)
+
+    def _postgres(self, env: dict) -> None:
+        # Its own folder outside `root`: the postgres user must own it, and a pytest tmp_path
+        # (mode 700, owned by root) is not reachable for that user.
+        data = Path(tempfile.mkdtemp(prefix="klue-nli-pg-"))
+        pwfile = data.with_suffix(".pw")
+        pwfile.write_text(self.password)
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        initdb = [_pg_bin("initdb"), "-D", str(data / "db"), "-U", PG_USER, "-A", "scram-sha-256"]
+        subprocess.run(
+            _as_postgres_user([*initdb, f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"]),
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        pwfile.unlink()
+        port = self.ports["pg"] = free_port()
+        args = [_pg_bin("postgres"), "-D", str(data / "db"), "-p", str(port)]
+        args += ["-h", "127.0.0.1", "-k", str(data)]  # loopback only; socket in its own folder
+        server = Server(
+            _as_postgres_user(args), f"tcp://127.0.0.1:{port}", self.root / "pg.log", data, env
+        )
+        self.pg_data = data
+        self.servers["pg"] = server
+        server.wait_ready(60)
+        import psycopg2  # the team extra
+
+        for _ in range(60):  # TCP is up a moment before it accepts logins
+            try:
+                conn = psycopg2.connect(self.pg_url("postgres"))
+                break
+            except psycopg2.OperationalError:
+                time.sleep(0.5)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for db in ("mlflow", "prefect"):
+                cur.execute(f"CREATE DATABASE {db}")
+        conn.close()
+
+    def _s3(self, env: dict) -> None:
+        port = self.ports["s3"] = free_port()
+        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        server = Server(
+            args, f"http://127.0.0.1:{port}/moto-api/", self.root / "s3.log", self.root, env
+        )
+        self.servers["s3"] = server
+        server.wait_ready(60)
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        ).create_bucket(Bucket=BUCKET)
+
+    def _mlflow(self, env: dict) -> None:
+        port = self.ports["mlflow"] = free_port()
+        args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
+        args += ["--port", str(port), "--workers", "1"]
+        args += ["--backend-store-uri", self.pg_url("mlflow", "postgresql+psycopg2")]
+        args += ["--artifacts-destination", f"s3://{BUCKET}/mlflow"]
+        server = Server(
+            args,
+            f"http://127.0.0.1:{port}/health",
+            self.root / "mlflow.log",
+            self.root,
+            {**env, **self.aws_env()},
+        )
+        self.servers["mlflow"] = server
+        server.wait_ready(180)
+
+    def _prefect(self, env: dict) -> None:
+        port = self.ports["prefect"] = free_port()
+        server_env = {
+            **env,
+            "PREFECT_HOME": str(self.root / "prefect-server"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": self.pg_url("prefect", "postgresql+asyncpg"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+        }
+        server_env.pop("PREFECT_API_URL", None)
+        args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        args += ["--port", str(port)]
+        server = Server(
+            args,
+            f"http://127.0.0.1:{port}/api/health",
+            self.root / "prefect.log",
+            self.root,
+            server_env,
+        )
+        self.servers["prefect"] = server
+        server.wait_ready(180)
+
+
+# --- make team-up / team-down ------------------------------------------------------------
+
+STATE = Path(".team")
+
+
+def up(env: dict) -> None:
+    stack = TeamStack(STATE.resolve()).start(env)
+    lines = [f"export {k}={v}" for k, v in stack.client_env().items()]
+    lines.append(f"# DVC remote: dvc remote add -d team {stack.dvc_remote}")
+    (STATE / "env").write_text("\n".join(lines) + "\n")
+    pids = {name: s.proc.pid for name, s in stack.servers.items()}
+    (STATE / "pids.json").write_text(json.dumps(pids))
+    print(f"team servers up: {pids}; for a clone: source {STATE / 'env'}")
+
+
+def down() -> None:
+    pids_file = STATE / "pids.json"
+    if not pids_file.exists():
+        print("team servers: none started here")
+        return
+    for name, pid in reversed(list(json.loads(pids_file.read_text()).items())):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            print(f"stopped {name} (pid {pid})")
+        except ProcessLookupError:
+            print(f"{name} (pid {pid}) was not running")
+    pids_file.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down"])
+    args = parser.parse_args()
+    if args.command == "up":
+        up(dict(os.environ))
+    else:
+        down()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Team mode with real servers on loopback: PostgreSQL, an S3 API server (moto), an MLflow
+tracking server (PostgreSQL + S3) and a Prefect server (PostgreSQL), started by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import mlflow
+import numpy as np
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from klue_nli.data import read_split
+from klue_nli.predictor import Predictor
+from klue_nli.registry import CHAMPION, PREVIOUS, promote
+from klue_nli.retention import logged_model_id, purge_artifacts, retire_old_versions
+from klue_nli.sandbox import Server, bentoml_server, free_port, make_project, project_env
+from klue_nli.team import BUCKET, REGION, TeamStack
+from tests.conftest import ROOT
+from tests.test_flows import FAST as FAST_FLOW
+from tests.test_pipeline import sh
+from tests.test_registry import NAME, aliases, candidate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    team = TeamStack(tmp_path_factory.mktemp("team")).start(env)
+    yield team
+    team.stop()
+
+
+@pytest.fixture
+def shared(stack, monkeypatch):
+    """This test process as a client of the shared servers: only environment variables."""
+    for key, value in stack.client_env().items():
+        monkeypatch.setenv(key, value)
+    mlflow.set_tracking_uri(stack.client_env()["MLFLOW_TRACKING_URI"])
+    return stack
+
+
+def s3_keys(stack: TeamStack, prefix: str = "") -> list[str]:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        region_name=REGION,
+        aws_access_key_id=stack.access_key,
+        aws_secret_access_key=stack.secret_key,
+    )
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def test_retention_keeps_the_newest_and_the_aliases_and_empties_the_object_store(
+    shared,
+    model_dir,
+    make_params,
+    monkeypatch,
+):
+    params = make_params(registry={"keep_versions": 2})
+    versions = [candidate(model_dir, 0.40 + 0.01 * i) for i in range(6)]  # v1 .. v6
+    promote(params, versions[0].version)  # champion v1
+    promote(params, versions[2].version)  # champion v3, previous v1
+    assert aliases() == {CHAMPION: versions[2].version, PREVIOUS: versions[0].version}
+    model_ids = {v.version: logged_model_id(v) for v in versions}
+    keys = s3_keys(shared, "mlflow/")
+    for mid in model_ids.values():  # every model's files are in the object store
+        assert any(mid in key for key in keys), (mid, keys[:5])
+
+    # model cards: the version's description and the registered model's policy
+    c = MlflowClient()
+    card = c.get_model_version(NAME, versions[0].version).description
+    assert "dev file sha256: `" + "d" * 64 in card and "dev accuracy: 0.4000" in card
+    assert "baseline majority: 0.3300" in card and "git commit: `abc`" in card
+    policy = c.get_registered_model(NAME).description
+    assert "keeps the newest 5 versions" in policy and "`champion`" in policy
+
+    gone = retire_old_versions(params)
+    assert [v for v, _ in gone] == [versions[1].version, versions[3].version]  # v2, v4
+    left = {v.version for v in c.search_model_versions(f"name='{NAME}'")}
+    assert left == {versions[i].version for i in (0, 2, 4, 5)}  # aliases + newest 2
+    assert retire_old_versions(params) == []  # nothing more to do
+    assert "keeps the newest 2 versions" in c.get_registered_model(NAME).description
+
+    # mlflow gc, told the server's database, deletes the retired models' files for good
+    monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", shared.pg_url("mlflow", "postgresql+psycopg2"))
+    purge_artifacts([mid for _, mid in gone])
+    keys = s3_keys(shared, "mlflow/")
+    for version, mid in model_ids.items():
+        present = any(mid in key for key in keys)
+        assert present == (version in left), (version, mid)
+
+    # no credential reached params, tags, descriptions or artifacts
+    everything = [c.get_registered_model(NAME).description]
+    for v in c.search_model_versions(f"name='{NAME}'"):
+        everything += [v.description, json.dumps(v.tags)]
+    for run in c.search_runs([e.experiment_id for e in c.search_experiments()]):
+        everything += [json.dumps(run.data.params), json.dumps(run.data.tags)]
+    text = "\n".join(everything)
+    assert all(secret not in text for secret in shared.secrets())
+
+
+class Webhook:
+    """A loopback HTTP server that records the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def flow_run_state(api: str, flow_run_id: str, until: tuple[str, ...], timeout: float) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        run = requests.get(f"{api}/flow_runs/{flow_run_id}", timeout=10).json()
+        if run["state"]["type"] in until or time.time() > deadline:
+            return run
+        time.sleep(1)
+
+
+def trigger(cwd: Path, env: dict, *extra: str) -> str:
+    out = sh(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "deployment",
+            "run",
+            "klue-nli-training/team-retraining",
+            *extra,
+        ],
+        cwd,
+        env,
+    ).stdout
+    return next(line.split(":")[-1].strip() for line in out.splitlines() if "UUID" in line)
+
+
+DONE = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir):
+    """Machine A deploys prefect.yaml; a worker in its own folder clones the repository, runs
+    the demo recipe against the shared servers and publishes the outputs (DVC remote, git).
+    Machine B, a fresh clone, pulls the data, finds the pipeline up to date, exports the
+    champion from the shared registry and serves it: the answers are the worker's model's."""
+    bare = tmp_path / "origin.git"
+    sh(["git", "init", "-q", "--bare", "-b", "main", str(bare)], tmp_path, os.environ)
+    api = shared.client_env()["PREFECT_API_URL"]
+    base = project_env(KLUE_NLI_MIRROR=str(klue_dir), KCBERT_DIR=kcbert, **shared.client_env())
+    for name in ("PREFECT_HOME", "BENTOML_HOME"):
+        base.pop(name, None)
+
+    # machine A: the team's project (with its DVC remote), pushed, then deployed
+    env_a = {**base, "PREFECT_HOME": str(tmp_path / "prefect-a"), "KLUE_NLI_GIT_URL": str(bare)}
+    a = make_project(ROOT, tmp_path / "a", env_a)
+    sh(["dvc", "remote", "add", "-d", "team", shared.dvc_remote], a, env_a)
+    sh(["git", "add", "-A"], a, env_a)
+    sh(["git", "commit", "-qm", "team remote"], a, env_a)
+    sh(["git", "push", "-q", str(bare), "HEAD:main"], a, env_a)
+    prefect = [sys.executable, "-m", "prefect"]
+    sh([*prefect, "work-pool", "create", "klue-nli", "--type", "process"], a, env_a)
+    demo = {"recipe": "demo", "set_params": FAST_FLOW}
+    sh([*prefect, "--no-prompt", "deploy", "--all", "--params", json.dumps(demo)], a, env_a)
+    hook = Webhook()
+    sh([sys.executable, "-m", "flows.deploy", "--alert-webhook", hook.url], a, env_a)
+
+    # the worker: its own empty folder and Prefect home; the servers are all it shares
+    worker_dir = tmp_path / "worker"
+    worker_dir.mkdir()
+    env_w = {
+        **base,
+        "PREFECT_HOME": str(tmp_path / "prefect-w"),
+        "BENTOML_HOME": str(tmp_path / "bentoml-w"),
+    }
+    worker = Server(
+        [*prefect, "worker", "start", "--pool", "klue-nli"],
+        f"{api}/health",
+        tmp_path / "worker.log",
+        worker_dir,
+        env_w,
+    )
+    try:
+        first = trigger(a, env_a)
+        assert flow_run_state(api, first, ("RUNNING", *DONE), 120)["state"]["type"] == "RUNNING"
+        second = trigger(a, env_a)  # while the first runs: Prefect's limit cancels it
+        state = flow_run_state(api, second, DONE, 120)["state"]
+        assert state["type"] == "CANCELLED", state
+        run = flow_run_state(api, first, DONE, 600)
+        assert run["state"]["type"] == "COMPLETED", worker.tail()
+        assert not (a / "models").exists()  # A's folder was never used
+        # it ran in a clone of its own and published from there: the commit is the worker's
+        log = sh(["git", "log", "--format=%s", "main"], bare, env_a).stdout
+        assert log.splitlines()[0] == "Retrained: model version 1 promoted", log
+
+        # a failing run notifies the team's webhook
+        bad = trigger(a, env_a, "--param", 'set_params={"train.batch_size": 0}')
+        assert flow_run_state(api, bad, DONE, 300)["state"]["type"] == "FAILED"
+        deadline = time.time() + 60
+        while not hook.received and time.time() < deadline:
+            time.sleep(1)
+        assert hook.received and "Failed" in json.dumps(hook.received[0]), hook.received
+    finally:
+        worker.stop()
+        hook.close()
+    champion = MlflowClient().get_model_version_by_alias(NAME, CHAMPION)
+    assert any(logged_model_id(champion) in key for key in s3_keys(shared, "mlflow/"))
+    assert any(key.startswith("dvc/") for key in s3_keys(shared))
+
+    # machine B: a fresh clone; only the servers are shared
+    env_b = {**base, "BENTOML_HOME": str(tmp_path / "bentoml-b")}
+    b = tmp_path / "b"
+    sh(["git", "clone", "-q", "-b", "main", str(bare), str(b)], tmp_path, env_b)
+    assert not (b / "models/best").exists()
+    sh(["dvc", "pull"], b, env_b)
+    repro = sh(["dvc", "repro"], b, env_b)
+    assert "Running stage" not in repro.stdout, repro.stdout
+    dev = read_split(b / "data/raw", "dev")[:8]
+    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
+    expected = Predictor.from_dir(b / "models/best").predict_proba(premises, hypotheses)
+    sh([sys.executable, "-m", "klue_nli.registry", "export"], b, env_b)
+    port = free_port()
+    server = bentoml_server(b, port, tmp_path / "serve-b.log", {**env_b, "PYTHONPATH": str(b)})
+    try:
+        server.wait_ready(timeout=180)
+        for i, (p, h) in enumerate(zip(premises, hypotheses, strict=True)):
+            body = {"premise": p, "hypothesis": h}
+            answer = requests.post(f"http://127.0.0.1:{port}/api", json=body, timeout=30).json()
+            labels = ("entailment", "contradiction", "neutral")
+            got = [answer["probabilities"][label] for label in labels]
+            np.testing.assert_allclose(got, expected[i], atol=1e-5)
+    finally:
+        server.stop()
