@@ -80,11 +80,18 @@ def train(params: Params) -> dict:
         if cfg.max_steps > 0
         else {}
     )
-    mlflow_logger = MLFlowLogger(
-        experiment_name=tracking.experiment_name(),
-        tracking_uri=tracking.tracking_uri(),
-        run_id=run_id,
-    )
+    # Rank 0 only: the logger opens the tracking store on creation, and ranks racing to
+    # create a fresh sqlite store's tables fail (seen with torchrun --nnodes 2).
+    loggers = [live]
+    if run_id is not None:
+        loggers.insert(
+            0,
+            MLFlowLogger(
+                experiment_name=tracking.experiment_name(),
+                tracking_uri=tracking.tracking_uri(),
+                run_id=run_id,
+            ),
+        )
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -93,7 +100,7 @@ def train(params: Params) -> dict:
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=resolve_precision(cfg),
-        logger=[mlflow_logger, live],
+        logger=loggers,
         callbacks=[best, LearningRateMonitor(logging_interval="step")],
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,

@@ -269,7 +269,7 @@ def test_two_nodes_with_torchrun_on_loopback(features, make_params, tmp_path):
     assert not (node1 / "models/best").exists() and not (node1 / "metrics/train").exists()
     client = MlflowClient()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert len(runs) == 1 and runs[0].data.metrics["train/loss"] > 0
+    assert len(runs) == 1 and "val/acc" in runs[0].data.metrics  # rank 0 logged into it
 
 
 @pytest.mark.gpu
