@@ -219,7 +219,9 @@ def up(env: dict) -> None:
     stack = TeamStack(STATE.resolve()).start(env)
     lines = [f"export {k}={v}" for k, v in stack.client_env().items()]
     lines.append(f"# DVC remote: dvc remote add -d team {stack.dvc_remote}")
-    (STATE / "env").write_text("\n".join(lines) + "\n")
+    env_file = STATE / "env"
+    env_file.touch(mode=0o600)  # it holds the generated credentials
+    env_file.write_text("\n".join(lines) + "\n")
     pids = {name: s.proc.pid for name, s in stack.servers.items()}
     (STATE / "pids.json").write_text(json.dumps(pids))
     print(f"team servers up: {pids}; for a clone: source {STATE / 'env'}")

@@ -256,7 +256,9 @@ def test_bentoml_build_packages_the_champion(served):
     generated = "\n".join(p.read_text() for p in folder.rglob("Dockerfile*"))
     assert "FROM python:3.11.7-slim-bookworm" in generated
     assert "download.pytorch.org/whl/cpu" in generated + requirements
-    assert 'KLUE_NLI_HOST="0.0.0.0"' in generated or "KLUE_NLI_HOST=0.0.0.0" in generated
+    assert (
+        "ARG KLUE_NLI_HOST=0.0.0.0" in generated and "ENV KLUE_NLI_HOST=$KLUE_NLI_HOST" in generated
+    )
 
 
 def test_the_service_binds_loopback_unless_told_otherwise():

@@ -30,6 +30,7 @@ from tests.test_pipeline import sh
 from tests.test_registry import NAME, aliases, candidate
 
 pytestmark = pytest.mark.slow
+KEPT = "klue-nli-retention"
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +68,12 @@ def test_retention_keeps_the_newest_and_the_aliases_and_empties_the_object_store
     make_params,
     monkeypatch,
 ):
-    params = make_params(registry={"keep_versions": 2})
-    versions = [candidate(model_dir, 0.40 + 0.01 * i) for i in range(6)]  # v1 .. v6
+    # its own registered model: the servers are shared with the two-machine test
+    params = make_params(registry={"keep_versions": 2, "model_name": KEPT})
+    versions = [candidate(model_dir, 0.40 + 0.01 * i, name=KEPT) for i in range(6)]  # v1..v6
     promote(params, versions[0].version)  # champion v1
     promote(params, versions[2].version)  # champion v3, previous v1
-    assert aliases() == {CHAMPION: versions[2].version, PREVIOUS: versions[0].version}
+    assert aliases(KEPT) == {CHAMPION: versions[2].version, PREVIOUS: versions[0].version}
     model_ids = {v.version: logged_model_id(v) for v in versions}
     keys = s3_keys(shared, "mlflow/")
     for mid in model_ids.values():  # every model's files are in the object store
@@ -79,18 +81,18 @@ def test_retention_keeps_the_newest_and_the_aliases_and_empties_the_object_store
 
     # model cards: the version's description and the registered model's policy
     c = MlflowClient()
-    card = c.get_model_version(NAME, versions[0].version).description
+    card = c.get_model_version(KEPT, versions[0].version).description
     assert "dev file sha256: `" + "d" * 64 in card and "dev accuracy: 0.4000" in card
     assert "baseline majority: 0.3300" in card and "git commit: `abc`" in card
-    policy = c.get_registered_model(NAME).description
+    policy = c.get_registered_model(KEPT).description
     assert "keeps the newest 5 versions" in policy and "`champion`" in policy
 
     gone = retire_old_versions(params)
     assert [v for v, _ in gone] == [versions[1].version, versions[3].version]  # v2, v4
-    left = {v.version for v in c.search_model_versions(f"name='{NAME}'")}
+    left = {v.version for v in c.search_model_versions(f"name='{KEPT}'")}
     assert left == {versions[i].version for i in (0, 2, 4, 5)}  # aliases + newest 2
     assert retire_old_versions(params) == []  # nothing more to do
-    assert "keeps the newest 2 versions" in c.get_registered_model(NAME).description
+    assert "keeps the newest 2 versions" in c.get_registered_model(KEPT).description
 
     # mlflow gc, told the server's database, deletes the retired models' files for good
     monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", shared.pg_url("mlflow", "postgresql+psycopg2"))
@@ -101,8 +103,8 @@ def test_retention_keeps_the_newest_and_the_aliases_and_empties_the_object_store
         assert present == (version in left), (version, mid)
 
     # no credential reached params, tags, descriptions or artifacts
-    everything = [c.get_registered_model(NAME).description]
-    for v in c.search_model_versions(f"name='{NAME}'"):
+    everything = [c.get_registered_model(KEPT).description]
+    for v in c.search_model_versions(f"name='{KEPT}'"):
         everything += [v.description, json.dumps(v.tags)]
     for run in c.search_runs([e.experiment_id for e in c.search_experiments()]):
         everything += [json.dumps(run.data.params), json.dumps(run.data.tags)]
