@@ -50,7 +50,7 @@ def save_base_model(params: Params, folder: Path) -> Path:
 
 
 def train_throughput(
-    params: Params, steps: int = 12, warmup: int = 2, base_size: bool = True
+    params: Params, steps: int = 24, warmup: int = 2, base_size: bool = True
 ) -> dict:
     """Examples/s, each in its own process (benchmarks/train_probe.py): padded to 64 (the
     original), dynamic, length-grouped; at kcbert-base's size or the demo model's."""
