@@ -75,10 +75,13 @@ def evaluate(params: Params) -> dict:
         "truncated": truncated,
     }
     report["behaviour"] = run_suite(predictor.predict_proba, predictor.labels, build_suite())
-    # The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32.
+    # The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32;
+    # loaded and run again only when that is another model (the options apply on CPU only).
     serve = params.serve
-    served = Predictor.from_dir(model_dir, quantize=serve.quantize, runtime=serve.runtime)
-    served_preds = served.predict([e.premise for e in dev], [e.hypothesis for e in dev])
+    served, served_preds = predictor, preds
+    if predictor.device.type == "cpu" and (serve.runtime, serve.quantize) != ("torch", "none"):
+        served = Predictor.from_dir(model_dir, quantize=serve.quantize, runtime=serve.runtime)
+        served_preds = served.predict([e.premise for e in dev], [e.hypothesis for e in dev])
     report["served"] = {
         "runtime": served.runtime,
         "quantize": serve.quantize,
