@@ -230,7 +230,7 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     env.pop("PREFECT_API_URL", None)
     project = make_project(ROOT, work / "project", env)
     fast = ["-S", "train.max_steps=20"]
-    recipe = run_module(project, env, "klue_nli.recipes", "demo").split()
+    recipe = run_module(project, env, "klue_nli.recipes", "quick").split()
     run_module(project, env, "dvc", "exp", "run", *recipe, *fast)
     run_module(project, env, "dvc", "repro")  # warm the OS caches first
     noop_repro, _ = timed(run_module, project, env, "dvc", "repro")

@@ -6,7 +6,7 @@ stage's state, duration and log. Flow parameters override params.yaml keys the w
 `dvc exp run -S` does (the file is edited, validated, and recorded in dvc.lock by the run).
 
     python -m flows.training                 # once, on the ephemeral local Prefect API
-    python -m flows.training --recipe demo   # the small offline demo (KLUE_NLI_MIRROR, KCBERT_DIR)
+    python -m flows.training --recipe quick  # the 90-s plumbing run (KLUE_NLI_MIRROR, KCBERT_DIR)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from klue_nli.errors import UserError
 from klue_nli.io import atomic_write_text
 from klue_nli.params import PARAMS_FILE, load_params
 from klue_nli.predictor import PROVENANCE_FILE
-from klue_nli.recipes import targets
+from klue_nli.recipes import RECIPES, targets
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STAGES = ("download", "featurize", "train", "evaluate")
@@ -219,7 +219,7 @@ def training_flow(
     build_bento: bool = True,
     publish_results: bool = False,
 ) -> dict[str, Any]:
-    """recipe: 'demo' or 'full' (as make demo / make run); epochs, model_name and set_params
+    """recipe: 'demo', 'quick' or 'full' (make demo / quick / run); epochs, model_name, set_params
     ({"train.learning_rate": 3e-5, ...}) override params.yaml keys. publish_results (team
     deployments, prefect.yaml): push the outputs to the DVC remote and dvc.lock to git."""
     apply_quiet_defaults()
@@ -263,7 +263,7 @@ def training_flow(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the training flow once (local Prefect API).")
-    parser.add_argument("--recipe", choices=["demo", "full"])
+    parser.add_argument("--recipe", choices=list(RECIPES))
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--model-name")
     parser.add_argument("--no-bento", action="store_true", help="skip bentoml build")

@@ -11,14 +11,21 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from klue_nli.errors import UserError
 
 
-def load_tokenizer(name_or_path: str, do_lower_case: bool | None = None) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    name_or_path: str,
+    do_lower_case: bool | None = None,
+    model_input_names: list[str] | None = None,
+) -> PreTrainedTokenizerBase:
     """A fast tokenizer from a Hub id or a folder holding vocab.txt (or a saved tokenizer).
 
     `do_lower_case=None` keeps what the saved tokenizer says (used for trained model folders).
+    `model_input_names` overrides the tokenizer's own (saved with it, so it travels).
     Never build one with `BertTokenizerFast(vocab_file=...)`: in transformers 5 that maps
     every Korean word to [UNK] without a warning.
     """
-    kwargs = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
+    kwargs: dict = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
+    if model_input_names is not None:
+        kwargs["model_input_names"] = model_input_names
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -34,15 +41,28 @@ def encode_pairs(
     hypotheses: Sequence[str],
     max_length: int,
 ) -> dict[str, list[list[int]]]:
-    """Encode exactly as the original tutorial (truncation=True, max_length), unpadded."""
+    """Encode exactly as the original tutorial (truncation=True, max_length), unpadded.
+
+    `token_type_ids` only where the model takes them (BERT, ELECTRA); RoBERTa-family
+    tokenizers, XLM-R's among them, name only input_ids and attention_mask."""
+    types = uses_token_types(tokenizer)
     enc = tokenizer(
         list(premises),
         list(hypotheses),
         truncation=True,
         max_length=max_length,
         return_attention_mask=False,
+        return_token_type_ids=types,
     )
-    return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
+    out = {"input_ids": enc["input_ids"]}
+    if types:
+        out["token_type_ids"] = enc["token_type_ids"]
+    return out
+
+
+def uses_token_types(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the model the tokenizer belongs to takes segment ids (its own input names)."""
+    return "token_type_ids" in tokenizer.model_input_names
 
 
 def truncated_mask(
@@ -80,18 +100,22 @@ def unk_share(tokenizer: PreTrainedTokenizerBase, input_ids: np.ndarray) -> floa
 
 def pad_batch(
     input_ids: Sequence[Sequence[int] | np.ndarray],
-    token_type_ids: Sequence[Sequence[int] | np.ndarray],
+    token_type_ids: Sequence[Sequence[int] | np.ndarray] | None,
     pad_id: int,
 ) -> dict[str, torch.Tensor]:
-    """Pad a batch to its own longest pair (dynamic padding) and build the attention mask."""
+    """Pad a batch to its own longest pair (dynamic padding) and build the attention mask.
+    `token_type_ids=None` (a model without segment ids) leaves that input out."""
     width = max(len(ids) for ids in input_ids)
     n = len(input_ids)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
-    types = torch.zeros((n, width), dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
-    for row, (a, b) in enumerate(zip(input_ids, token_type_ids, strict=True)):
-        length = len(a)
-        ids[row, :length] = torch.as_tensor(np.asarray(a, dtype=np.int64))
-        types[row, :length] = torch.as_tensor(np.asarray(b, dtype=np.int64))
-        mask[row, :length] = 1
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+    for row, a in enumerate(input_ids):
+        ids[row, : len(a)] = torch.as_tensor(np.asarray(a, dtype=np.int64))
+        mask[row, : len(a)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if token_type_ids is not None:
+        types = torch.zeros((n, width), dtype=torch.long)
+        for row, b in enumerate(token_type_ids):
+            types[row, : len(b)] = torch.as_tensor(np.asarray(b, dtype=np.int64))
+        batch["token_type_ids"] = types
+    return batch

@@ -27,7 +27,7 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray | None, int]:
         ids, types = self.split.pair(i)
         return ids, types, int(self.split.labels[i])
 
@@ -38,9 +38,12 @@ class Collate:
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, items: list[tuple[np.ndarray, np.ndarray, int]]) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, items: list[tuple[np.ndarray, np.ndarray | None, int]]
+    ) -> dict[str, torch.Tensor]:
         ids, types, labels = zip(*items, strict=True)
-        batch = pad_batch(ids, types, self.pad_id)
+        # a feature cache without segment ids: the model takes none (RoBERTa family)
+        batch = pad_batch(ids, None if types[0] is None else types, self.pad_id)
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return batch
 
@@ -124,6 +127,8 @@ class NLIModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = train
+        if train.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.model(**batch).logits
@@ -154,7 +159,8 @@ class NLIModule(pl.LightningModule):
         # No decay on biases and LayerNorm weights, as in BERT's and the KLUE baseline's recipe.
         decay, no_decay = [], []
         for param in self.model.parameters():
-            (no_decay if param.ndim < 2 else decay).append(param)
+            if param.requires_grad:  # train.freeze_embeddings leaves the word embeddings out
+                (no_decay if param.ndim < 2 else decay).append(param)
         optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": self.cfg.weight_decay, "name": "decay"},

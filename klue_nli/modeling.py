@@ -1,14 +1,26 @@
-"""The plain model: a BERT sequence-pair classifier, pretrained or randomly initialised."""
+"""The plain model: a sequence-pair classifier from an encoder checkpoint (BERT, RoBERTa or
+ELECTRA, through the Auto classes), pretrained or randomly initialised."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoConfig, BertConfig, BertForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
+from klue_nli.encoders import resolve
 from klue_nli.encoding import load_tokenizer
 from klue_nli.errors import UserError
 from klue_nli.params import ModelParams
+
+# The encoder families the KLUE baselines use: BERT (kcbert-base, klue/bert-base,
+# multilingual-e5-small), RoBERTa (klue/roberta-*), ELECTRA (KoELECTRA). Each has a
+# ...ForSequenceClassification head in transformers and is tested end to end here.
+SUPPORTED_TYPES = ("bert", "roberta", "electra")
 
 # What a local checkpoint folder may hold its weights in (single file or sharded).
 WEIGHT_FILES = (
@@ -17,23 +29,32 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-# Parameters a pretrained checkpoint need not have: the new 3-way head, and the pooler,
-# which masked-LM-only checkpoints leave out (transformers initialises it anew).
-NEW_PARAMS = ("classifier.", "bert.pooler.")
 
 
-def build_model(
-    model_params: ModelParams, labels: tuple[str, ...], tokenizer
-) -> BertForSequenceClassification:
-    """kcbert-base with a fresh 3-way head, or (init: random) a small BERT of the same family.
+def new_params(config: PretrainedConfig) -> tuple[str, ...]:
+    """Parameters a pretrained checkpoint need not have: the new 3-way head, and the pooler,
+    which masked-LM-only checkpoints leave out (transformers initialises it anew)."""
+    return ("classifier.", f"{config.model_type}.pooler.", "pooler.")
+
+
+def usable_positions(config: PretrainedConfig) -> int:
+    """The longest input the encoder takes: RoBERTa counts positions from pad_token_id + 1,
+    so its 514 position embeddings hold 512 tokens."""
+    offset = config.pad_token_id + 1 if config.model_type == "roberta" else 0
+    return int(config.max_position_embeddings) - offset
+
+
+def build_model(model_params: ModelParams, labels: tuple[str, ...], tokenizer) -> PreTrainedModel:
+    """The checkpoint with a fresh 3-way head, or (init: random) a small encoder of the same
+    family.
 
     `tokenizer` is the one the features were encoded with. The label map goes into the
     config, so `save_pretrained` carries it to evaluate and serving.
     """
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
-    source = model_params.name_or_path
-    config = _bert_config(source)
+    source = resolve(model_params.name_or_path)
+    config = load_config(source)
     if model_params.init == "pretrained":
         _check_vocabulary(source, config, tokenizer, model_params.do_lower_case)
         return _load_pretrained(source, id2label, label2id)
@@ -48,28 +69,31 @@ def build_model(
             "num_labels": len(labels),
             "id2label": id2label,
             "label2id": label2id,
-            "architectures": ["BertForSequenceClassification"],
         }
     )
-    return BertForSequenceClassification(config)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.config.architectures = [type(model).__name__]
+    return model
 
 
-def _bert_config(source: str) -> BertConfig:
+def load_config(source: str) -> PretrainedConfig:
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"model.name_or_path: cannot load a model config from {source!r}: {exc}"
         ) from None
-    if config.model_type != "bert":
+    if config.model_type not in SUPPORTED_TYPES:
         raise UserError(
             f"model.name_or_path: {source!r} holds a {config.model_type!r} model; this "
-            "pipeline fine-tunes BERT checkpoints (model_type 'bert'), such as kcbert-base"
+            f"pipeline fine-tunes encoders of model_type {', '.join(map(repr, SUPPORTED_TYPES))}"
         )
     return config
 
 
-def _check_vocabulary(source: str, config: BertConfig, features_tokenizer, lower: bool) -> None:
+def _check_vocabulary(
+    source: str, config: PretrainedConfig, features_tokenizer, lower: bool
+) -> None:
     """The checkpoint's tokenizer must be the one the features were encoded with, and every
     token id must have a row in its embedding matrix."""
     own = load_tokenizer(source, do_lower_case=lower).get_vocab()
@@ -86,7 +110,7 @@ def _check_vocabulary(source: str, config: BertConfig, features_tokenizer, lower
         )
 
 
-def _load_pretrained(source: str, id2label: dict, label2id: dict) -> BertForSequenceClassification:
+def _load_pretrained(source: str, id2label: dict, label2id: dict) -> PreTrainedModel:
     folder = Path(source)
     if folder.is_dir() and not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise UserError(
@@ -94,7 +118,7 @@ def _load_pretrained(source: str, id2label: dict, label2id: dict) -> BertForSequ
             "set model.init: random to train a small BERT from scratch"
         )
     try:
-        model, info = BertForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             source,
             num_labels=len(id2label),
             id2label=id2label,
@@ -107,10 +131,10 @@ def _load_pretrained(source: str, id2label: dict, label2id: dict) -> BertForSequ
         ) from None
     # A checkpoint whose parameter names do not match would leave the encoder random without
     # an error: refuse that, so "pretrained" always means the encoder came from the checkpoint.
-    missing = [k for k in info["missing_keys"] if not k.startswith(NEW_PARAMS)]
+    missing = [k for k in info["missing_keys"] if not k.startswith(new_params(model.config))]
     if missing:
         raise UserError(
             f"model.name_or_path: {source!r} lacks {len(missing)} encoder weights (e.g. "
-            f"{missing[0]}); it is not a BERT encoder checkpoint"
+            f"{missing[0]}); it is not a {model.config.model_type} encoder checkpoint"
         )
     return model.train()  # from_pretrained returns eval mode: dropout off, unlike the recipe

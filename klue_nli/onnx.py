@@ -9,6 +9,7 @@ folder stays the one artifact (weights, tokenizer, label map) and cannot drift f
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,17 +17,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
 
 class OnnxForward:
     """`forward(batch) -> logits` like the PyTorch model's, computed by ONNX Runtime."""
 
     name = "onnxruntime"
 
-    def __init__(self, model: torch.nn.Module, threads: int, quantize: str = "none") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        input_names: list[str],
+        threads: int,
+        quantize: str = "none",
+    ) -> None:
+        """`input_names`: the tokenizer's model_input_names, so the graph takes exactly what
+        the model does (no token_type_ids for the RoBERTa family)."""
         import onnxruntime as ort  # only the onnxruntime runtime needs it
 
+        # The exporter names the graph's inputs in the order of forward()'s parameters, not
+        # of the kwargs: list them in that order, or two inputs swap names (a test caught it).
+        order = list(inspect.signature(model.forward).parameters)
+        self.inputs = tuple(sorted(input_names, key=order.index))
         self._tmp = tempfile.TemporaryDirectory(prefix="klue-nli-onnx-")
         path = Path(self._tmp.name) / "model.onnx"
         example = torch.ones(2, 8, dtype=torch.long)
@@ -36,11 +47,11 @@ class OnnxForward:
                 model.cpu().eval(),
                 (),
                 str(path),
-                kwargs={name: example for name in INPUTS},
-                input_names=list(INPUTS),
+                kwargs={name: example for name in self.inputs},
+                input_names=list(self.inputs),
                 output_names=["logits"],
                 dynamic_axes={
-                    **{n: {0: "batch", 1: "seq"} for n in INPUTS},
+                    **{n: {0: "batch", 1: "seq"} for n in self.inputs},
                     "logits": {0: "batch"},
                 },
                 opset_version=17,
@@ -59,5 +70,5 @@ class OnnxForward:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        feed = {name: batch[name].numpy().astype(np.int64, copy=False) for name in INPUTS}
+        feed = {name: batch[name].numpy().astype(np.int64, copy=False) for name in self.inputs}
         return torch.from_numpy(self.session.run(["logits"], feed)[0])

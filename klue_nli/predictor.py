@@ -75,7 +75,9 @@ class Predictor:
         if torch.device(device).type == "cpu" and runtime == "onnxruntime":
             from klue_nli.onnx import OnnxForward
 
-            forward = OnnxForward(model, torch.get_num_threads(), quantize)
+            forward = OnnxForward(
+                model, tokenizer.model_input_names, torch.get_num_threads(), quantize
+            )
         elif torch.device(device).type == "cpu" and quantize == "int8":
             model = torch.ao.quantization.quantize_dynamic(
                 model.eval(), {torch.nn.Linear}, dtype=torch.qint8
@@ -103,7 +105,7 @@ class Predictor:
             enc = encode_pairs(self.tokenizer, ps, hs, self.max_length)
             cut = truncated_mask(self.tokenizer, ps, hs, enc["input_ids"], self.max_length)
             truncated[start : start + len(chunk)] = cut
-            batch = pad_batch(enc["input_ids"], enc["token_type_ids"], pad_id)
+            batch = pad_batch(enc["input_ids"], enc.get("token_type_ids"), pad_id)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             logits = self._forward(batch).float()
             out[start : start + len(chunk)] = torch.softmax(logits, dim=-1).cpu().numpy()

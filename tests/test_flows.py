@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "featurize", "train", "evaluate")
-# Demo recipe, shrunk further so each run takes seconds.
+# Quick recipe, shrunk further so each run takes seconds.
 FAST = {
     "train.max_steps": 12,
     "model.random.hidden_size": 32,
@@ -65,7 +65,7 @@ def test_download_retries_then_the_flow_completes(tmp_path, loopback, kcbert):
     project = make_project(ROOT, tmp_path / "project", env)
     loopback.faults["klue-nli-v1.1_train.json"] = [503, 503]  # fails twice, then answers
     fast = {**FAST, "data.retries": 2}  # the stage's own retries: the one retry layer
-    proc = flow_once(project, env, {"recipe": "demo", "set_params": fast, "build_bento": False})
+    proc = flow_once(project, env, {"recipe": "quick", "set_params": fast, "build_bento": False})
     result = summary(proc)
     assert result["state"] == "COMPLETED", result
     names = [t["name"] for t in result["tasks"]]
@@ -90,7 +90,7 @@ def test_a_failed_stage_fails_the_flow_with_its_message_and_promotes_nothing(
     env = prefect_env(tmp_path, KLUE_NLI_MIRROR=loopback.url, KCBERT_DIR=kcbert)
     project = make_project(ROOT, tmp_path / "project", env)
     params = {
-        "recipe": "demo",
+        "recipe": "quick",
         "build_bento": False,
         "set_params": {**FAST, "featurize.max_seq_length": 512},
     }
@@ -110,7 +110,7 @@ def test_second_concurrent_run_is_refused(tmp_path, kcbert, klue_dir):
     env = prefect_env(tmp_path, KLUE_NLI_MIRROR=str(klue_dir), KCBERT_DIR=kcbert)
     project = make_project(ROOT, tmp_path / "project", env)
     with FileLock(project / ".pipeline.lock"):  # as a running flow holds it
-        result = summary(flow_once(project, env, {"recipe": "demo", "set_params": FAST}))
+        result = summary(flow_once(project, env, {"recipe": "quick", "set_params": FAST}))
     assert result["state"] == "FAILED"
     assert "another pipeline run holds .pipeline.lock" in result["message"]
     assert result["tasks"] == []
@@ -148,7 +148,7 @@ def test_scheduled_deployment_runs_on_a_process_worker(tmp_path, loopback, kcber
 
         module("prefect", "work-pool", "create", "klue-nli", "--type", "process")
         deployed = module(
-            "flows.deploy", "--params", json.dumps({"recipe": "demo", "set_params": FAST})
+            "flows.deploy", "--params", json.dumps({"recipe": "quick", "set_params": FAST})
         )
         assert "klue-nli-training/weekly-retraining" in deployed
         worker = Server(

