@@ -98,13 +98,17 @@ def main(argv: list[str] | None = None) -> None:
     env = {**os.environ}
     if DEFAULT_TRACKING_URI.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in env:
         env["MLFLOW_TRACKING_URI"] = "sqlite:///" + str(Path(DEFAULT_TRACKING_URI[10:]).resolve())
-    for command in commands:
-        subprocess.run(command, check=True, env=env)
-    # one at a time: two trainings on the same cores only slow each other down
-    subprocess.run(["dvc", "exp", "run", "--run-all", "-j", "1"], check=True, env=env)
-    shown = subprocess.run(
-        ["dvc", "exp", "show", "--json"], check=True, env=env, capture_output=True, text=True
-    )
+    try:
+        for command in commands:
+            subprocess.run(command, check=True, env=env)
+        # one at a time: two trainings on the same cores only slow each other down
+        subprocess.run(["dvc", "exp", "run", "--run-all", "-j", "1"], check=True, env=env)
+        shown = subprocess.run(
+            ["dvc", "exp", "show", "--json"], check=True, env=env, capture_output=True, text=True
+        )
+    except subprocess.CalledProcessError as exc:
+        print(f"sweep: error: `{' '.join(exc.cmd)}` failed (exit {exc.returncode})", file=sys.stderr)
+        raise SystemExit(1) from None
     rows = ranked(json.loads(shown.stdout))
     if not rows:
         print("sweep: no experiment finished; see `dvc queue logs`", file=sys.stderr)
