@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
             ["dvc", "exp", "show", "--json"], check=True, env=env, capture_output=True, text=True
         )
     except subprocess.CalledProcessError as exc:
-        print(f"sweep: error: `{' '.join(exc.cmd)}` failed (exit {exc.returncode})", file=sys.stderr)
+        failed = " ".join(exc.cmd)
+        print(f"sweep: error: `{failed}` failed (exit {exc.returncode})", file=sys.stderr)
         raise SystemExit(1) from None
     rows = ranked(json.loads(shown.stdout))
     if not rows:
