@@ -98,13 +98,21 @@ def main(argv: list[str] | None = None) -> None:
     env = {**os.environ}
     if DEFAULT_TRACKING_URI.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in env:
         env["MLFLOW_TRACKING_URI"] = "sqlite:///" + str(Path(DEFAULT_TRACKING_URI[10:]).resolve())
+    baseline = subprocess.run(
+        ["git", "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     try:
         for command in commands:
             subprocess.run(command, check=True, env=env)
         # one at a time: two trainings on the same cores only slow each other down
         subprocess.run(["dvc", "exp", "run", "--run-all", "-j", "1"], check=True, env=env)
+        # the commit the experiments were queued from, even if HEAD has moved on since
         shown = subprocess.run(
-            ["dvc", "exp", "show", "--json"], check=True, env=env, capture_output=True, text=True
+            ["dvc", "exp", "show", "--json", "--rev", baseline],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
     except subprocess.CalledProcessError as exc:
         failed = " ".join(exc.cmd)
