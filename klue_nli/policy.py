@@ -17,8 +17,22 @@ class Decision:
 def decide(
     candidate: dict[str, float], champion: dict[str, float] | None, policy: RegistryParams
 ) -> Decision:
-    """The promotion policy, pure: accuracy gain at least the margin, no class F1 collapse."""
+    """The promotion policy, pure: the model as served must agree with the trained one, beat
+    the champion by more than the margin (a tie keeps the champion), and lose no class's F1.
+
+    Accuracy is the served configuration's (`served.accuracy`: ONNX Runtime, int8, as
+    evaluate measured it) when both versions recorded one, the PyTorch model's otherwise."""
     reasons, ok = [], True
+    agreement = candidate.get("served.argmax_agreement")
+    if agreement is not None:
+        if agreement >= policy.min_served_agreement:
+            reasons.append(f"served agreement {agreement:.4f} >= {policy.min_served_agreement}")
+        else:
+            ok = False
+            reasons.append(
+                f"served agreement {agreement:.4f} < {policy.min_served_agreement} "
+                "(min_served_agreement: the served model answers differently)"
+            )
     floor = policy.min_behaviour_pass
     if floor is not None:
         rate = candidate.get("behaviour_pass", float("nan"))
@@ -29,12 +43,17 @@ def decide(
             reasons.append(f"behaviour pass rate {rate:.4f} < {floor:.4f} (min_behaviour_pass)")
     if champion is None:
         return Decision(ok, [*reasons, "no champion yet"])
-    need = champion["accuracy"] + policy.min_accuracy_gain
-    if candidate["accuracy"] >= need:
-        reasons.append(f"accuracy {candidate['accuracy']:.4f} >= {need:.4f} (champion + margin)")
+    key = (
+        "served.accuracy"
+        if "served.accuracy" in candidate and "served.accuracy" in champion
+        else "accuracy"
+    )
+    need = champion[key] + policy.min_accuracy_gain
+    if candidate[key] > need:
+        reasons.append(f"{key} {candidate[key]:.4f} > {need:.4f} (champion + margin)")
     else:
         ok = False
-        reasons.append(f"accuracy {candidate['accuracy']:.4f} < {need:.4f} (champion + margin)")
+        reasons.append(f"{key} {candidate[key]:.4f} <= {need:.4f} (champion + margin)")
     for key in sorted(k for k in champion if k.startswith("f1.")):
         drop = champion[key] - candidate.get(key, 0.0)
         if drop > policy.max_f1_drop:

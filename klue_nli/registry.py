@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from klue_nli import tracking
 from klue_nli.cli import apply_quiet_defaults
 from klue_nli.errors import UserError
+from klue_nli.manifest import weights_sha256
 from klue_nli.model_card import policy_card, version_card
 from klue_nli.params import PARAMS_FILE, Params, RegistryParams, load_params
 from klue_nli.policy import Decision, decide
@@ -66,27 +67,35 @@ def registry_lock(name: str) -> FileLock:
 
 
 def register(params: Params) -> ModelVersion:
-    """Register the model of the last pipeline run (paths.model_dir, paths.eval_metrics)."""
+    """Register the model of the last pipeline run (paths.model_dir, paths.eval_metrics),
+    refusing metrics that scored another model (a train without evaluate since)."""
     paths = params.paths
+    model_dir = Path(paths.model_dir)
     try:
-        provenance = json.loads((Path(paths.model_dir) / PROVENANCE_FILE).read_text())
+        provenance = json.loads((model_dir / PROVENANCE_FILE).read_text())
         report = json.loads(Path(paths.eval_metrics).read_text())
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename}: missing; run the pipeline first (dvc repro)") from None
+    scored = report.get("model", {})
+    here = {
+        "mlflow_run_id": provenance.get("mlflow_run_id"),
+        "weights_sha256": weights_sha256(model_dir),
+    }
+    if scored != here:
+        raise UserError(
+            f"{paths.eval_metrics} scored run {scored.get('mlflow_run_id')} (weights "
+            f"{str(scored.get('weights_sha256'))[:12]}), not the model in {model_dir} (run "
+            f"{here['mlflow_run_id']}, weights {here['weights_sha256'][:12]}); rerun evaluate "
+            "(dvc repro)"
+        )
     return register_run(params.registry.model_name, provenance, report, params.registry)
 
 
-def register_run(
-    name: str, provenance: dict, report: dict, policy: RegistryParams | None = None
-) -> ModelVersion:
-    """Register the model logged by provenance's MLflow run, with the eval metrics and the
-    lineage (git commit, DVC hashes, params) as version tags. Idempotent per run."""
-    run_id = provenance["mlflow_run_id"]
-    c = client()
-    existing = c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    if existing:
-        return existing[0]
-    tags = {
+def eval_tags(report: dict) -> dict[str, float | str]:
+    """What a version records of its evaluation: `eval.*` (numbers the policy reads) and
+    the served configuration and dev data it was measured with."""
+    served = report.get("served", {})
+    return {
         "eval.accuracy": report["accuracy"],
         "eval.macro_f1": report["macro_f1"],
         **{f"eval.f1.{label}": m["f1"] for label, m in report["per_class"].items()},
@@ -95,8 +104,35 @@ def register_run(
             if "behaviour" in report
             else {}
         ),
+        **{f"eval.served.{k}": served[k] for k in ("accuracy", "argmax_agreement") if k in served},
+        **{f"served.{k}": served[k] for k in ("runtime", "quantize") if k in served},
         DEV_DATA_TAG: report.get("data", {}).get("dev_sha256", "unknown"),
         **{f"baseline.{k}": v for k, v in report.get("baselines", {}).items()},
+    }
+
+
+def register_run(
+    name: str, provenance: dict, report: dict, policy: RegistryParams | None = None
+) -> ModelVersion:
+    """Register the model logged by provenance's MLflow run, with the eval metrics and the
+    lineage (git commit, DVC hashes, params) as version tags. Idempotent per run; a run
+    registered already gets its evaluation tags refreshed when evaluate has run again."""
+    run_id = provenance["mlflow_run_id"]
+    c = client()
+    existing = c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if existing:
+        version = existing[0]
+        stale = {k: str(v) for k, v in eval_tags(report).items() if version.tags.get(k) != str(v)}
+        for key, value in stale.items():
+            c.set_model_version_tag(name, version.version, key, value)
+        if stale:
+            run_params = c.get_run(run_id).data.params
+            c.update_model_version(
+                name, version.version, version_card(provenance, report, run_params)
+            )
+        return c.get_model_version(name, version.version)
+    tags = {
+        **eval_tags(report),
         "git_commit": provenance.get("git_commit", "unknown"),
         **{k: v for k, v in provenance.items() if k.startswith("dvc.")},
     }

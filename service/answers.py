@@ -1,7 +1,8 @@
 """The service's answers: the original web app's fields, and the batch endpoint's results.
 
-The tutorial rounded each probability to two places and drew each bar from that rounded
-value, so "참 0.93" always sits on a bar of "93.0%".
+`/api`'s text fields are byte for byte the tutorial's expressions, `f"참 {round(p, 2)}"` and
+`f"{round(p, 2) * 100}%"`: "참 0.7" and "70.0%" for 0.7, and "56.99999999999999%" for 0.57
+(Python's float arithmetic, kept: clients of the tutorial's app parse these strings).
 """
 
 from __future__ import annotations
@@ -45,13 +46,12 @@ class BatchAnswer(BaseModel):
 
 
 def bars(probs: dict[str, float]) -> dict[str, str]:
-    """`<label>_data` ("참 0.93") and `<label>_width` ("93.0%"), both from the probability
-    rounded to two places, as the tutorial's app computed them."""
+    """`<label>_data` ("참 0.93") and `<label>_width` ("93.0%"): the tutorial's expressions,
+    on the probability as a Python float."""
     fields = {}
     for label, p in probs.items():
-        shown = round(p, 2)
-        fields[f"{label}_data"] = f"{KOREAN_NAMES[label]} {shown:.2f}"
-        fields[f"{label}_width"] = f"{shown * 100:.1f}%"
+        fields[f"{label}_data"] = f"{KOREAN_NAMES[label]} {round(float(p), 2)}"
+        fields[f"{label}_width"] = f"{round(float(p), 2) * 100}%"
     return fields
 
 

@@ -24,6 +24,7 @@ from klue_nli.cli import run_stage
 from klue_nli.data import clean_examples, read_split, split_filename
 from klue_nli.errors import UserError
 from klue_nli.io import atomic_write_json, atomic_write_text
+from klue_nli.manifest import weights_sha256
 from klue_nli.metrics import (
     classification_report,
     hypothesis_only_baseline,
@@ -74,6 +75,11 @@ def evaluate(params: Params) -> dict:
         "dropped": dropped,
         "truncated": truncated,
     }
+    # the model these figures belong to: register refuses them for any other
+    report["model"] = {
+        "mlflow_run_id": _run_id(model_dir),
+        "weights_sha256": weights_sha256(model_dir),
+    }
     report["behaviour"] = run_suite(predictor.predict_proba, predictor.labels, build_suite())
     # The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32;
     # loaded and run again only when that is another model (the options apply on CPU only).
@@ -116,11 +122,15 @@ def evaluate(params: Params) -> dict:
     }
 
 
-def _log_to_mlflow(model_dir: Path, report: dict, matrix: list, labels: tuple[str, ...]) -> None:
+def _run_id(model_dir: Path) -> str:
     try:
-        run_id = json.loads((model_dir / PROVENANCE_FILE).read_text())["mlflow_run_id"]
+        return json.loads((model_dir / PROVENANCE_FILE).read_text())["mlflow_run_id"]
     except (FileNotFoundError, KeyError, json.JSONDecodeError):
         raise UserError(f"{model_dir}/{PROVENANCE_FILE}: no MLflow run id; rerun train") from None
+
+
+def _log_to_mlflow(model_dir: Path, report: dict, matrix: list, labels: tuple[str, ...]) -> None:
+    run_id = report["model"]["mlflow_run_id"]
     mlflow.set_tracking_uri(tracking.tracking_uri())
     numeric = {
         f"eval/{k}": v

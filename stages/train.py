@@ -26,7 +26,13 @@ from klue_nli import tracking
 from klue_nli.cli import run_stage, scoped_env
 from klue_nli.encoding import load_tokenizer
 from klue_nli.features import TOKENIZER_DIR, read_meta
-from klue_nli.lightning import NLIDataModule, NLIModule, export_best, resolve_precision
+from klue_nli.lightning import (
+    NLIDataModule,
+    NLIModule,
+    StopAtStep,
+    export_best,
+    resolve_precision,
+)
 from klue_nli.live import live_logger, publish
 from klue_nli.modeling import build_model
 from klue_nli.params import Params, flatten, params_to_dict
@@ -73,13 +79,6 @@ def train(params: Params) -> dict:
     )
     live_dir = ckpt_dir.with_name(ckpt_dir.name + ".dvclive")  # beside the checkpoints
     live = live_logger(live_dir, resume_step)
-    # A step-capped run may stop mid-epoch: validate exactly where it stops, so the best
-    # checkpoint (by val/acc) exists. Otherwise validate at every epoch's end.
-    val_schedule = (
-        {"val_check_interval": cfg.max_steps, "check_val_every_n_epoch": None}
-        if cfg.max_steps > 0
-        else {}
-    )
     # Rank 0 only: the logger opens the tracking store on creation, and ranks racing to
     # create a fresh sqlite store's tables fail (seen with torchrun --nnodes 2).
     loggers = [live]
@@ -94,18 +93,21 @@ def train(params: Params) -> dict:
         )
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=resolve_precision(cfg),
         logger=loggers,
-        callbacks=[best, LearningRateMonitor(logging_interval="step")],
+        # validation at every epoch's end, and where train.max_steps stops the run
+        callbacks=[
+            best,
+            LearningRateMonitor(logging_interval="step"),
+            *([StopAtStep(cfg.max_steps)] if cfg.max_steps > 0 else []),
+        ],
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        **val_schedule,
     )
     started = time.perf_counter()
     # DDP workers start in here and log to the same run; a later train() in this process

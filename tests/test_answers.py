@@ -17,10 +17,17 @@ def test_bars_use_the_probability_rounded_to_two_places():
     }
 
 
-def test_width_has_no_float_noise():
-    # 0.57 * 100 is 56.99999999999999 in floating point; the bar still says 57.0 %
-    assert bars({"entailment": 0.57})["entailment_width"] == "57.0%"
-    assert bars({"neutral": 0.996})["neutral_width"] == "100.0%"
+def test_fields_are_the_tutorials_strings_byte_for_byte():
+    """Literal strings, as the tutorial's f"참 {round(p, 2)}" and f"{round(p, 2) * 100}%" print
+    them: no padding to two places, and Python's float noise where it has some."""
+    assert bars({"entailment": 0.7}) == {"entailment_data": "참 0.7", "entailment_width": "70.0%"}
+    assert bars({"entailment": 0.57})["entailment_width"] == "56.99999999999999%"
+    assert bars({"neutral": 0.996}) == {"neutral_data": "중립 1.0", "neutral_width": "100.0%"}
+    assert bars({"contradiction": 0.0}) == {
+        "contradiction_data": "거짓 0.0",
+        "contradiction_width": "0.0%",
+    }
+    assert bars({"entailment": 0.29})["entailment_width"] == "28.999999999999996%"
 
 
 def test_tutorial_answer_fields():
@@ -29,4 +36,4 @@ def test_tutorial_answer_fields():
     assert answer.prediction == "거짓 (contradiction)" and answer.label == "contradiction"
     assert answer.probabilities == probs  # raw, unrounded, for clients that compute
     assert answer.truncated is True and answer.model_version == "3"
-    assert answer.contradiction_data == "거짓 0.70" and answer.contradiction_width == "70.0%"
+    assert answer.contradiction_data == "거짓 0.7" and answer.contradiction_width == "70.0%"

@@ -74,3 +74,14 @@ def test_the_import_walk_sees_indirect_imports():
     # evaluate imports the predictor, which imports the encoding: an indirect dependency
     assert "klue_nli/encoding.py" in closure("stages.evaluate")
     assert "klue_nli/encoding.py" not in imported_modules(ROOT / "stages/evaluate.py")
+
+
+def test_featurize_depends_on_the_train_file_only_and_evaluate_on_both():
+    """Dev is evaluate's alone: the raw file featurize depends on is the train file, named as
+    klue_nli/data.py names it (dvc.yaml cannot import it)."""
+    from klue_nli.data import split_filename
+
+    raw = "${paths.raw_dir}"
+    assert f"{raw}/{split_filename('train')}" in stages()["featurize"]["deps"]
+    assert not any(dep == raw or "dev" in dep for dep in stages()["featurize"]["deps"])
+    assert raw in stages()["evaluate"]["deps"]  # dev, and train for the hypothesis-only baseline

@@ -26,17 +26,19 @@ def test_features_are_the_original_encoding_unpadded(raw, make_params, kcbert):
     params = make_params()
     stats = featurize(params)
     tokenizer = load_tokenizer(kcbert, do_lower_case=False)
-    dev = read_split("data/raw", "dev")
-    features = FeatureSplit.load(split_file("data/features", "dev"))
-    assert len(features) == len(dev) == stats["dev"]["records"]
-    for i in (0, 7, len(dev) - 1):
-        expected = tokenizer(dev[i].premise, dev[i].hypothesis, truncation=True, max_length=64)
+    _, val = split_by_premise(read_split("data/raw", "train"), params.data.val_fraction)
+    features = FeatureSplit.load(split_file("data/features", "val"))
+    assert len(features) == len(val) == stats["val"]["records"]
+    for i in (0, 7, len(val) - 1):
+        expected = tokenizer(val[i].premise, val[i].hypothesis, truncation=True, max_length=64)
         ids, types = features.pair(i)
         assert ids.tolist() == expected["input_ids"]
         assert types.tolist() == expected["token_type_ids"]
     assert features.lengths.max() <= 64
     assert features.lengths.min() < 64  # stored unpadded
-    assert features.labels.tolist()[:3] == [params.label2id[e.label] for e in dev[:3]]
+    assert features.labels.tolist()[:3] == [params.label2id[e.label] for e in val[:3]]
+    # dev is evaluate's alone: featurize neither reads nor caches it
+    assert not split_file("data/features", "dev").exists() and "dev" not in stats
     assert stats["train"]["truncated"] > 0  # the sample has pairs longer than 64
     assert stats["train"]["dropped"] == 0
     meta = json.loads((raw / "data/features/meta.json").read_text())
@@ -70,7 +72,7 @@ def test_single_pass_truncation_count_equals_encoding_everything_twice(kcbert, k
 def test_unk_share_of_the_real_tokenizer_on_the_sample_is_below_one_percent(raw, make_params):
     stats = featurize(make_params())
     assert stats["train"]["unk_share"] < 0.01
-    assert stats["dev"]["unk_share"] < 0.01
+    assert stats["val"]["unk_share"] < 0.01
 
 
 def test_unk_guard_catches_the_transformers5_vocab_file_trap(raw, kcbert, klue_dir):

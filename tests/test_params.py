@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from klue_nli.errors import ParamsError
-from klue_nli.params import Params, load_params, params_from_dict, params_to_dict
+from klue_nli.params import Params, flatten, load_params, params_from_dict, params_to_dict
 from klue_nli.recipes import DEMO_OVERRIDES, set_args
 from tests.conftest import ROOT
 from tests.helpers import deep_update
@@ -159,3 +159,43 @@ def test_json_schema_of_the_params_is_printed(tmp_path):
     assert train["additionalProperties"] is False
     assert train["properties"]["batch_size"]["exclusiveMinimum"] == 0
     assert schema["$defs"]["DataParams"]["properties"]["val_fraction"]["maximum"] == 0.5
+
+
+def _leaf_keys() -> list[str]:
+    return sorted(flatten(params_to_dict(Params())))
+
+
+@pytest.mark.parametrize("key", _leaf_keys())
+def test_every_fields_error_names_its_full_key(key):
+    """Generated from the schema: each leaf field given a mapping (no field accepts one) fails
+    with a message that starts with its full dotted key; model.random.intermediate_size and
+    train.strategy were reported as `model.random` and `train` (parts starting with "int" or
+    "str" were dropped as if they were pydantic's union tags)."""
+    raw = params_to_dict(Params())
+    *sections, leaf = key.split(".")
+    node = raw
+    for part in sections:
+        node = node[part]
+    node[leaf] = {"not": "a value"}
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(raw)
+    assert str(err.value).startswith(f"{key}: "), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (
+            {"model": {"random": {"intermediate_size": -1}}},
+            "model.random.intermediate_size: must be > 0, got -1",
+        ),
+        ({"train": {"strategy": 1}}, "train.strategy: expected a string, got 1"),
+        ({"train": {"devices": 2.5}}, "train.devices: "),
+        ({"serve": {"runtime": "tvm"}}, "serve.runtime: must be 'onnxruntime' or 'torch'"),
+    ],
+)
+def test_keys_starting_with_int_or_str_are_named_in_full(patch, message):
+    raw = deep_update(params_to_dict(Params()), patch)
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(raw)
+    assert str(err.value).startswith(message), str(err.value)

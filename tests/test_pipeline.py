@@ -14,6 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from klue_nli.data import split_filename
 from klue_nli.sandbox import make_project, project_env
 from tests.conftest import ROOT
 
@@ -84,6 +85,16 @@ def test_dvc_pipeline_end_to_end(tmp_path, loopback, kcbert, klue_dir):
     changed = json.loads(sh(["dvc", "status", "--json"], project, env).stdout)
     assert {"featurize", "train", "evaluate"} <= set(changed) and "download" not in changed
     encoding.write_text(original)
+    assert "up to date" in sh(["dvc", "status"], project, env).stdout
+
+    # a change of the dev file alone re-runs evaluate and nothing upstream of it
+    dev_file = project / "data" / "raw" / split_filename("dev")
+    dev_before = dev_file.read_bytes()
+    examples = json.loads(dev_before)
+    dev_file.write_text(json.dumps(examples[:-3], ensure_ascii=False), encoding="utf-8")
+    changed = json.loads(sh(["dvc", "status", "--json"], project, env).stdout)
+    assert "evaluate" in changed and not {"featurize", "train"} & set(changed), changed
+    dev_file.write_bytes(dev_before)
     assert "up to date" in sh(["dvc", "status"], project, env).stdout
 
     # a different mirror re-runs download only: the bytes are the same, so nothing downstream

@@ -24,7 +24,7 @@ def test_first_model_becomes_champion():
     [
         (metrics(0.70), metrics(0.60), RegistryParams(), True),
         (metrics(0.59), metrics(0.60), RegistryParams(), False),
-        (metrics(0.60), metrics(0.60), RegistryParams(), True),  # ties pass at margin 0
+        (metrics(0.60), metrics(0.60), RegistryParams(), False),  # a tie keeps the champion
         (metrics(0.61), metrics(0.60), RegistryParams(min_accuracy_gain=0.02), False),
         (metrics(0.63), metrics(0.60), RegistryParams(min_accuracy_gain=0.02), True),
         # better overall but one class collapsed: refused
@@ -48,3 +48,26 @@ def test_policy_minimum_behaviour_pass_rate(rate, floor, promote):
     policy = RegistryParams(min_behaviour_pass=floor)
     assert decide(candidate, None, policy).promote is promote
     assert decide(candidate, metrics(0.6), policy).promote is promote
+
+
+def test_a_tie_keeps_the_champion_and_says_so():
+    decision = decide(metrics(0.60), metrics(0.60), RegistryParams())
+    assert not decision.promote
+    assert "accuracy 0.6000 <= 0.6000 (champion + margin)" in decision.reasons
+
+
+def test_promotion_judges_the_model_as_served():
+    """Both versions recorded evaluate's served accuracy (ONNX Runtime / int8): that decides,
+    not the PyTorch figure; and a served runtime that disagrees with the model is refused."""
+    champion = metrics(0.60) | {"served.accuracy": 0.60, "served.argmax_agreement": 1.0}
+    # better in PyTorch, worse as served (say int8 costs it 3 points): not promoted
+    served_worse = metrics(0.62) | {"served.accuracy": 0.57, "served.argmax_agreement": 0.95}
+    decision = decide(served_worse, champion, RegistryParams(min_served_agreement=0.9))
+    assert not decision.promote
+    assert "served.accuracy 0.5700 <= 0.6000 (champion + margin)" in decision.reasons
+    served_better = metrics(0.60) | {"served.accuracy": 0.61, "served.argmax_agreement": 0.995}
+    assert decide(served_better, champion, RegistryParams()).promote
+    # agreement below the floor: refused even as a first model
+    disagreeing = metrics(0.70) | {"served.accuracy": 0.70, "served.argmax_agreement": 0.97}
+    first = decide(disagreeing, None, RegistryParams(min_served_agreement=0.99))
+    assert not first.promote and "min_served_agreement" in "; ".join(first.reasons)

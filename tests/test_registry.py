@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +17,14 @@ from mlflow.tracking import MlflowClient
 from klue_nli import tracking
 from klue_nli.bento import BENTO_MODEL
 from klue_nli.errors import UserError
+from klue_nli.manifest import weights_sha256, write_manifest
+from klue_nli.predictor import PROVENANCE_FILE
 from klue_nli.registry import (
     CHAMPION,
     PREVIOUS,
     export_champion,
     promote,
+    register,
     register_run,
     rollback,
 )
@@ -101,7 +106,7 @@ def test_promotion_lifecycle(mlflow_server, model_dir, make_params):
     assert not decision.promote
     assert aliases() == {CHAMPION: v1.version}  # champion kept
     assert version.tags["promotion.decision"] == "rejected"
-    assert "accuracy 0.4500 < 0.5000" in version.tags["promotion.reasons"]
+    assert "accuracy 0.4500 <= 0.5000" in version.tags["promotion.reasons"]
 
     better = candidate(model_dir, 0.60)
     version, decision = promote(params)  # newest by default
@@ -276,3 +281,56 @@ def test_export_tells_apart_champions_of_two_tracking_stores(
         tags.append(export_champion(params))
         assert export_champion(params) == tags[-1]  # the same champion: nothing to do
     assert tags[0] != tags[1]
+
+
+@pytest.mark.slow
+def test_register_refuses_another_models_metrics_and_refreshes_a_new_evaluation(
+    mlflow_server, model_dir, make_params, workdir
+):
+    """eval.json names the model it scored (run id, weights checksum): metrics left from the
+    previous model (a train without evaluate) are refused in one line, and evaluate run again
+    on a registered model (say behaviour.py changed) refreshes its version's tags."""
+    params = make_params()
+    mlflow.set_experiment("klue-nli")
+    with mlflow.start_run() as run:
+        pass
+    run_id = run.info.run_id
+    tracking.log_model(run_id, model_dir)
+    folder = workdir / params.paths.model_dir
+    shutil.copytree(model_dir, folder)
+    (folder / PROVENANCE_FILE).write_text(json.dumps({"mlflow_run_id": run_id}))
+    write_manifest(folder)
+    m = metrics(0.5)
+    report = {
+        "accuracy": 0.5,
+        "macro_f1": 0.5,
+        "per_class": {label: {"f1": m[f"f1.{label}"]} for label in LABELS},
+        "model": {"mlflow_run_id": run_id, "weights_sha256": weights_sha256(folder)},
+    }
+    eval_file = workdir / params.paths.eval_metrics
+    eval_file.parent.mkdir(parents=True)
+    eval_file.write_text(json.dumps(report))
+    first = register(params)
+    assert first.tags["eval.accuracy"] == "0.5" and "eval.served.accuracy" not in first.tags
+
+    reevaluated = {
+        **report,
+        "accuracy": 0.55,
+        "served": {"runtime": "onnxruntime", "accuracy": 0.55, "argmax_agreement": 1.0},
+    }
+    eval_file.write_text(json.dumps(reevaluated))
+    again = register(params)
+    assert again.version == first.version  # the same run: the same version, refreshed
+    assert again.tags["eval.accuracy"] == "0.55"
+    assert again.tags["eval.served.accuracy"] == "0.55"
+    assert again.tags["served.runtime"] == "onnxruntime"
+    assert "0.55" in again.description  # the model card too
+
+    for stale in (
+        {"mlflow_run_id": "0" * 32, "weights_sha256": weights_sha256(folder)},
+        {"mlflow_run_id": run_id, "weights_sha256": "f" * 64},
+    ):
+        eval_file.write_text(json.dumps({**reevaluated, "model": stale}))
+        with pytest.raises(UserError, match=r"scored run .* not the model in .* rerun evaluate"):
+            register(params)
+    assert MlflowClient().get_model_version(NAME, first.version).tags["eval.accuracy"] == "0.55"

@@ -22,7 +22,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from klue_nli.data import read_split
+from klue_nli.data import read_split, split_by_premise
 from klue_nli.predictor import PROVENANCE_FILE, Predictor
 from klue_nli.sandbox import free_port
 from klue_nli.text import InvalidText
@@ -31,6 +31,7 @@ from stages.evaluate import evaluate
 from stages.featurize import featurize
 from stages.train import train
 from tests.conftest import ROOT, write_params
+from tests.pretrained import write_transfer_task
 
 
 @pytest.fixture
@@ -278,3 +279,56 @@ def test_gpu_training_uses_bf16_mixed_by_default(features, make_params):
     metrics = train(make_params(train={"accelerator": "auto"}))
     assert metrics["precision"] == "bf16-mixed"
     assert Predictor.from_dir(features / "models/best").device.type == "cuda"
+
+
+def val_history(project: Path) -> list[tuple[int, float]]:
+    rows = tsv(project / "metrics/train/plots/metrics/val/acc.tsv")
+    return [(int(r["step"]), float(r["acc"])) for r in rows]
+
+
+def test_the_best_epoch_is_kept_when_it_is_not_the_last(workdir, make_params, tmp_path, klue_dir):
+    """Validation at every epoch's end picks the checkpoint. On a task a tiny model learns
+    (tests/pretrained.py), a warm-up that ramps the step size past what it can take makes a
+    middle epoch the best (0.33, 0.64, 0.67, 0.61 here): that epoch's weights are exported."""
+    task = write_transfer_task(klue_dir, tmp_path / "task")
+    params = make_params(
+        data={"mirror": str(task)},
+        train={
+            "epochs": 4,
+            "max_steps": -1,
+            "batch_size": 64,
+            "learning_rate": 3e-2,
+            "warmup_ratio": 0.9,
+        },
+    )
+    download(params)
+    featurize(params)
+    metrics = train(params)
+    history = val_history(workdir)
+    assert len(history) == 4  # one validation per epoch
+    accuracies = [acc for _, acc in history]
+    best = max(range(4), key=accuracies.__getitem__)
+    print(f"validation accuracy per epoch: {accuracies}")
+    assert accuracies[best] > accuracies[3], f"precondition: the last is not the best {accuracies}"
+    assert metrics["best_val_acc"] == pytest.approx(accuracies[best])
+    # the exported folder is that epoch's model: it scores the best accuracy on val, not the last
+    _, val = split_by_premise(read_split("data/raw", "train"), params.data.val_fraction)
+    predictor = Predictor.from_dir(workdir / "models/best", device="cpu", runtime="torch")
+    predicted = predictor.predict([e.premise for e in val], [e.hypothesis for e in val])
+    exported = float(np.mean([p == e.label for p, e in zip(predicted, val, strict=True)]))
+    assert exported == pytest.approx(accuracies[best], abs=1e-6)
+    assert exported != pytest.approx(accuracies[3], abs=1e-6)
+
+
+@pytest.mark.parametrize(("max_steps", "validations"), [(45, [29, 44]), (10_000, [29, 59])])
+def test_max_steps_validates_at_each_epoch_end_and_where_it_stops(
+    features, make_params, max_steps, validations
+):
+    """30 steps an epoch: a stop inside epoch 2 validates at the end of epoch 1 and at the stop;
+    a stop beyond the schedule never comes, and every epoch end is validated (this raised a
+    traceback: validation every max_steps steps never ran, best_model_score was None)."""
+    params = make_params(train={"epochs": 2, "max_steps": max_steps, "batch_size": 64})
+    metrics = train(params)
+    assert [step for step, _ in val_history(features)] == validations
+    assert metrics["steps"] == validations[-1] + 1  # DVCLive logs at the step before
+    assert metrics["best_val_acc"] == pytest.approx(max(a for _, a in val_history(features)))
