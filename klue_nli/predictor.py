@@ -31,13 +31,15 @@ class Predictor:
         device: str | torch.device = "cpu",
         forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     ):
-        self.model = model.to(device).eval()
+        # Another runtime (ONNX Runtime) holds its own copy of the weights: the PyTorch model is
+        # then not kept, so a serving worker holds the model once.
+        self.model = model.to(device).eval() if forward is None else None
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         # How a padded batch becomes logits: the PyTorch model, unless another runtime is given.
         self._forward = forward or (lambda batch: self.model(**batch).logits)
         self.runtime: str = getattr(forward, "name", "torch")
-        config = model.config
+        self.config = config = model.config
         self.labels: tuple[str, ...] = tuple(config.id2label[i] for i in range(config.num_labels))
         # A tokenizer saved without a cap reports a huge model_max_length; the model's own
         # position limit is then the cap.

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from klue_nli.batching import MicroBatcher, Overloaded
 from klue_nli.bento import BENTO_MODEL
+from klue_nli.cpus import threads_per_worker
 from klue_nli.errors import UserError
 from klue_nli.manifest import verify_model_dir
 from klue_nli.params import load_params
@@ -100,8 +101,9 @@ class NLIService:
     def __init__(self) -> None:
         model = self.bento_model  # resolved by BentoML to the stored model at run time
         if not torch.cuda.is_available():
-            # Each worker gets its share of the cores; more threads only fight each other.
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // SERVE.workers))
+            # Each worker gets its share of the CPUs this process may use (affinity, cgroup
+            # quota: not the host's core count); more threads only fight each other.
+            torch.set_num_threads(threads_per_worker(SERVE.workers))
         self.predictor = Predictor.from_dir(
             model.path, require_manifest=True, quantize=SERVE.quantize, runtime=SERVE.runtime
         )
