@@ -9,6 +9,9 @@ grow by themselves. An overloaded server sheds load instead of queueing without 
   so a client learns in microseconds, not after waiting out the limit;
 - at batch start: a request that still waited longer than `max_latency_ms` is refused.
 An answered request thus spends at most about `max_latency_ms` plus one batch in the server.
+A model call that returns the wrong number of results fails only its own batch's requests
+(`BatchError`: a 500 and a log line), and a worker task that dies fails every request waiting
+on it (`WorkerStopped`) and is started anew by the next request, so nothing hangs.
 
 Why not BentoML's dispatcher: it batches only across HTTP calls to a batchable endpoint, which
 for a single-pair `/api` means a second service and an extra HTTP hop per request; on a small
@@ -18,6 +21,7 @@ model that hop costs more than the forward pass.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -26,8 +30,19 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+log = logging.getLogger(__name__)
+
+
 class Overloaded(RuntimeError):
     """A request waited longer than max_latency_ms for the model."""
+
+
+class BatchError(RuntimeError):
+    """The model call of a request's batch returned a wrong result (not one per item)."""
+
+
+class WorkerStopped(RuntimeError):
+    """The batching worker stopped while the request waited; the next request restarts it."""
 
 
 class MicroBatcher(Generic[T, R]):
@@ -46,6 +61,7 @@ class MicroBatcher(Generic[T, R]):
         self._worker: asyncio.Task | None = None
         self._queued = 0  # items submitted whose batch has not started
         self._in_flight = False
+        self._pending: set[asyncio.Future] = set()  # every request not answered yet
         self.batch_s: float | None = None  # recent model-call duration (moving average)
 
     def expected_wait_s(self, n: int) -> float:
@@ -69,11 +85,28 @@ class MicroBatcher(Generic[T, R]):
         if self.expected_wait_s(len(items)) > self.max_latency_s:
             raise Overloaded("the model queue is full; try again")
         future = asyncio.get_running_loop().create_future()
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
         self._queued += len(items)
         await self._queue.put((list(items), future, time.monotonic()))
         return await future
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            # However the worker ended, no request may wait on it forever, and the counts it
+            # kept must not go on refusing new requests; the next submit starts a new one.
+            if self._pending:
+                log.error(
+                    "batching worker stopped; failing %d waiting requests", len(self._pending)
+                )
+            for future in list(self._pending):
+                if not future.done():
+                    future.set_exception(WorkerStopped("the model worker stopped; try again"))
+            self._queued, self._in_flight = 0, False
+
+    async def _loop(self) -> None:
         assert self._queue is not None
         held: tuple[list[T], asyncio.Future, float] | None = None
         while True:
@@ -114,6 +147,13 @@ class MicroBatcher(Generic[T, R]):
             return
         finally:
             self._in_flight = False
+        if len(results) != len(flat):  # never hand one request another's results
+            log.error("model call returned %d results for %d items", len(results), len(flat))
+            error = BatchError(f"the model returned {len(results)} results for {len(flat)} items")
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(error)
+            return
         took = time.monotonic() - start
         # Under overload every batch is full, so the average converges to a full batch's time;
         # under light load a burst is under-estimated at first and the start check catches it.

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from klue_nli.batching import MicroBatcher, Overloaded
+from klue_nli.batching import BatchError, MicroBatcher, Overloaded, WorkerStopped
 
 
 class Model:
@@ -169,3 +169,66 @@ def test_length_grouped_sampler_groups_lengths_without_a_length_curriculum():
     # the last window (3 batches and 4 pairs): its partial batch, the 4 shortest, comes last,
     # so no loader batch straddles two of the sampler's batches
     assert lengths[order[-4:]].max() <= lengths[order[3200:-4]].min()
+
+
+def test_a_short_result_list_fails_only_that_batch_and_logs_it(caplog):
+    """A model call returning fewer results than items must not hand later requests the
+    shifted remainder: its own requests fail (BatchError, a 500), the next batch is right."""
+    model = Model(delay=0.02)
+    original = model.__call__
+    calls = []
+
+    def short_once(items):
+        calls.append(items)
+        out = original(items)
+        return out[:-1] if len(calls) == 1 else out
+
+    batcher = MicroBatcher(short_once, max_batch_size=64, max_latency_ms=5000)
+
+    async def main():
+        first = await asyncio.gather(
+            batcher.submit([1]), batcher.submit([2, 3]), return_exceptions=True
+        )
+        later = await asyncio.gather(batcher.submit([4]), batcher.submit([5, 6]))
+        return first, later
+
+    with caplog.at_level("ERROR", logger="klue_nli.batching"):
+        first, later = run(main())
+    assert all(isinstance(r, BatchError) for r in first), first
+    assert later == [[8], [10, 12]]
+    assert "2 results for 3 items" in caplog.text
+
+
+class Fatal(BaseException):
+    """Escapes the batcher's per-batch `except Exception`: it kills the worker task."""
+
+
+def test_a_dead_worker_fails_its_waiting_requests_and_is_restarted():
+    """Before: the queue died with the worker, its futures hung forever, and the queued count
+    kept admission refusing every later request."""
+    gate = threading.Event()
+
+    def model(items):
+        if 99 in items:
+            gate.wait(5)
+            raise Fatal()
+        return [2 * x for x in items]
+
+    batcher = MicroBatcher(model, max_batch_size=1, max_latency_ms=60_000)
+
+    async def main():
+        batcher.batch_s = 0.001  # admission has figures: a leaked count would refuse
+        dying = asyncio.ensure_future(batcher.submit([99]))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(batcher.submit([i])) for i in range(3)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        done = await asyncio.wait_for(
+            asyncio.gather(dying, *queued, return_exceptions=True), timeout=5
+        )
+        later = await asyncio.wait_for(batcher.submit([7]), timeout=5)
+        return done, later
+
+    done, later = run(main())
+    assert all(isinstance(r, WorkerStopped | Fatal) for r in done), done
+    assert later == [14]
