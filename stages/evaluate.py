@@ -15,7 +15,6 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-from matplotlib.figure import Figure  # the OO API: no pyplot, no display backend
 from tqdm import tqdm
 
 from klue_nli import tracking
@@ -32,21 +31,6 @@ from klue_nli.metrics import (
 )
 from klue_nli.params import Params, flatten
 from klue_nli.predictor import PROVENANCE_FILE, Predictor
-
-
-def confusion_figure(matrix: list[list[int]], labels: tuple[str, ...]) -> Figure:
-    fig = Figure(figsize=(4.5, 4))
-    ax = fig.subplots()
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=30)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    for i, row in enumerate(matrix):
-        for j, value in enumerate(row):
-            ax.text(j, i, str(value), ha="center", va="center")
-    fig.tight_layout()
-    return fig
 
 
 def evaluate(params: Params) -> dict:
@@ -142,7 +126,6 @@ def _log_to_mlflow(model_dir: Path, report: dict, matrix: list, labels: tuple[st
         mlflow.log_dict(
             {**report, "confusion_matrix": matrix, "labels": list(labels)}, "eval/report.json"
         )
-        mlflow.log_figure(confusion_figure(matrix, labels), "eval/confusion_matrix.png")
 
 
 main = partial(run_stage, evaluate)  # the thin main(): params.yaml in, a summary or one error out

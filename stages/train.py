@@ -112,7 +112,7 @@ def train(params: Params) -> dict:
     started = time.perf_counter()
     # DDP workers start in here and log to the same run; a later train() in this process
     # must not inherit it
-    with scoped_env("MLFLOW_RUN_ID", run_id) if run_id else nullcontext():
+    with scoped_env(tracking.PIPELINE_RUN_ENV, run_id) if run_id else nullcontext():
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:  # DDP workers: rank 0 writes every output
@@ -139,6 +139,8 @@ def train(params: Params) -> dict:
         ),
         "precision": resolve_precision(cfg),
         "world_size": trainer.world_size,
+        # train.batch_size is per process (as in Lightning): the optimiser sees this many
+        "effective_batch_size": cfg.batch_size * trainer.world_size,
     }
     live.experiment.summary.update(metrics)
     live.experiment.make_summary()

@@ -71,6 +71,7 @@ def _isolated_env(
     mlflow.set_tracking_uri(uri)  # the fluent API caches the URI across tests otherwise
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # a dead server fails fast
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("KLUE_NLI_MLFLOW_RUN_ID", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     if os.environ.get("KCBERT_DIR"):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -88,6 +88,19 @@ class LoopbackServer:
                 if isinstance(fault, int):
                     self.send_error(fault)
                     return
+                if isinstance(fault, tuple) and fault[0] == "retry-after":  # 429, Retry-After
+                    self.send_response(429)
+                    self.send_header("Retry-After", str(fault[1]))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault == "redirect-loop":  # to itself, for ever
+                    server.faults[name].insert(0, "redirect-loop")
+                    self.send_response(302)
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if fault == "tamper":
                     body = body.replace(b"entailment", b"entailmenT", 1)
                 self.send_response(200)

@@ -81,3 +81,15 @@ def test_the_service_imports_no_mlflow(tmp_path):
     assert proc.stdout.strip() == "[]"
     bentofile = (ROOT / "bentofile.yaml").read_text()
     assert "mlflow" not in bentofile.split("packages:")[1]
+
+
+def test_plotting_and_process_tools_are_not_runtime_dependencies():
+    """`dvc plots` draws the confusion matrix from plots/confusion.csv: the product needs no
+    matplotlib; psutil measures servers for the soak and the tests. Both are dev-only."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
+    assert not {"matplotlib", "psutil"} & {normalise(n) for n in names}
+    first_importer = imported_top_level()  # product folders are walked first
+    for module in ("matplotlib", "psutil"):
+        where = first_importer.get(module, "")
+        assert not where.startswith(("klue_nli", "stages", "flows", "service")), where

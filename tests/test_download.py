@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,31 @@ def test_official_checksums_are_the_published_ones():
     assert dl.OFFICIAL["train"].git_blob_sha1 == "a7903d15f09a3663d8f1d78e68d8d6c10dbd8618"
     assert dl.OFFICIAL["dev"].git_blob_sha1 == "db052b2459c68d1ec57dd1573bfe90a9bb3f8157"
     assert (dl.OFFICIAL["train"].count, dl.OFFICIAL["dev"].count) == (24_998, 3_000)
+
+
+def test_a_429_waits_as_long_as_retry_after_asks(workdir, make_params, loopback):
+    """backoff_s is 0.05 s here; the server asks for 1 s: the retry comes no sooner."""
+    loopback.faults[split_filename("dev")] = [("retry-after", 1)]
+    started = time.monotonic()
+    dl.download(make_params(data={"mirror": loopback.url}))
+    assert time.monotonic() - started >= 1.0
+    assert loopback.hits[split_filename("dev")] == 2
+
+
+@pytest.mark.parametrize(
+    ("mirror", "message"),
+    [
+        (None, r"TooManyRedirects"),  # the loopback mirror redirecting to itself for ever
+        ("http://[::1:bad/", r"not a URL this download can fetch"),
+        ("http:///no-host/", r"InvalidURL: .*No host supplied"),
+    ],
+)
+def test_what_no_retry_can_fix_fails_at_once(workdir, make_params, loopback, mirror, message):
+    if mirror is None:
+        loopback.faults[split_filename("train")] = ["redirect-loop"]
+        mirror = loopback.url
+    started = time.monotonic()
+    with pytest.raises(DataError, match=message):
+        dl.download(make_params(data={"mirror": mirror, "retries": 4, "backoff_s": 1.0}))
+    assert time.monotonic() - started < 1.0  # no backoff: 1 + 2 + 4 + 8 s if retried
+    assert raw_files(workdir) == []

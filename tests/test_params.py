@@ -199,3 +199,32 @@ def test_keys_starting_with_int_or_str_are_named_in_full(patch, message):
     with pytest.raises(ParamsError) as err:
         params_from_dict(raw)
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
+    """`make demo` ran `dvc exp run $$(python -m klue_nli.recipes demo)`: the shell split a
+    path with spaces into several arguments. The recipe now runs dvc with an argument list."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dvc"  # records its arguments instead of running an experiment
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    fake.chmod(0o755)
+    mirror = str(tmp_path / "my data" / "klue nli")
+    proc = subprocess.run(
+        [sys.executable, "-m", "klue_nli.recipes", "quick", "--run", "--params", "params.yaml"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KLUE_NLI_MIRROR": mirror},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    argv = json.loads(proc.stdout)
+    assert argv[:2] == ["exp", "run"]
+    assert f"data.mirror={mirror}" in argv  # one argument, spaces and all
+    assert "$$(python -m klue_nli.recipes" not in (ROOT / "Makefile").read_text()

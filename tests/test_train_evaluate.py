@@ -266,6 +266,7 @@ def test_two_nodes_with_torchrun_on_loopback(features, make_params, tmp_path):
         assert proc.wait(timeout=600) == 0, (tmp_path / f"node{rank}.log").read_text()
     metrics = json.loads((features / "metrics/train/metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    assert metrics["effective_batch_size"] == 2 * make_params().train.batch_size
     assert (features / "models/best/model.safetensors").exists()
     assert not (node1 / "models/best").exists() and not (node1 / "metrics/train").exists()
     client = MlflowClient()
@@ -332,3 +333,15 @@ def test_max_steps_validates_at_each_epoch_end_and_where_it_stops(
     assert [step for step, _ in val_history(features)] == validations
     assert metrics["steps"] == validations[-1] + 1  # DVCLive logs at the step before
     assert metrics["best_val_acc"] == pytest.approx(max(a for _, a in val_history(features)))
+
+
+def test_an_mlflow_run_id_left_in_the_shell_is_not_adopted(features, make_params, monkeypatch):
+    """A user's shell may hold MLFLOW_RUN_ID from other work: train starts its own run."""
+    mlflow.set_experiment("someone-elses")
+    with mlflow.start_run() as other:
+        pass
+    monkeypatch.setenv("MLFLOW_RUN_ID", other.info.run_id)
+    train(make_params())
+    provenance = json.loads((features / "models/best" / PROVENANCE_FILE).read_text())
+    assert provenance["mlflow_run_id"] != other.info.run_id
+    assert MlflowClient().get_run(other.info.run_id).data.params == {}  # left untouched
