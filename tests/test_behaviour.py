@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from klue_nli.behaviour import Case, build_suite, obj, run_suite, subject
+from klue_nli.encoding import load_tokenizer
 
 LABELS = ("entailment", "contradiction", "neutral")
 
@@ -63,3 +65,14 @@ def test_scoring_of_each_test_type():
     assert report["inv"] == {"pass_rate": 0.0, "n": 1}
     assert report["dir"] == {"pass_rate": 1.0, "n": 1}
     assert report["overall"] == {"pass_rate": 0.5, "n": 4}
+
+
+@pytest.mark.parametrize("source", ["kcbert", "e5_folder"])
+def test_every_invariance_variant_reaches_the_model_as_other_tokens(request, source):
+    """An INV variant the tokenizer turns into the very same ids cannot change a prediction,
+    so it would pass for any model: each variant must differ after tokenization, for the
+    kcbert and the e5 tokenizer alike (the extra-spaces variant did not, for either)."""
+    tokenizer = load_tokenizer(str(request.getfixturevalue(source)), do_lower_case=False)
+    for case in (c for c in build_suite() if c.test_type == "INV"):
+        encoded = {tuple(tokenizer(p, h)["input_ids"]) for p, h in case.pairs}
+        assert len(encoded) == len(case.pairs), case.pairs
