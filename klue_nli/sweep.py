@@ -36,7 +36,8 @@ def queue_commands(lrs: list[str], epochs: list[str], base: list[str]) -> list[l
 
 def ranked(experiments: list[dict]) -> list[dict]:
     """Rows of `dvc exp show --json`, flattened to name, grid values and validation accuracy,
-    best first; experiments without the metric (failed, or not a sweep's) are left out."""
+    best first, and on a tie the shorter schedule first (the cheaper of two equal choices);
+    experiments without the metric (failed, or not a sweep's) are left out."""
     rows = []
     for commit in experiments:
         for exp in commit.get("experiments") or []:
@@ -60,7 +61,7 @@ def ranked(experiments: list[dict]) -> list[dict]:
                             "train_seconds": metrics.get("train_seconds"),
                         }
                     )
-    return sorted(rows, key=lambda row: -row[METRIC])
+    return sorted(rows, key=lambda row: (-row[METRIC], int(row["train.epochs"] or 0)))
 
 
 def markdown(rows: list[dict]) -> str:

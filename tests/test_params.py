@@ -228,3 +228,27 @@ def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
     assert argv[:2] == ["exp", "run"]
     assert f"data.mirror={mirror}" in argv  # one argument, spaces and all
     assert "$$(python -m klue_nli.recipes" not in (ROOT / "Makefile").read_text()
+
+
+def test_sweep_ranks_by_validation_accuracy_then_the_shorter_schedule():
+    from klue_nli.sweep import ranked
+
+    def exp(name: str, lr: float, epochs: int, acc: float) -> dict:
+        data = {
+            "name": name,
+            "params": {"params.yaml": {"data": {"train": {"learning_rate": lr, "epochs": epochs}}}},
+            "metrics": {"metrics/train/metrics.json": {"data": {"best_val_acc": acc}}},
+        }
+        return {"revs": [{"name": name, "data": data}]}
+
+    shown = [
+        {
+            "experiments": [
+                exp("sweep-a", 5e-5, 4, 0.596),
+                exp("sweep-b", 1e-4, 3, 0.596),
+                exp("sweep-c", 2e-4, 3, 0.394),
+                exp("not-a-sweep", 1e-3, 1, 0.9),
+            ]
+        }
+    ]
+    assert [row["name"] for row in ranked(shown)] == ["sweep-b", "sweep-a", "sweep-c"]
