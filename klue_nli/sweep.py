@@ -11,8 +11,10 @@ import argparse
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -64,6 +66,22 @@ def ranked(experiments: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: (-row[METRIC], int(row["train.epochs"] or 0)))
 
 
+def wait_for_queue(env: dict, poll_s: float = 15.0) -> None:
+    """Until `dvc queue status` lists no queued or running experiment."""
+    seen = ""
+    while True:
+        status = subprocess.run(
+            ["dvc", "queue", "status"], check=True, env=env, capture_output=True, text=True
+        ).stdout
+        busy = [line for line in status.splitlines() if re.search(r"\b(Queued|Running)\b", line)]
+        if not busy:
+            return
+        if busy[0] != seen:  # progress, one line per experiment started
+            seen = busy[0]
+            print(f"sweep: {len(busy)} to go; {' '.join(seen.split()[:2])}", flush=True)
+        time.sleep(poll_s)
+
+
 def markdown(rows: list[dict]) -> str:
     head = "| experiment | learning rate | epochs | validation accuracy | train s |"
     lines = [head, "|---|---|---|---|---|"]
@@ -105,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for command in commands:
             subprocess.run(command, check=True, env=env)
-        # one at a time: two trainings on the same cores only slow each other down
-        subprocess.run(["dvc", "exp", "run", "--run-all", "-j", "1"], check=True, env=env)
+        # one at a time: two trainings on the same cores only slow each other down. (`dvc exp
+        # run --run-all` was seen to hang here after the last experiment had finished.)
+        subprocess.run(["dvc", "queue", "start", "-j", "1"], check=True, env=env)
+        wait_for_queue(env)
         # the commit the experiments were queued from, even if HEAD has moved on since
         shown = subprocess.run(
             ["dvc", "exp", "show", "--json", "--rev", baseline],
