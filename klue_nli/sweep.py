@@ -2,7 +2,7 @@
 accuracy. Each experiment runs the pipeline up to `train` only, so dev is never evaluated,
 let alone used to choose: the choice is made on the premises held out of the train file.
 
-    python -m klue_nli.sweep [--lr 5e-5 1e-4 2e-4] [--epochs 3 4] [--dry-run]
+    python -m klue_nli.sweep [--lr 5e-5 1e-4 2e-4] [--epochs 3 4] [--max-len 64] [--dry-run]
 """
 
 from __future__ import annotations
@@ -24,14 +24,17 @@ from klue_nli.recipes import set_args
 from klue_nli.tracking import DEFAULT_TRACKING_URI
 
 METRIC = "best_val_acc"  # train's DVCLive summary: the validation split's best epoch
-GRID_KEYS = ("train.learning_rate", "train.epochs")
+GRID_KEYS = ("train.learning_rate", "train.epochs", "featurize.max_seq_length")
 
 
-def queue_commands(lrs: list[str], epochs: list[str], base: list[str]) -> list[list[str]]:
+def queue_commands(
+    lrs: list[str], epochs: list[str], base: list[str], lengths: tuple[str, ...] = ("64",)
+) -> list[list[str]]:
     commands = []
-    for lr, n in itertools.product(lrs, epochs):
-        name = f"sweep-lr{lr}-ep{n}".replace(".", "p")
+    for lr, n, length in itertools.product(lrs, epochs, lengths):
+        name = f"sweep-lr{lr}-ep{n}" + ("" if length == "64" else f"-len{length}")
         grid = ["-S", f"train.learning_rate={lr}", "-S", f"train.epochs={n}"]
+        grid += ["-S", f"featurize.max_seq_length={length}"]
         commands.append(["dvc", "exp", "run", "--queue", "-n", name, *base, *grid, "train"])
     return commands
 
@@ -83,12 +86,12 @@ def wait_for_queue(env: dict, poll_s: float = 15.0) -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = "| experiment | learning rate | epochs | validation accuracy | train s |"
-    lines = [head, "|---|---|---|---|---|"]
+    head = "| experiment | learning rate | epochs | max length | validation accuracy | train s |"
+    lines = [head, "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row['name']} | {row['train.learning_rate']} | {row['train.epochs']} | "
-            f"{row[METRIC]:.3f} | {row['train_seconds']} |"
+            f"{row['featurize.max_seq_length']} | {row[METRIC]:.3f} | {row['train_seconds']} |"
         )
     return "\n".join(lines)
 
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lr", nargs="+", default=["5e-5", "1e-4", "2e-4"])
     parser.add_argument("--epochs", nargs="+", default=["3", "4"])
+    parser.add_argument("--max-len", nargs="+", default=["64"], help="featurize.max_seq_length")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     with open(PARAMS_FILE, encoding="utf-8") as fh:
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         if not pair[1].startswith(GRID_KEYS)
         for a in pair
     ]
-    commands = queue_commands(args.lr, args.epochs, base)
+    commands = queue_commands(args.lr, args.epochs, base, tuple(args.max_len))
     if args.dry_run:
         print("\n".join(" ".join(c) for c in commands))
         return
