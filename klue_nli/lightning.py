@@ -183,7 +183,9 @@ class NLIModule(pl.LightningModule):
             lr=self.cfg.learning_rate,
         )
         total = int(self.trainer.estimated_stepping_batches)
-        if self.cfg.max_steps > 0:  # StopAtStep ends the run there: the schedule too
+        if self.cfg.max_steps > 0 and self.trainer.max_steps == -1:
+            # train's Trainer has no step limit (StopAtStep ends the run at train.max_steps):
+            # the schedule ends there too. A Trainer given its own max_steps is followed.
             total = min(total, self.cfg.max_steps)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(total * self.cfg.warmup_ratio), total
