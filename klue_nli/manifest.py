@@ -17,7 +17,7 @@ from klue_nli.io import atomic_write_json
 MANIFEST_FILE = "checksums.json"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -28,7 +28,7 @@ def _sha256(path: Path) -> str:
 def write_manifest(model_dir: str | Path) -> None:
     model_dir = Path(model_dir)
     files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
-    manifest = {p.relative_to(model_dir).as_posix(): _sha256(p) for p in files}
+    manifest = {p.relative_to(model_dir).as_posix(): sha256_file(p) for p in files}
     atomic_write_json(model_dir / MANIFEST_FILE, manifest)
 
 
@@ -50,7 +50,7 @@ def verify_model_dir(model_dir: str | Path, require_manifest: bool = False) -> N
         file = model_dir / name
         if not file.is_file():
             problems.append(f"{name} is missing")
-        elif _sha256(file) != digest:
+        elif sha256_file(file) != digest:
             problems.append(f"{name} is corrupt (sha256 mismatch)")
     if problems:
         raise UserError(f"{model_dir}: " + "; ".join(problems))

@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from klue_nli.encoders import (
-    CHECKSUMS,
     build_once,
     dequantise_q4,
     package_file,
     read_package_file,
     resolve,
 )
+from klue_nli.manifest import MANIFEST_FILE
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -100,7 +100,7 @@ def test_the_folder_is_built_once_checked_and_rebuilt_when_damaged(e5_folder, tm
     (copy / "config.json").write_text(json.dumps(config))
     assert build_once(source, root) == copy
     assert json.loads((copy / "config.json").read_text())["num_hidden_layers"] == 12
-    listing = json.loads((copy / CHECKSUMS).read_text())
+    listing = json.loads((copy / MANIFEST_FILE).read_text())
     assert set(listing) >= {"config.json", "model.safetensors", "tokenizer.json"}
 
 
