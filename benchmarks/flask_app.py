@@ -12,7 +12,7 @@ import torch
 from flask import Flask, jsonify, request
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from klue_nli.labels import KOREAN_NAMES
+from klue_nli.core.labels import KOREAN_NAMES
 
 
 def create_app(model_dir: str) -> Flask:

@@ -23,16 +23,16 @@ import torch
 
 from benchmarks import base
 from benchmarks.loadgen import PAIRS
-from klue_nli.bento import store_model
-from klue_nli.cli import apply_quiet_defaults
-from klue_nli.data import read_split
-from klue_nli.encoding import load_tokenizer
-from klue_nli.io import atomic_write_json, atomic_write_text
-from klue_nli.manifest import write_manifest
-from klue_nli.modeling import build_model
-from klue_nli.params import Params, params_from_dict, params_to_dict
-from klue_nli.predictor import Predictor
-from klue_nli.sandbox import Server, free_port, make_project, project_env, run_module
+from devtools.sandbox import Server, free_port, make_project, project_env, run_module
+from klue_nli.core.cli import apply_quiet_defaults
+from klue_nli.core.io import atomic_write_json, atomic_write_text
+from klue_nli.core.manifest import write_manifest
+from klue_nli.core.params import Params, params_from_dict, params_to_dict
+from klue_nli.data.encoding import load_tokenizer
+from klue_nli.data.klue import read_split
+from klue_nli.inference.bento import store_model
+from klue_nli.inference.predictor import Predictor
+from klue_nli.model.modeling import build_model
 from stages.download import download
 from stages.featurize import featurize
 
@@ -230,7 +230,7 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     env.pop("PREFECT_API_URL", None)
     project = make_project(ROOT, work / "project", env)
     fast = ["-S", "train.max_steps=20"]
-    recipe = run_module(project, env, "klue_nli.recipes", "quick").split()
+    recipe = run_module(project, env, "flows.recipes", "quick").split()
     run_module(project, env, "dvc", "exp", "run", *recipe, *fast)
     run_module(project, env, "dvc", "repro")  # warm the OS caches first
     noop_repro, _ = timed(run_module, project, env, "dvc", "repro")

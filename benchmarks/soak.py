@@ -22,9 +22,9 @@ from pathlib import Path
 
 import psutil
 
-from klue_nli.cli import apply_quiet_defaults
-from klue_nli.io import atomic_write_json
-from klue_nli.sandbox import bentoml_server, free_port
+from devtools.sandbox import bentoml_server, free_port
+from klue_nli.core.cli import apply_quiet_defaults
+from klue_nli.core.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -17,11 +17,11 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from transformers import AutoConfig
 
-from klue_nli.encoding import load_tokenizer, pad_batch
-from klue_nli.features import TOKENIZER_DIR
-from klue_nli.lightning import Collate, NLIDataModule, NLIModule
-from klue_nli.modeling import build_model
-from klue_nli.params import Params, RandomInitParams, TrainParams
+from klue_nli.core.params import Params, RandomInitParams, TrainParams
+from klue_nli.data.encoding import load_tokenizer, pad_batch
+from klue_nli.data.features import TOKENIZER_DIR
+from klue_nli.model.lightning import Collate, NLIDataModule, NLIModule
+from klue_nli.model.modeling import build_model
 
 FIXED_LENGTH = 64
 

@@ -11,7 +11,7 @@ import argparse
 import json
 
 from flows.training import PROJECT_DIR, training_flow
-from klue_nli.cli import apply_quiet_defaults
+from klue_nli.core.cli import apply_quiet_defaults
 
 POOL = "klue-nli"
 DEPLOYMENT = "weekly-retraining"

@@ -25,13 +25,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from ruamel.yaml import YAML
 
-from klue_nli import registry, tracking
-from klue_nli.cli import apply_quiet_defaults
-from klue_nli.errors import UserError
-from klue_nli.io import atomic_write_text
-from klue_nli.params import PARAMS_FILE, load_params
-from klue_nli.predictor import PROVENANCE_FILE
-from klue_nli.recipes import RECIPES, targets
+from flows.recipes import RECIPES, targets
+from klue_nli.core.cli import apply_quiet_defaults
+from klue_nli.core.errors import UserError
+from klue_nli.core.io import atomic_write_text
+from klue_nli.core.manifest import PROVENANCE_FILE
+from klue_nli.core.params import PARAMS_FILE, load_params
+from klue_nli.registry import tracking
+from klue_nli.registry import versions as registry
+from klue_nli.registry.client import CHAMPION, alias_version, client
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STAGES = ("download", "featurize", "train", "evaluate")
@@ -111,7 +113,7 @@ def dvc_stage(stage: str) -> str:
 def register_and_promote(params_file: str) -> dict[str, Any]:
     params = load_params(params_file)
     name = params.registry.model_name
-    before = registry.alias_version(registry.client(), name, registry.CHAMPION)
+    before = alias_version(client(), name, CHAMPION)
     version = registry.register(params)
     version, decision = registry.promote(params, version.version)
     return {

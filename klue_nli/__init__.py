@@ -1,2 +1,12 @@
-"""Shared code of the KLUE-NLI pipeline: params, labels, pair encoding, features, model,
-Lightning wiring, the Predictor and MLflow conventions. Stages, flows and the service import it."""
+"""KLUE-NLI fine-tuning and serving, in layers; each imports only the layers below it
+(the contract in pyproject.toml, [tool.importlinter], checked by `make lint` and `make test`):
+
+    registry   MLflow tracking and model registry, promotion policy, model cards
+    inference  the Predictor (PyTorch or ONNX Runtime), request batching, the BentoML store
+    model      encoders, the classifier, Lightning training, metrics, behaviour tests
+    data       KLUE-NLI files, download, text cleaning, tokenization, the feature cache
+    core       params.yaml's schema, errors, atomic writes, checksums, the stage runner
+
+The entry points sit on top, outside this package: stages/ (DVC), flows/ (recipes, sweep,
+Prefect), service/ (BentoML).
+"""

@@ -1,0 +1,1 @@
+"""The BentoML service (`make serve`): the champion behind `/`, `POST /api` and `POST /predict`."""

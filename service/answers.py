@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from klue_nli.labels import KOREAN_NAMES
+from klue_nli.core.labels import KOREAN_NAMES
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 

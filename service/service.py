@@ -1,8 +1,8 @@
 """BentoML service for the promoted (`champion`) KLUE-NLI model.
 
 One service in one process: it validates input, batches concurrent requests adaptively in
-process (klue_nli/batching.py), predicts through the shared `Predictor`, formats answers as the
-tutorial's web app did, and serves the page at `/`.
+process (klue_nli/inference/batching.py), predicts through the shared `Predictor`, formats
+answers as the tutorial's web app did, and serves the page at `/`.
 
     bentoml serve service.service:NLIService          # from the project root
 """
@@ -22,14 +22,14 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from klue_nli.batching import MicroBatcher, Overloaded
-from klue_nli.bento import BENTO_MODEL
-from klue_nli.cpus import threads_per_worker
-from klue_nli.errors import UserError
-from klue_nli.manifest import verify_model_dir
-from klue_nli.params import load_params
-from klue_nli.predictor import Predictor
-from klue_nli.text import clean_text
+from klue_nli.core.errors import UserError
+from klue_nli.core.manifest import verify_model_dir
+from klue_nli.core.params import load_params
+from klue_nli.data.text import clean_text
+from klue_nli.inference.batching import MicroBatcher, Overloaded
+from klue_nli.inference.bento import BENTO_MODEL
+from klue_nli.inference.cpus import threads_per_worker
+from klue_nli.inference.predictor import Predictor
 from service.answers import Answer, BatchAnswer, Result, tutorial_answer
 from service.limits import BodyLimit
 
@@ -45,7 +45,7 @@ HOST = os.environ.get("KLUE_NLI_HOST", "127.0.0.1")
 MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 256) + 1024
 
 
-# The rule of clean_text (klue_nli/text.py) as a JSON Schema pattern, so the OpenAPI document
+# The rule of clean_text (klue_nli/data/text.py) as a JSON Schema pattern, so the OpenAPI document
 # states it: no control characters but tab/newline/CR, and at least one non-space character.
 _OK = r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
 TEXT_PATTERN = rf"^{_OK}*[^\s\x00-\x1F\x7F-\x9F]{_OK}*$"

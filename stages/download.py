@@ -11,12 +11,12 @@ import hashlib
 from dataclasses import dataclass
 from functools import partial
 
-from klue_nli.cli import run_stage
-from klue_nli.data import SPLITS, parse_examples, split_filename
-from klue_nli.errors import DataError
-from klue_nli.fetch import fetch
-from klue_nli.io import atomic_dir
-from klue_nli.params import Params
+from klue_nli.core.cli import run_stage
+from klue_nli.core.errors import DataError
+from klue_nli.core.io import atomic_dir
+from klue_nli.core.params import Params
+from klue_nli.data.fetch import fetch
+from klue_nli.data.klue import SPLITS, parse_examples, split_filename
 
 
 @dataclass(frozen=True)

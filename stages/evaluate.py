@@ -1,5 +1,5 @@
 """Stage 4: evaluate the exported model on dev through the Predictor the service uses, and
-run the behaviour suite (klue_nli/behaviour.py) on it.
+run the behaviour suite (klue_nli/model/behaviour.py) on it.
 
 Writes DVC metrics and plots, and logs the same figures to the training stage's MLflow run.
 """
@@ -17,20 +17,20 @@ import mlflow
 import numpy as np
 from tqdm import tqdm
 
-from klue_nli import tracking
-from klue_nli.behaviour import build_suite, run_suite
-from klue_nli.cli import run_stage
-from klue_nli.data import clean_examples, read_split, split_filename
-from klue_nli.errors import UserError
-from klue_nli.io import atomic_write_json, atomic_write_text
-from klue_nli.manifest import weights_sha256
-from klue_nli.metrics import (
+from klue_nli.core.cli import run_stage
+from klue_nli.core.errors import UserError
+from klue_nli.core.io import atomic_write_json, atomic_write_text
+from klue_nli.core.manifest import PROVENANCE_FILE, weights_sha256
+from klue_nli.core.params import Params, flatten
+from klue_nli.data.klue import clean_examples, read_split, split_filename
+from klue_nli.inference.predictor import Predictor
+from klue_nli.model.behaviour import build_suite, run_suite
+from klue_nli.model.metrics import (
     classification_report,
     hypothesis_only_baseline,
     majority_baseline,
 )
-from klue_nli.params import Params, flatten
-from klue_nli.predictor import PROVENANCE_FILE, Predictor
+from klue_nli.registry import tracking
 
 
 def evaluate(params: Params) -> dict:

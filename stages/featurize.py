@@ -1,5 +1,5 @@
 """Stage 2: carve a validation split out of the train file (grouped by premise), tokenize
-train and validation once and cache the features (see klue_nli/features.py). Dev is not read
+train and validation once and cache the features (see klue_nli/data/features.py). Dev is not read
 here: it is evaluate's alone, so a change of the dev file retrains nothing.
 
 The tokenizer used is saved next to the features, so training and serving get exactly it.
@@ -12,21 +12,21 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
-from klue_nli.cli import run_stage, scoped_env
-from klue_nli.data import clean_examples, read_split, split_by_premise
-from klue_nli.encoders import resolve
-from klue_nli.encoding import (
+from klue_nli.core.cli import run_stage, scoped_env
+from klue_nli.core.errors import ParamsError, UserError
+from klue_nli.core.io import atomic_dir, atomic_write_json
+from klue_nli.core.params import Params
+from klue_nli.data.encoding import (
     encode_pairs,
     load_tokenizer,
     truncated_mask,
     unk_share,
     uses_token_types,
 )
-from klue_nli.errors import ParamsError, UserError
-from klue_nli.features import META_FILE, TOKENIZER_DIR, FeatureSplit, split_file
-from klue_nli.io import atomic_dir, atomic_write_json
-from klue_nli.modeling import load_config, usable_positions
-from klue_nli.params import Params
+from klue_nli.data.features import META_FILE, TOKENIZER_DIR, FeatureSplit, split_file
+from klue_nli.data.klue import clean_examples, read_split, split_by_premise
+from klue_nli.model.encoders import resolve
+from klue_nli.model.modeling import load_config, usable_positions
 
 
 def featurize(params: Params) -> dict:

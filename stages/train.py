@@ -8,8 +8,6 @@ by a fingerprint of the params and features, so a changed config never resumes a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from contextlib import nullcontext
@@ -17,33 +15,25 @@ from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from klue_nli import tracking
-from klue_nli.cli import run_stage, scoped_env
-from klue_nli.encoding import load_tokenizer
-from klue_nli.features import TOKENIZER_DIR, read_meta
-from klue_nli.lightning import (
+from klue_nli.core.cli import run_stage, scoped_env
+from klue_nli.core.params import Params, flatten, params_to_dict
+from klue_nli.data.encoding import load_tokenizer
+from klue_nli.data.features import TOKENIZER_DIR, read_meta
+from klue_nli.model.checkpoints import checkpoint_dir, resume_step
+from klue_nli.model.lightning import (
     NLIDataModule,
     NLIModule,
     StopAtStep,
     export_best,
     resolve_precision,
 )
-from klue_nli.live import live_logger, publish
-from klue_nli.modeling import build_model
-from klue_nli.params import Params, flatten, params_to_dict
-
-
-def fingerprint(params: Params, features_meta: dict) -> str:
-    """What a checkpoint must match to be resumed: everything that shapes training."""
-    tree = params_to_dict(params)
-    relevant = {key: tree[key] for key in ("seed", "labels", "model", "train")}
-    relevant["features"] = features_meta
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+from klue_nli.model.live import live_logger, publish
+from klue_nli.model.modeling import build_model
+from klue_nli.registry import tracking
 
 
 def train(params: Params) -> dict:
@@ -51,13 +41,9 @@ def train(params: Params) -> dict:
     paths, cfg = params.paths, params.train
     features_dir = Path(paths.features_dir)
     meta = read_meta(features_dir)
-    ckpt_dir = Path(paths.checkpoints_dir) / fingerprint(params, meta)
+    ckpt_dir = checkpoint_dir(params, meta)
     last = ckpt_dir / "last.ckpt"
-    resume_step = (
-        int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"])
-        if last.exists()
-        else None
-    )
+    resumed_at = resume_step(last)
     run_file = ckpt_dir.with_name(ckpt_dir.name + ".mlflow_run_id")  # beside, not inside
     feature_stats = {
         f"features/{k}": v for k, v in flatten(meta).items() if isinstance(v, int | float)
@@ -78,7 +64,7 @@ def train(params: Params) -> dict:
         dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True
     )
     live_dir = ckpt_dir.with_name(ckpt_dir.name + ".dvclive")  # beside the checkpoints
-    live = live_logger(live_dir, resume_step)
+    live = live_logger(live_dir, resumed_at)
     # Rank 0 only: the logger opens the tracking store on creation, and ranks racing to
     # create a fresh sqlite store's tables fail (seen with torchrun --nnodes 2).
     loggers = [live]
@@ -126,7 +112,7 @@ def train(params: Params) -> dict:
         **tracking.dvc_hashes(),
     }
     export_best(module, best.best_model_path, tokenizer, model_dir, provenance)
-    steps_here = trainer.global_step - (resume_step or 0)
+    steps_here = trainer.global_step - (resumed_at or 0)
     metrics = {
         # picked on the premises held out of the train file; the dev score is evaluate's
         "best_val_acc": float(best.best_model_score),

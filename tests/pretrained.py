@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
 
-from klue_nli.data import read_split, split_filename
-from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch
+from klue_nli.data.encoding import encode_pairs, load_tokenizer, pad_batch
+from klue_nli.data.klue import read_split, split_filename
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
 TINY_INTERMEDIATE = 64

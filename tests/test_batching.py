@@ -1,4 +1,4 @@
-"""The in-process adaptive batcher the service uses (klue_nli/batching.py)."""
+"""The in-process adaptive batcher the service uses (klue_nli/inference/batching.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from klue_nli.batching import BatchError, MicroBatcher, Overloaded, WorkerStopped
+from klue_nli.inference.batching import BatchError, MicroBatcher, Overloaded, WorkerStopped
 
 
 class Model:
@@ -153,7 +153,7 @@ def test_bad_limits_are_refused():
 def test_length_grouped_sampler_groups_lengths_without_a_length_curriculum():
     import numpy as np
 
-    from klue_nli.lightning import LengthGroupedSampler
+    from klue_nli.model.lightning import LengthGroupedSampler
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 65, size=3200 + 100)  # two whole windows and a partial one
@@ -192,7 +192,7 @@ def test_a_short_result_list_fails_only_that_batch_and_logs_it(caplog):
         later = await asyncio.gather(batcher.submit([4]), batcher.submit([5, 6]))
         return first, later
 
-    with caplog.at_level("ERROR", logger="klue_nli.batching"):
+    with caplog.at_level("ERROR", logger="klue_nli.inference.batching"):
         first, later = run(main())
     assert all(isinstance(r, BatchError) for r in first), first
     assert later == [[8], [10, 12]]

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from klue_nli.behaviour import Case, build_suite, obj, run_suite, subject
-from klue_nli.encoding import load_tokenizer
+from klue_nli.data.encoding import load_tokenizer
+from klue_nli.model.behaviour import Case, build_suite, obj, run_suite, subject
 
 LABELS = ("entailment", "contradiction", "neutral")
 

@@ -1,5 +1,5 @@
-"""Serving threads come from the CPUs the process may use (klue_nli/cpus.py), not the host's
-core count; and an ONNX Runtime predictor holds the model once (no PyTorch copy)."""
+"""Serving threads come from the CPUs the process may use (klue_nli/inference/cpus.py), not
+the host's core count; and an ONNX Runtime predictor holds the model once (no PyTorch copy)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from klue_nli.cpus import threads_per_worker, usable_cpus
+from klue_nli.inference.cpus import threads_per_worker, usable_cpus
 from tests.conftest import ROOT
 
 
@@ -33,7 +33,7 @@ def test_a_restricted_affinity_gives_one_thread_per_worker():
     all its cores, but the service's share is one thread."""
     out = run_python(
         "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
-        "from klue_nli.cpus import usable_cpus, threads_per_worker; "
+        "from klue_nli.inference.cpus import usable_cpus, threads_per_worker; "
         "print(os.cpu_count(), usable_cpus(), threads_per_worker(1), threads_per_worker(2))"
     )
     host, usable, one_worker, two_workers = map(int, out.split())
@@ -70,7 +70,7 @@ def test_an_onnx_runtime_predictor_keeps_no_pytorch_model(model_dir):
     object is alive (it held every weight a second time: about 400 MB at e5-small's size)."""
     out = run_python(
         "import gc, sys; from transformers import PreTrainedModel; "
-        "from klue_nli.predictor import Predictor; "
+        "from klue_nli.inference.predictor import Predictor; "
         f"p = Predictor.from_dir({str(model_dir)!r}, device='cpu', runtime='onnxruntime'); "
         "p.predict_proba(['비가 온다.'], ['비가 온다.']); gc.collect(); "
         "alive = [o for o in gc.get_objects() if isinstance(o, PreTrainedModel)]; "

@@ -12,7 +12,7 @@ import tomllib
 
 from tests.conftest import ROOT
 
-FOLDERS = ("klue_nli", "stages", "flows", "service", "benchmarks", "tests")
+FOLDERS = ("klue_nli", "stages", "flows", "service", "benchmarks", "devtools", "tests")
 OWN = set(FOLDERS)
 
 

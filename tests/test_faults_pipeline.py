@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from klue_nli.sandbox import make_project, project_env, run_module
+from devtools.sandbox import make_project, project_env, run_module
 from tests.conftest import ROOT
 from tests.test_train_evaluate import assert_three_epochs
 

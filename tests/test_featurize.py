@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 from transformers import BertTokenizerFast
 
-from klue_nli.data import Example, clean_examples, read_split, split_by_premise
-from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch, truncated_mask, unk_share
-from klue_nli.errors import ParamsError, UserError
-from klue_nli.features import FeatureSplit, split_file
+from klue_nli.core.errors import ParamsError, UserError
+from klue_nli.data.encoding import (
+    encode_pairs,
+    load_tokenizer,
+    pad_batch,
+    truncated_mask,
+    unk_share,
+)
+from klue_nli.data.features import FeatureSplit, split_file
+from klue_nli.data.klue import Example, clean_examples, read_split, split_by_premise
 from stages.download import download
 from stages.featurize import featurize
 

@@ -13,7 +13,7 @@ import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
-from klue_nli.sandbox import Server, free_port, make_project, project_env, run_module
+from devtools.sandbox import Server, free_port, make_project, project_env, run_module
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

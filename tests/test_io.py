@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from klue_nli.errors import UserError
-from klue_nli.io import atomic_dir, atomic_write_text
-from klue_nli.manifest import MANIFEST_FILE, verify_model_dir, write_manifest
+from klue_nli.core.errors import UserError
+from klue_nli.core.io import atomic_dir, atomic_write_text
+from klue_nli.core.manifest import MANIFEST_FILE, verify_model_dir, write_manifest
 
 
 def test_a_failing_block_keeps_the_old_folder_and_leaves_no_temp(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from klue_nli.metrics import classification_report
+from klue_nli.model.metrics import classification_report
 
 LABELS = ("entailment", "contradiction", "neutral")
 GOLD = ["entailment"] * 4 + ["contradiction"] * 3 + ["neutral"] * 3
@@ -19,7 +19,7 @@ GROUPS = ["NSMC"] * 5 + ["wikipedia"] * 5
 def test_report_equals_hand_counts():
     """Counted by hand from GOLD and PRED (rows gold, columns predicted):
     entailment [2, 1, 1], contradiction [1, 2, 0], neutral [1, 0, 2]. Not compared with the
-    scikit-learn call klue_nli/metrics.py itself makes: that could not disagree."""
+    scikit-learn call klue_nli/model/metrics.py itself makes: that could not disagree."""
     report = classification_report(GOLD, PRED, LABELS, GROUPS)
     assert report["confusion_matrix"] == [[2, 1, 1], [1, 2, 0], [1, 0, 2]]
     assert report["accuracy"] == pytest.approx(0.6)  # 6 of 10 on the diagonal

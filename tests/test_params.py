@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from klue_nli.errors import ParamsError
-from klue_nli.params import Params, flatten, load_params, params_from_dict, params_to_dict
-from klue_nli.recipes import DEMO_OVERRIDES, set_args
+from flows.recipes import DEMO_OVERRIDES, set_args
+from klue_nli.core.errors import ParamsError
+from klue_nli.core.params import Params, flatten, load_params, params_from_dict, params_to_dict
 from tests.conftest import ROOT
 from tests.helpers import deep_update
 
@@ -148,7 +148,7 @@ def test_json_schema_of_the_params_is_printed(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "klue_nli.params", "--schema"],
+        [sys.executable, "-m", "klue_nli.core.params", "--schema"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -202,7 +202,7 @@ def test_keys_starting_with_int_or_str_are_named_in_full(patch, message):
 
 
 def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
-    """`make demo` ran `dvc exp run $$(python -m klue_nli.recipes demo)`: the shell split a
+    """`make demo` ran `dvc exp run $$(python -m flows.recipes demo)`: the shell split a
     path with spaces into several arguments. The recipe now runs dvc with an argument list."""
     import json
     import os
@@ -216,7 +216,7 @@ def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
     fake.chmod(0o755)
     mirror = str(tmp_path / "my data" / "klue nli")
     proc = subprocess.run(
-        [sys.executable, "-m", "klue_nli.recipes", "quick", "--run", "--params", "params.yaml"],
+        [sys.executable, "-m", "flows.recipes", "quick", "--run", "--params", "params.yaml"],
         cwd=ROOT,
         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KLUE_NLI_MIRROR": mirror},
         capture_output=True,
@@ -227,11 +227,11 @@ def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
     argv = json.loads(proc.stdout)
     assert argv[:2] == ["exp", "run"]
     assert f"data.mirror={mirror}" in argv  # one argument, spaces and all
-    assert "$$(python -m klue_nli.recipes" not in (ROOT / "Makefile").read_text()
+    assert "$$(python -m flows.recipes" not in (ROOT / "Makefile").read_text()
 
 
 def test_sweep_ranks_by_validation_accuracy_then_the_shorter_schedule():
-    from klue_nli.sweep import ranked
+    from flows.sweep import ranked
 
     def exp(name: str, lr: float, epochs: int, acc: float) -> dict:
         data = {

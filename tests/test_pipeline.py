@@ -14,8 +14,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from klue_nli.data import split_filename
-from klue_nli.sandbox import make_project, project_env
+from devtools.sandbox import make_project, project_env
+from klue_nli.data.klue import split_filename
 from tests.conftest import ROOT
 
 # Shrink the quick recipe further so the test stays quick; the rest is the quick recipe.
@@ -37,7 +37,7 @@ def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.
 
 
 def recipe(name: str, cwd: Path, env: dict) -> list[str]:
-    out = sh([sys.executable, "-m", "klue_nli.recipes", name], cwd, env).stdout
+    out = sh([sys.executable, "-m", "flows.recipes", name], cwd, env).stdout
     return shlex.split(out)
 
 

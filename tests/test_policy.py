@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from klue_nli.params import RegistryParams
-from klue_nli.policy import decide
+from klue_nli.core.params import RegistryParams
+from klue_nli.registry.policy import decide
 
 LABELS = ("entailment", "contradiction", "neutral")
 

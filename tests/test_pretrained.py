@@ -18,11 +18,11 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from klue_nli.encoding import load_tokenizer
-from klue_nli.errors import UserError
-from klue_nli.features import FeatureSplit, split_file
-from klue_nli.lightning import Collate, FeatureDataset, NLIModule
-from klue_nli.modeling import build_model
+from klue_nli.core.errors import UserError
+from klue_nli.data.encoding import load_tokenizer
+from klue_nli.data.features import FeatureSplit, split_file
+from klue_nli.model.lightning import Collate, FeatureDataset, NLIModule
+from klue_nli.model.modeling import build_model
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -54,6 +54,7 @@ def pipeline(make_params, mirror: Path, source: str, init: str) -> tuple[dict, d
     return train(params), evaluate(params)
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_checkpoint_and_beats_random_init(
     workdir, make_params, checkpoint, transfer_task
 ):

@@ -14,12 +14,12 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from klue_nli import tracking
-from klue_nli.bento import BENTO_MODEL
-from klue_nli.errors import UserError
-from klue_nli.manifest import weights_sha256, write_manifest
-from klue_nli.predictor import PROVENANCE_FILE
-from klue_nli.registry import (
+from devtools.sandbox import Server, free_port
+from klue_nli.core.errors import UserError
+from klue_nli.core.manifest import PROVENANCE_FILE, weights_sha256, write_manifest
+from klue_nli.inference.bento import BENTO_MODEL
+from klue_nli.registry import tracking
+from klue_nli.registry.versions import (
     CHAMPION,
     PREVIOUS,
     export_champion,
@@ -28,7 +28,6 @@ from klue_nli.registry import (
     register_run,
     rollback,
 )
-from klue_nli.sandbox import Server, free_port
 from tests.conftest import ROOT, write_params
 from tests.helpers import KillingProxy
 from tests.test_policy import LABELS, metrics
@@ -264,6 +263,7 @@ def test_a_damaged_artifact_is_refused_at_promotion_and_export(
         bentoml.models.get(BENTO_MODEL)
 
 
+@pytest.mark.slow
 def test_export_tells_apart_champions_of_two_tracking_stores(
     model_dir, make_params, tmp_path, monkeypatch
 ):

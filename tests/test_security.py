@@ -12,8 +12,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from klue_nli import tracking
-from klue_nli.registry import register
+from klue_nli.registry import tracking
+from klue_nli.registry.versions import register
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize

@@ -25,10 +25,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from klue_nli.data import read_split
-from klue_nli.predictor import Predictor
-from klue_nli.registry import export_champion, promote, register
-from klue_nli.sandbox import SERVICE, bentoml_server, free_port, run_module
+from devtools.sandbox import SERVICE, bentoml_server, free_port, run_module
+from klue_nli.data.klue import read_split
+from klue_nli.inference.predictor import Predictor
+from klue_nli.registry.versions import export_champion, promote, register
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -252,6 +252,13 @@ def test_bentoml_build_packages_the_champion(served):
     # ready for `bentoml containerize`: a pinned base, CPU torch, and 0.0.0.0 set in the image
     name, version = bento_tag.split(":")
     folder = Path(served["bentoml_home"]) / "bentos" / name / version
+    # it carries the layers the service runs, and nothing of training, registry or tests
+    src = folder / "src"
+    packed = {p.relative_to(src).parts[:2] for p in src.rglob("*.py")}
+    assert {("klue_nli", "core"), ("klue_nli", "data"), ("klue_nli", "inference")} <= packed
+    assert ("service", "service.py") in packed
+    assert not {top for top, *_ in packed} - {"klue_nli", "service"}, packed
+    assert not {("klue_nli", "model"), ("klue_nli", "registry")} & packed, packed
     requirements = next(folder.rglob("requirements.txt")).read_text()
     assert "torch==2.13.0+cpu" in requirements and "mlflow" not in requirements
     generated = "\n".join(p.read_text() for p in folder.rglob("Dockerfile*"))
@@ -353,7 +360,7 @@ def test_the_largest_valid_request_fits_under_the_body_limit(served):
     """Every character \\u-escaped (ensure_ascii) at the text and pair limits: still 200."""
     import json as _json
 
-    from klue_nli.params import load_params
+    from klue_nli.core.params import load_params
 
     serve = load_params(ROOT / "params.yaml").serve
     text = "가" * serve.max_text_chars

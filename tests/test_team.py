@@ -18,12 +18,13 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from klue_nli.data import read_split
-from klue_nli.predictor import Predictor
-from klue_nli.registry import CHAMPION, PREVIOUS, promote
-from klue_nli.retention import logged_model_id, purge_artifacts, retire_old_versions
-from klue_nli.sandbox import Server, bentoml_server, free_port, make_project, project_env
-from klue_nli.team import BUCKET, REGION, TeamStack
+from devtools.sandbox import Server, bentoml_server, free_port, make_project, project_env
+from devtools.team import BUCKET, REGION, TeamStack
+from klue_nli.data.klue import read_split
+from klue_nli.inference.predictor import Predictor
+from klue_nli.registry.client import CHAMPION, PREVIOUS
+from klue_nli.registry.retention import logged_model_id, purge_artifacts, retire_old_versions
+from klue_nli.registry.versions import promote
 from tests.conftest import ROOT
 from tests.test_flows import FAST as FAST_FLOW
 from tests.test_pipeline import sh

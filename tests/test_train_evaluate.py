@@ -22,10 +22,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from klue_nli.data import read_split, split_by_premise
-from klue_nli.predictor import PROVENANCE_FILE, Predictor
-from klue_nli.sandbox import free_port
-from klue_nli.text import InvalidText
+from devtools.sandbox import free_port
+from klue_nli.core.manifest import PROVENANCE_FILE
+from klue_nli.data.klue import read_split, split_by_premise
+from klue_nli.data.text import InvalidText
+from klue_nli.inference.predictor import Predictor
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -170,6 +171,37 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     out = pyfunc.predict(frame)
     np.testing.assert_allclose(out[list(predictor.labels)].to_numpy(), probs, atol=1e-5)
 
+    # the logged model carries the layers it runs (no training, registry or test code) and
+    # runs from that copy alone, in a fresh process
+    logged = Path(
+        mlflow.artifacts.download_artifacts(
+            f"runs:/{run.info.run_id}/model", dst_path=str(features / "logged")
+        )
+    ).resolve()
+    code = logged / "code" / "klue_nli"
+    assert sorted(p.name for p in code.iterdir()) == ["__init__.py", "core", "data", "inference"]
+    probe = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"m = mlflow.pyfunc.load_model({str(logged)!r})\n"
+        "m.predict(pd.DataFrame({'premise': ['비가 온다.'], 'hypothesis': ['맑다.']}))\n"
+        "print(json.dumps({n: getattr(m, '__file__', None) for n, m in sys.modules.items()"
+        " if n.split('.')[0] in ('klue_nli', 'pytorch_lightning', 'devtools', 'tests')}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=features / "logged",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "klue_nli.inference.predictor" in loaded
+    outside = {
+        n: f for n, f in loaded.items() if not str(Path(f or code).resolve()).startswith(str(code))
+    }
+    assert not outside, outside
+
     # serve.runtime onnxruntime (the CPU default): the exported model's probabilities equal
     # PyTorch fp32's, and a pair's answer does not depend on what it is batched with
     premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
@@ -199,6 +231,7 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     assert abs(served["accuracy"] - saved["accuracy"]) <= 1 - served["argmax_agreement"] + 1e-9
 
 
+@pytest.mark.slow
 def test_train_resumes_after_sigkill(features, make_params):
     params_file = write_params(
         features / "params.yaml", make_params(train={"epochs": 3, "max_steps": -1})
@@ -221,6 +254,7 @@ def test_train_resumes_after_sigkill(features, make_params):
     assert MlflowClient().search_runs(["1"]).__len__() == 1  # resumed the same MLflow run
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes(features, make_params):
     params_file = write_params(
         features / "params.yaml",
@@ -238,6 +272,7 @@ def test_ddp_with_two_cpu_processes(features, make_params):
     assert len(runs) == 1  # the second rank logged into rank 0's run, not a new one
 
 
+@pytest.mark.slow
 def test_two_nodes_with_torchrun_on_loopback(features, make_params, tmp_path):
     """train.num_nodes 2, one CPU process per node, launched as on two machines: torchrun on
     each, a static rendezvous at 127.0.0.1, and each node its own copy of the project folder.

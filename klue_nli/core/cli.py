@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from klue_nli.errors import UserError
-from klue_nli.params import PARAMS_FILE, Params, load_params
+from klue_nli.core.errors import UserError
+from klue_nli.core.params import PARAMS_FILE, Params, load_params
 
 # Defaults that keep every tool offline-safe and quiet; a user's own setting wins.
 QUIET_DEFAULTS = {

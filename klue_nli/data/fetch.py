@@ -16,8 +16,8 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from klue_nli.errors import DataError
-from klue_nli.params import DataParams
+from klue_nli.core.errors import DataError
+from klue_nli.core.params import DataParams
 
 CHUNK = 1 << 16
 MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is waited out this long at most per try

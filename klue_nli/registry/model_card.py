@@ -3,12 +3,12 @@
 A version's description says what the model is and how far to trust it: the data (and its
 hashes), the recipe, validation and dev metrics next to the baselines, and its lineage. The
 registered model's description states the promotion and retention policy. Pure functions;
-klue_nli/registry.py writes them.
+klue_nli/registry/versions.py writes them.
 """
 
 from __future__ import annotations
 
-from klue_nli.params import RegistryParams
+from klue_nli.core.params import RegistryParams
 
 RECIPE_KEYS = (
     "model.name_or_path",

@@ -16,11 +16,11 @@ import sys
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from klue_nli.errors import UserError
-from klue_nli.model_card import policy_card
-from klue_nli.params import Params
-from klue_nli.registry import CHAMPION, PREVIOUS, alias_version, client, registry_lock
-from klue_nli.tracking import tracking_uri
+from klue_nli.core.errors import UserError
+from klue_nli.core.params import Params
+from klue_nli.registry.client import CHAMPION, PREVIOUS, alias_version, client, registry_lock
+from klue_nli.registry.model_card import policy_card
+from klue_nli.registry.tracking import tracking_uri
 
 
 def retire_old_versions(params: Params) -> list[tuple[str, str | None]]:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from klue_nli.errors import UserError
+from klue_nli.core.errors import UserError
 
 
 def load_tokenizer(

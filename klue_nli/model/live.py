@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dvclive.lightning import DVCLiveLogger
 
-from klue_nli.io import atomic_dir
+from klue_nli.core.io import atomic_dir
 
 
 def live_logger(folder: Path, resume_step: int | None) -> DVCLiveLogger:

@@ -12,10 +12,10 @@ from transformers import (
     PreTrainedModel,
 )
 
-from klue_nli.encoders import resolve
-from klue_nli.encoding import load_tokenizer
-from klue_nli.errors import UserError
-from klue_nli.params import ModelParams
+from klue_nli.core.errors import UserError
+from klue_nli.core.params import ModelParams
+from klue_nli.data.encoding import load_tokenizer
+from klue_nli.model.encoders import resolve
 
 # The encoder families the KLUE baselines use: BERT (kcbert-base, klue/bert-base,
 # multilingual-e5-small), RoBERTa (klue/roberta-*), ELECTRA (KoELECTRA). Each has a

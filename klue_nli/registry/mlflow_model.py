@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from klue_nli.predictor import Predictor
+from klue_nli.inference.predictor import Predictor
 
 
 class NLIPyfuncModel(PythonModel):

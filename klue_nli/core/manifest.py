@@ -10,11 +10,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from klue_nli.errors import UserError
-from klue_nli.io import atomic_write_json
+from klue_nli.core.errors import UserError
+from klue_nli.core.io import atomic_write_json
 
 # sha256 of every other file of the folder.
 MANIFEST_FILE = "checksums.json"
+# Lineage written beside the weights by the train stage (MLflow run id, git commit, DVC hashes).
+PROVENANCE_FILE = "provenance.json"
 
 
 def sha256_file(path: Path) -> str:

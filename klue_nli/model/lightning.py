@@ -12,12 +12,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from klue_nli.encoding import pad_batch
-from klue_nli.features import FeatureSplit, split_file
-from klue_nli.io import atomic_dir, atomic_write_json
-from klue_nli.manifest import write_manifest
-from klue_nli.params import TrainParams
-from klue_nli.predictor import PROVENANCE_FILE
+from klue_nli.core.io import atomic_dir, atomic_write_json
+from klue_nli.core.manifest import PROVENANCE_FILE, write_manifest
+from klue_nli.core.params import TrainParams
+from klue_nli.data.encoding import pad_batch
+from klue_nli.data.features import FeatureSplit, split_file
 
 
 class FeatureDataset(Dataset):

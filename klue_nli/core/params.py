@@ -5,7 +5,7 @@ params.yaml is the only configuration. It is loaded into the frozen pydantic mod
 tutorial's recipe (tests check that the committed params.yaml equals them), and every bad value
 fails with one line naming its dotted key, e.g. `train.batch_size: must be > 0, got -1`.
 
-    python -m klue_nli.params --schema    # the JSON Schema of params.yaml
+    python -m klue_nli.core.params --schema    # the JSON Schema of params.yaml
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pydantic import (
     field_validator,
 )
 
-from klue_nli.errors import ParamsError
-from klue_nli.labels import KNOWN_LABELS
+from klue_nli.core.errors import ParamsError
+from klue_nli.core.labels import KNOWN_LABELS
 
 PARAMS_FILE = "params.yaml"
 OFFICIAL_BASE_URL = (
@@ -185,7 +185,7 @@ class EvaluateParams(Section):
 
 
 class RegistryParams(Section):
-    """MLflow model registry name and the promotion policy (see klue_nli/policy.py)."""
+    """MLflow model registry name and the promotion policy (see klue_nli/registry/policy.py)."""
 
     model_name: Annotated[str, Field(min_length=1)] = "klue-nli"
     # A candidate becomes champion only with dev accuracy > champion's + this margin (as

@@ -3,8 +3,8 @@
 127.0.0.1. Tests start it to prove the team mode with real servers; `make team-up` starts it
 to try the mode by hand and writes the variables a clone needs to `.team/env`.
 
-    python -m klue_nli.team up      # prints the environment for clients, keeps running
-    python -m klue_nli.team down    # stops what `up` started (by PID)
+    python -m devtools.team up      # prints the environment for clients, keeps running
+    python -m devtools.team down    # stops what `up` started (by PID)
 
 The S3 server is moto's server mode (PyPI, pure Python, no account, no disk layout of its own
 to manage), chosen over MinIO because MinIO ships no package on the registries reachable here.
@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from klue_nli.sandbox import Server, free_port
+from devtools.sandbox import Server, free_port
 
 BUCKET = "klue-nli"
 PG_USER = "klue"

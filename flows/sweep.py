@@ -2,7 +2,7 @@
 accuracy. Each experiment runs the pipeline up to `train` only, so dev is never evaluated,
 let alone used to choose: the choice is made on the premises held out of the train file.
 
-    python -m klue_nli.sweep [--lr 5e-5 1e-4 2e-4] [--epochs 3 4] [--max-len 64] [--dry-run]
+    python -m flows.sweep [--lr 5e-5 1e-4 2e-4] [--epochs 3 4] [--max-len 64] [--dry-run]
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from klue_nli.params import PARAMS_FILE, flatten
-from klue_nli.recipes import set_args
-from klue_nli.tracking import DEFAULT_TRACKING_URI
+from flows.recipes import set_args
+from klue_nli.core.params import PARAMS_FILE, flatten
+from klue_nli.registry.tracking import DEFAULT_TRACKING_URI
 
 METRIC = "best_val_acc"  # train's DVCLive summary: the validation split's best epoch
 GRID_KEYS = ("train.learning_rate", "train.epochs", "featurize.max_seq_length")

@@ -9,8 +9,10 @@ server, and MLFLOW_EXPERIMENT_NAME picks another experiment, as in any MLflow pr
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path, PurePosixPath
@@ -22,7 +24,7 @@ import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from klue_nli.io import atomic_write_text
+from klue_nli.core.io import atomic_write_text
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "klue-nli"
@@ -96,6 +98,20 @@ def dvc_hashes(stages: tuple[str, ...] = ("download", "featurize")) -> dict[str,
 
 # The pyfunc wrapper logged beside the model folder (code plus safetensors, no pickle).
 MODEL_CODE = Path(__file__).resolve().parent / "mlflow_model.py"
+# The layers the wrapper runs (it builds a Predictor): the logged model's code/ folder holds
+# these and klue_nli/__init__.py, and no training, registry or test code.
+MODEL_LAYERS = ("core", "data", "inference")
+
+
+def stage_model_code(dst: Path) -> Path:
+    """A copy of the klue_nli package cut to MODEL_LAYERS, under `dst`; its path."""
+    package = MODEL_CODE.parents[1]
+    root = dst / package.name
+    root.mkdir(parents=True)
+    shutil.copy(package / "__init__.py", root)
+    for layer in MODEL_LAYERS:
+        shutil.copytree(package / layer, root / layer, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
 
 
 # The pipeline run a process started by train belongs to. Not MLflow's own MLFLOW_RUN_ID:
@@ -131,12 +147,12 @@ def start_run(params: dict[str, Any], metrics: dict[str, float], run_file: Path)
 def log_model(run_id: str, model_dir: Path) -> None:
     """Log a saved model folder as a pyfunc model (the folder plus MODEL_CODE) to the run."""
     example = pd.DataFrame({"premise": ["오늘은 비가 온다."], "hypothesis": ["날씨가 맑다."]})
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
         mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
             artifacts={"model_dir": str(model_dir)},
-            code_paths=[str(MODEL_CODE.parent)],
+            code_paths=[str(stage_model_code(Path(tmp)))],
             input_example=example,
             # MLflow would record this process's absolute script path here
             tags={"mlflow.source.name": redact(source_name())},

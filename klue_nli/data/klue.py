@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from klue_nli.errors import DataError
-from klue_nli.labels import KNOWN_LABELS
-from klue_nli.text import InvalidText, clean_pair
+from klue_nli.core.errors import DataError
+from klue_nli.core.labels import KNOWN_LABELS
+from klue_nli.data.text import InvalidText, clean_pair
 
 SPLITS: tuple[str, ...] = ("train", "dev")
 
@@ -74,7 +74,7 @@ def read_split(raw_dir: str | Path, split: str) -> list[Example]:
 
 
 def clean_examples(examples: list[Example]) -> tuple[list[Example], int]:
-    """The examples whose pair passes the one text rule (klue_nli/text.py), their text
+    """The examples whose pair passes the one text rule (klue_nli/data/text.py), their text
     NFC-normalised, and how many were dropped (a record with no text carries no signal)."""
     kept = []
     for example in examples:
