@@ -79,7 +79,7 @@ def test_dvc_pipeline_end_to_end(tmp_path, loopback, kcbert, klue_dir):
     assert [m.source_run_id for m in models] == [runs[0].info.run_id]
 
     # editing a module that featurize imports makes featurize and everything after it stale
-    encoding = project / "klue_nli" / "encoding.py"
+    encoding = project / "klue_nli" / "data" / "encoding.py"
     original = encoding.read_text()
     encoding.write_text(original + "\n# an edit\n")
     changed = json.loads(sh(["dvc", "status", "--json"], project, env).stdout)
