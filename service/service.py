@@ -32,6 +32,7 @@ from klue_nli.inference.cpus import threads_per_worker
 from klue_nli.inference.predictor import Predictor
 from service.answers import Answer, BatchAnswer, Result, tutorial_answer
 from service.limits import BodyLimit
+from service.metrics import BatchMetrics
 
 # Serving knobs only (batching, request limits); the decorators below need them at import.
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
@@ -109,7 +110,13 @@ class NLIService:
         )
         self.version = model.info.labels.get("registry_version", "unknown")
         self.labels = list(self.predictor.labels)
-        self.batcher = MicroBatcher(self._forward, SERVE.max_batch_size, SERVE.max_latency_ms)
+        self.batcher = MicroBatcher(
+            self._forward,
+            SERVE.max_batch_size,
+            SERVE.max_latency_ms,
+            observe=BatchMetrics(self.predictor),
+            fill_ms=SERVE.batch_fill_ms,
+        )
         # torch, transformers and BentoML leave millions of long-lived objects; without this,
         # each full garbage collection under load scans them all and stalls every in-flight
         # request for ~300 ms (measured every ~2 s at 32 clients).

@@ -232,3 +232,61 @@ def test_a_dead_worker_fails_its_waiting_requests_and_is_restarted():
     done, later = run(main())
     assert all(isinstance(r, WorkerStopped | Fatal) for r in done), done
     assert later == [14]
+
+
+def closed_loop(fill_ms: float, clients: int = 8, rounds: int = 12) -> list[int]:
+    """`clients` each send a request, and the next one a staggered moment after the answer
+    (as the event loop parses them one by one); the batch sizes the model saw."""
+    model = Model(delay=0.02)
+    batcher = MicroBatcher(model, max_batch_size=32, max_latency_ms=5000, fill_ms=fill_ms)
+
+    async def client(k: int) -> None:
+        for _ in range(rounds):
+            await batcher.submit([k])
+            await asyncio.sleep(0.001 * (k + 1))
+
+    async def main():
+        await asyncio.gather(*(client(k) for k in range(clients)))
+
+    run(main())
+    return [len(c) for c in model.calls]
+
+
+def test_a_batch_waits_for_the_clients_the_last_one_answered():
+    filled = closed_loop(fill_ms=20)
+    assert filled[2:-1] == [8] * len(filled[2:-1]), filled  # after warm-up, every batch is full
+    assert len(filled) <= 12 + 3
+    # without the wait the first arrivals start a batch alone and the rest queue behind it
+    at_once = closed_loop(fill_ms=0)
+    assert min(at_once[2:-1]) < 8 and len(at_once) > len(filled), at_once
+
+
+def test_a_lone_client_never_waits_for_the_fill():
+    model = Model(delay=0.03)
+    batcher = MicroBatcher(model, max_batch_size=32, max_latency_ms=5000, fill_ms=500)
+
+    async def main():
+        took = []
+        for i in range(5):
+            start = time.perf_counter()
+            await batcher.submit([i])
+            took.append(time.perf_counter() - start)
+        return took
+
+    assert max(run(main())) < 0.03 + 0.015  # the model's time, no fill wait on top
+
+
+def test_each_answered_batch_is_observed():
+    seen = []
+    model = Model(delay=0.01)
+    batcher = MicroBatcher(
+        model, max_batch_size=8, max_latency_ms=5000, observe=lambda *a: seen.append(a)
+    )
+
+    async def main():
+        await asyncio.gather(*(batcher.submit([i]) for i in range(20)))
+
+    run(main())
+    assert [pairs for pairs, _, _ in seen] == [len(c) for c in model.calls]
+    assert sum(len(waits) for _, waits, _ in seen) == 20  # one queue wait per request
+    assert all(model_s >= 0.01 for _, _, model_s in seen)

@@ -132,8 +132,17 @@ def test_health_metrics_and_openapi(served):
     url = served["url"]
     assert requests.get(f"{url}/livez", timeout=10).status_code == 200
     assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
+    requests.post(f"{url}/api", json={"premise": "비가 온다.", "hypothesis": "맑다."}, timeout=30)
     metrics = requests.get(f"{url}/metrics", timeout=10)
     assert metrics.status_code == 200 and "bentoml_" in metrics.text
+    # the service's own: what each model call batched, padding, queue wait, model time
+    from benchmarks.serving import scrape
+
+    seen = scrape(url)
+    assert seen["klue_nli_batch_pairs_count"] >= 1
+    assert seen["klue_nli_tokens_total|padded"] >= seen["klue_nli_tokens_total|real"] > 0
+    assert seen["klue_nli_queue_wait_seconds_count"] >= seen["klue_nli_batch_pairs_count"]
+    assert seen["klue_nli_model_seconds_sum"] > 0
     spec = requests.get(f"{url}/docs.json", timeout=10).json()
     assert {"/api", "/predict"} <= set(spec["paths"])
     page = requests.get(url + "/", timeout=10)

@@ -208,6 +208,9 @@ class ServeParams(Section):
     workers: Positive = 2  # serving processes, each with its own model copy and batch queue
     max_batch_size: Positive = 32  # adaptive batching: most pairs in one forward pass
     max_latency_ms: Positive = 1000  # adaptive batching: longest a request may wait queued
+    # adaptive batching: how long a batch may wait for the clients the last batch answered
+    # (at most half a batch's time; 0: start at once). README "Performance" has the figures.
+    batch_fill_ms: Annotated[float, Field(ge=0, le=1000), AS_NUMBER] = 20
     max_pairs_per_request: Positive = 64  # POST /predict
     max_text_chars: Positive = 1000  # per premise or hypothesis; longer text is refused (400)
     # int8: dynamic int8 quantization of the Linear layers when serving on CPU (ignored on a

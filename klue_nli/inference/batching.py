@@ -51,16 +51,23 @@ class MicroBatcher(Generic[T, R]):
         fn: Callable[[list[T]], Sequence[R]],
         max_batch_size: int,
         max_latency_ms: float,
+        observe: Callable[[int, list[float], float], None] | None = None,
+        fill_ms: float = 0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         self._fn = fn
+        # Called after each answered batch with (items, each request's queue wait in s,
+        # the model call's s): the service's metrics.
+        self._observe = observe
+        self.fill_s = fill_ms / 1000
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000
         self._queue: asyncio.Queue[tuple[list[T], asyncio.Future, float]] | None = None
         self._worker: asyncio.Task | None = None
         self._queued = 0  # items submitted whose batch has not started
         self._in_flight = False
+        self._last_size = 0  # items of the last answered batch
         self._pending: set[asyncio.Future] = set()  # every request not answered yet
         self.batch_s: float | None = None  # recent model-call duration (moving average)
 
@@ -112,6 +119,7 @@ class MicroBatcher(Generic[T, R]):
         while True:
             first = held or await self._queue.get()
             held = None
+            await self._fill()
             batch = [first]
             size = len(first[0])
             while not self._queue.empty() and size < self.max_batch_size:
@@ -122,7 +130,7 @@ class MicroBatcher(Generic[T, R]):
                 batch.append(nxt)
                 size += len(nxt[0])
             now = time.monotonic()
-            live = []
+            live, waits = [], []
             self._queued -= size
             for items, future, queued_at in batch:
                 if future.cancelled():  # the client went away
@@ -131,10 +139,26 @@ class MicroBatcher(Generic[T, R]):
                     future.set_exception(Overloaded("the model queue is full; try again"))
                 else:
                     live.append((items, future))
+                    waits.append(now - queued_at)
             if live:
-                await self._call(live)
+                await self._call(live, waits)
 
-    async def _call(self, live: list[tuple[list[T], asyncio.Future]]) -> None:
+    async def _fill(self) -> None:
+        """Before a batch starts, give the clients the last batch answered up to `fill_ms`
+        (and at most half a batch) to come back. Under closed-loop load their next requests
+        arrive together, but the event loop parses them one by one while it sends the last
+        answers; a batch started at once takes the first one or two, runs nearly empty at
+        the model's worst efficiency, and the rest queue behind it (measured at 8 clients:
+        batches alternated 1 and 7 pairs). Under light load the last batch was one request,
+        and nothing waits."""
+        target = min(self._last_size, self.max_batch_size)
+        if self.fill_s <= 0 or self._queued >= target:
+            return
+        deadline = time.monotonic() + min(self.fill_s, 0.5 * (self.batch_s or 0.0))
+        while self._queued < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+
+    async def _call(self, live: list[tuple[list[T], asyncio.Future]], waits: list[float]) -> None:
         flat = [item for items, _ in live for item in items]
         self._in_flight = True
         start = time.monotonic()
@@ -163,3 +187,6 @@ class MicroBatcher(Generic[T, R]):
             if not future.done():
                 future.set_result(results[start : start + len(items)])
             start += len(items)
+        self._last_size = len(flat)
+        if self._observe is not None:
+            self._observe(len(flat), waits, took)

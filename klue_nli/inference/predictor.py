@@ -41,6 +41,9 @@ class Predictor:
         # A tokenizer saved without a cap reports a huge model_max_length; the model's own
         # position limit is then the cap.
         self.max_length = min(int(tokenizer.model_max_length), config.max_position_embeddings)
+        # Tokens fed to the model so far, real and with padding (the service's metrics).
+        self.tokens_real = 0
+        self.tokens_padded = 0
 
     @classmethod
     def from_dir(
@@ -105,6 +108,8 @@ class Predictor:
             cut = truncated_mask(self.tokenizer, ps, hs, enc["input_ids"], self.max_length)
             truncated[start : start + len(chunk)] = cut
             batch = pad_batch(enc["input_ids"], enc.get("token_type_ids"), pad_id)
+            self.tokens_real += sum(len(ids) for ids in enc["input_ids"])
+            self.tokens_padded += batch["input_ids"].numel()
             batch = {k: v.to(self.device) for k, v in batch.items()}
             logits = self._forward(batch).float()
             out[start : start + len(chunk)] = torch.softmax(logits, dim=-1).cpu().numpy()

@@ -1,0 +1,60 @@
+"""The service's own Prometheus metrics, on `/metrics` beside BentoML's (summed over workers):
+what each model call batched, how much of it was padding, how long requests queued, how
+long the model ran. `make bench` reads them to split a request's time into HTTP, queue and
+model; in production they show whether batching works.
+
+BentoML's metrics are lazy proxies (created at first use, in the worker's multiprocess
+registry), so declaring them here has no import-time effect.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+BATCH_PAIRS = bentoml.metrics.Histogram(
+    name="klue_nli_batch_pairs",
+    documentation="Pairs per model call",
+    buckets=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64),
+)
+BATCH_TOKENS = bentoml.metrics.Histogram(
+    name="klue_nli_batch_padded_tokens",
+    documentation="Tokens per model call, padding included (pairs x the longest pair)",
+    buckets=(32, 64, 128, 256, 512, 1024, 2048, 4096),
+)
+TOKENS = bentoml.metrics.Counter(
+    name="klue_nli_tokens",
+    documentation="Tokens fed to the model: real ones, and padded (real + padding)",
+    labelnames=["kind"],
+)
+QUEUE_WAIT = bentoml.metrics.Histogram(
+    name="klue_nli_queue_wait_seconds",
+    documentation="Time a request waited for its model call to start",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+MODEL_SECONDS = bentoml.metrics.Histogram(
+    name="klue_nli_model_seconds",
+    documentation="Duration of one model call (tokenization, forward, softmax)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+class BatchMetrics:
+    """The MicroBatcher's observer: records each answered batch, and the tokens the
+    predictor fed the model for it (the predictor counts them, this takes the difference)."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self._real = predictor.tokens_real
+        self._padded = predictor.tokens_padded
+
+    def __call__(self, pairs: int, waits: list[float], model_s: float) -> None:
+        real = self.predictor.tokens_real - self._real
+        padded = self.predictor.tokens_padded - self._padded
+        self._real, self._padded = self.predictor.tokens_real, self.predictor.tokens_padded
+        BATCH_PAIRS.observe(pairs)
+        BATCH_TOKENS.observe(padded)
+        TOKENS.labels(kind="real").inc(real)
+        TOKENS.labels(kind="padded").inc(padded)
+        for wait in waits:
+            QUEUE_WAIT.observe(wait)
+        MODEL_SECONDS.observe(model_s)
