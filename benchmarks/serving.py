@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import psutil
 import requests
+
+from devtools.sandbox import Server, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -218,3 +221,36 @@ def open_loop(url: str, pid: int, capacity: float, max_latency_ms: float, batch_
         p["p99_ms"] is not None and p["p99_ms"] <= bound for p in runs["overload"]
     )
     return {"runs": runs, "summary": summary}
+
+
+def service_copy(dest: Path, **serve) -> Path:
+    """The service with its own params.yaml (serve.* overridden), to run beside another."""
+    import yaml
+
+    for name in ("service", "klue_nli"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["serve"].update(serve)
+    (dest / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    return dest
+
+
+def start(kind: str, root: Path, work: Path, model_dir: Path | None = None) -> tuple[Server, str]:
+    """The Flask baseline (`kind` flask, on `model_dir`) or the service from `root` (serving
+    the BentoML store's latest model); ready, warmed up, and its base URL."""
+    port = free_port()
+    if kind == "flask":
+        args = ["benchmarks.flask_app", "--model-dir", str(model_dir), "--port", str(port)]
+        health = "/health"
+    else:
+        args = ["bentoml", "serve", "service.service:NLIService", "--host", "127.0.0.1"]
+        args += ["--port", str(port)]
+        health = "/readyz"
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{ROOT}"}
+    server = Server(
+        [sys.executable, "-m", *args], url + health, work / f"{kind}-{port}.log", root, env
+    )
+    server.wait_ready(timeout=300)
+    warm(url)
+    return server, url

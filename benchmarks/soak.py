@@ -67,10 +67,26 @@ def rss_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[int, 
     return warm, int(end), (end - warm) / warm
 
 
+def save_demo_model(params, folder: Path) -> Path:
+    """The small random BERT of params.yaml's model.random, with kcbert's tokenizer."""
+    from klue_nli.core.manifest import write_manifest
+    from klue_nli.data.encoding import load_tokenizer
+    from klue_nli.model.modeling import build_model
+
+    tokenizer = load_tokenizer(params.model.name_or_path, do_lower_case=False)
+    tokenizer.model_max_length = params.featurize.max_seq_length
+    model = build_model(params.model, params.labels, tokenizer)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_manifest(folder)  # the service serves only verifiable model folders
+    return folder
+
+
 def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: str) -> dict:
     """Serve the demo model from `work` and load it; `klue` is a KLUE-NLI mirror (None: the
     official download), `kcbert` the tokenizer (a Hub id or an absolute folder)."""
-    from benchmarks.run import bench_params, load, save_demo_model, store_in_bentoml, warm
+    from benchmarks.run import bench_params, store_in_bentoml
+    from benchmarks.serving import load, warm
     from stages.download import download
 
     params = bench_params(klue, kcbert)
@@ -89,10 +105,10 @@ def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: 
     server = bentoml_server(ROOT, port, work / "soak-server.log", env)
     try:
         server.wait_ready(timeout=180)
-        warm(base + "/api")
+        warm(base)
         sampler = RssSampler(server.proc.pid)
         sampler.start()
-        figures = load(base + "/api", clients, duration_s)
+        figures = load(base + "/api", clients, duration=duration_s)
         sampler.stopped.set()
         sampler.join()
         alive = server.alive()

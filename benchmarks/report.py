@@ -1,0 +1,209 @@
+"""`make bench`'s results.md and results.png from results.json's dict. Serving figures are
+medians over the interleaved rounds, with (min-max) beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.serving import CONCURRENCY
+
+
+def sp(s: dict | None, fmt: str = "{:.1f}") -> str:
+    """A spread as 'median (min-max)'."""
+    if not s:
+        return "-"
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def header(r: dict) -> str:
+    m = r["machine"]
+    gpu = m.get("gpu") or "none (CPU only)"
+    return (
+        f"Measured {r['date']} on {m['cores']} cores ({m['processor']}), torch threads "
+        f"{m['torch_threads']}, GPU: {gpu}. Every serving phase ran {r['rounds']} times "
+        f"({r['phase_s']:.0f} s each), interleaved with its baseline's; figures are medians "
+        f"(min-max over the rounds). The whole run took {r['seconds'] / 60:.0f} minutes.\n"
+    )
+
+
+def target_table(r: dict) -> list[str]:
+    rows = ["| target | figure (median) | wanted | met |", "|---|---|---|---|"]
+    for t in r["targets"]:
+        fig = t["figure"]
+        shown = f"{fig:.2f}" if isinstance(fig, float) else str(fig)
+        rows.append(f"| {t['target']} | {shown} | {t['wanted']} | {'yes' if t['met'] else 'NO'} |")
+    return rows
+
+
+def comparisons(r: dict) -> list[str]:
+    f, t, b = r["featurize"], r["train"], r["base"]
+    bt, inf = b["train"], b["inference"]
+    return [
+        "| same-run comparison | original | this project | ratio |",
+        "|---|---|---|---|",
+        f"| featurize, pairs/s on {f['pairs']} pairs (no target: under 2 s for KLUE's size) "
+        f"| {f['original_pairs_per_s']:.0f} | {f['stage_pairs_per_s']:.0f} | {f['ratio']:.1f}x |",
+        f"| train, demo-size random BERT, examples/s (no target: optimiser overhead on a toy) "
+        f"| {t['fixed']['examples_per_s']:.0f} "
+        f"| {max(t['dynamic']['examples_per_s'], t['grouped']['examples_per_s']):.0f} "
+        f"| {t['ratio']:.2f}x |",
+        f"| train, kcbert-base shape, examples/s (padded 64 / dynamic / grouped) "
+        f"| {bt['fixed']['examples_per_s']:.2f} | {bt['dynamic']['examples_per_s']:.2f} / "
+        f"{bt['grouped']['examples_per_s']:.2f} | {bt['ratio']:.2f}x |",
+        f"| inference in process, kcbert-base shape, pairs/s (tutorial batch 1 padded fp32 / "
+        f"batch 32: torch fp32, torch int8, ORT fp32, ORT int8) "
+        f"| {inf['tutorial_batch1_padded_fp32']:.1f} | {inf['batch32_dynamic_fp32']:.1f} / "
+        f"{inf['batch32_dynamic_int8']:.1f} / {inf['batch32_dynamic_onnxruntime']:.1f} / "
+        f"{inf['batch32_dynamic_onnxruntime_int8']:.1f} | {inf['ratio_onnxruntime']:.1f}x (ORT) |",
+        f"| no-op `dvc repro` (s) | | {r['pipeline']['noop_repro_s']:.2f} | |",
+        f"| no-op Prefect flow run, ephemeral API (s) | | {r['pipeline']['noop_flow_s']:.1f} | |",
+    ]
+
+
+def where_time_went(s: dict) -> str:
+    """pairs per model call; padding; queue / model / rest of app / outside the app (ms)."""
+    if "pairs_per_call" not in s:
+        return "- | - | -"
+    return (
+        f"{sp(s['pairs_per_call'])} | {sp(s['padding_share'], '{:.0%}')} | "
+        f"{s['queue_ms']['median']:.0f} / {s['model_ms_per_call']['median']:.0f} / "
+        f"{s['app_other_ms']['median']:.0f} / {s['outside_app_ms']['median']:.0f}"
+    )
+
+
+SERVE_HEAD = (
+    "| clients | {a} req/s | {b} req/s | ratio | {b} p50 / p99 ms | pairs per model call "
+    "| padding | queue / model / rest of app / outside app (ms) | load generator CPU "
+    "| {b} CPU (all cores) |"
+)
+
+
+def serve_table(summary: dict, a: str, b: str, ratio: dict | None) -> list[str]:
+    rows = [SERVE_HEAD.format(a=a, b=b), "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in CONCURRENCY:
+        x, y = summary[a][f"c{c}"], summary[b][f"c{c}"]
+        r = sp(ratio[f"c{c}"], "{:.2f}x") if ratio else sp(_ratio(y, x), "{:.2f}x")
+        rows.append(
+            f"| {c} | {sp(x['rps'])} | {sp(y['rps'])} | {r} | {y['p50_ms']['median']:.0f} / "
+            f"{y['p99_ms']['median']:.0f} | {where_time_went(y)} "
+            f"| {sp(y.get('loadgen_cpu_share'), '{:.0%}')} | {sp(y.get('cpu_share'), '{:.0%}')} |"
+        )
+    return rows
+
+
+def _ratio(y: dict, x: dict) -> dict:
+    return {k: y["rps"][k] / x["rps"][k] for k in ("median", "min", "max")}
+
+
+def open_rows(label: str, o: dict) -> list[str]:
+    o50, over, after = o["open50"], o["overload"], o["after_overload"]
+    return [
+        f"| {label} open loop at 50 % ({o50['rate']:.1f} req/s) | p50/p99 "
+        f"{o50['p50_ms']['median']:.0f}/{o50['p99_ms']['median']:.0f} ms; 503: "
+        f"{o50['shed_503']}; other errors: {o50['errors']} |",
+        f"| {label} open loop at 150 % ({over['rate']:.1f} req/s) | answered p99 "
+        f"{sp(over.get('p99_ms'), '{:.0f}')} ms (bound {over['bound_ms']:.0f}); 503: "
+        f"{over['shed_503']}; other errors: {over['errors']} |",
+        f"| {label}, 1 client right after the overload | {sp(after['rps'])} req/s; errors: "
+        f"{after['errors']} |",
+    ]
+
+
+def e5_section(e5: dict) -> list[str]:
+    m, a, t = e5["model"], e5["agreement"], e5["train"]
+    rows = [
+        "",
+        f"**The demo's model** (`make demo`: {m['model_type']}, {m['num_hidden_layers']} x "
+        f"{m['hidden_size']}, vocabulary {m['vocab_size']}), on the dev sample:",
+        "",
+        "| served as | argmax agreement with PyTorch fp32 | dev accuracy | max prob diff |",
+        "|---|---|---|---|",
+        f"| PyTorch fp32 | - | {pct(a['accuracy_fp32'])} | - |",
+    ]
+    for name, x in (("PyTorch int8", a), ("ONNX Runtime fp32 (the default)", a["onnxruntime"]),
+                    ("ONNX Runtime int8", a["onnxruntime_int8"])):  # fmt: skip
+        rows.append(
+            f"| {name} | {pct(x['argmax_agreement'])} | {pct(x['accuracy_served'])} "
+            f"| {x['max_abs_prob_diff']:.1e} |"
+        )
+    fr, tr = t["frozen"], t["trained"]
+    rows += [
+        "",
+        "| fine-tuning e5 (max length 128, grouped batches of 32) | examples/s | trainable "
+        "parameters | peak RSS |",
+        "|---|---|---|---|",
+        f"| word embeddings frozen (the demo) | {fr['examples_per_s']:.1f} "
+        f"| {fr['trainable_parameters'] / 1e6:.1f} M | {fr['peak_rss_mb']:.0f} MB |",
+        f"| every weight trained | {tr['examples_per_s']:.1f} "
+        f"| {tr['trainable_parameters'] / 1e6:.1f} M | {tr['peak_rss_mb']:.0f} MB |",
+        f"| frozen / trained | {t['ratio']:.2f}x | | |",
+        "",
+    ]
+    s = e5["serve"]
+    rows += serve_table(s["summary"], "fp32", "int8", None)
+    rows += ["", "| e5 service | figure |", "|---|---|"]
+    rows += open_rows("fp32", s["open_fp32"]["summary"])
+    rows += open_rows("int8", s["open_int8"]["summary"])
+    return rows
+
+
+def markdown(r: dict) -> str:
+    b = r["base"]["serve"]
+    lines = [header(r), *target_table(r), "", *comparisons(r), ""]
+    lines += [
+        f"**Serving at kcbert-base's shape** (random weights; in-process ceiling "
+        f"{b['ceiling_pairs_per_s']:.1f} pairs/s at batch 32 on every core):",
+        "",
+        *serve_table(b["summary"], "flask", "bentoml", {
+            k: v["ratio_vs_flask"] for k, v in b["summary"]["bentoml"].items()
+        }),
+        "",
+        "| base service | figure |",
+        "|---|---|",
+        *open_rows("base", b["open"]["summary"]),
+    ]  # fmt: skip
+    if r.get("e5"):
+        lines += e5_section(r["e5"])
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    for ax, (title, summary, names) in zip(
+        (ax1, ax2),
+        (
+            ("kcbert-base shape", r["base"]["serve"]["summary"], ("flask", "bentoml")),
+            (
+                "e5 (the demo)",
+                (r.get("e5") or {}).get("serve", {}).get("summary"),
+                ("fp32", "int8"),
+            ),
+        ),
+        strict=True,
+    ):
+        if not summary:
+            ax.set_axis_off()
+            continue
+        for name, style in zip(names, ("o--", "o-"), strict=True):
+            med = [summary[name][f"c{c}"]["rps"]["median"] for c in CONCURRENCY]
+            lo = [
+                m - summary[name][f"c{c}"]["rps"]["min"]
+                for c, m in zip(CONCURRENCY, med, strict=True)
+            ]
+            hi = [
+                summary[name][f"c{c}"]["rps"]["max"] - m
+                for c, m in zip(CONCURRENCY, med, strict=True)
+            ]
+            ax.errorbar(CONCURRENCY, med, yerr=[lo, hi], fmt=style, capsize=3, label=name)
+        ax.set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title=title)
+        ax.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
