@@ -82,21 +82,34 @@ SERVE_HEAD = (
 )
 
 
-def serve_table(summary: dict, a: str, b: str, ratio: dict | None) -> list[str]:
+def serve_table(summary: dict, a: str, b: str, ratio: dict) -> list[str]:
     rows = [SERVE_HEAD.format(a=a, b=b), "|---|---|---|---|---|---|---|---|---|---|"]
     for c in CONCURRENCY:
         x, y = summary[a][f"c{c}"], summary[b][f"c{c}"]
-        r = sp(ratio[f"c{c}"], "{:.2f}x") if ratio else sp(_ratio(y, x), "{:.2f}x")
+        r = sp(ratio[f"c{c}"], "{:.2f}x")
         rows.append(
             f"| {c} | {sp(x['rps'])} | {sp(y['rps'])} | {r} | {y['p50_ms']['median']:.0f} / "
             f"{y['p99_ms']['median']:.0f} | {where_time_went(y)} "
-            f"| {sp(y.get('loadgen_cpu_share'), '{:.0%}')} | {sp(y.get('cpu_share'), '{:.0%}')} |"
+            f"| {sp(y.get('loadgen_cpu_share'), '{:.0%}')} "
+            f"| {sp(y.get('server_cpu_share'), '{:.0%}')} |"
         )
     return rows
 
 
-def _ratio(y: dict, x: dict) -> dict:
-    return {k: y["rps"][k] / x["rps"][k] for k in ("median", "min", "max")}
+def layouts(summary: dict) -> list[str]:
+    """The shipped single worker against two workers of one thread each."""
+    rows = [
+        "| clients | 1 worker x 2 threads (shipped) req/s | 2 workers x 1 thread req/s "
+        "| 2 workers: pairs per model call | 2 workers: the less busy worker's share of a core |",
+        "|---|---|---|---|---|",
+    ]
+    for c in CONCURRENCY:
+        one, two = summary["bentoml"][f"c{c}"], summary["bentoml_2_workers"][f"c{c}"]
+        rows.append(
+            f"| {c} | {sp(one['rps'])} | {sp(two['rps'])} | {sp(two.get('pairs_per_call'))} "
+            f"| {sp(two.get('least_busy_worker_core_share'), '{:.0%}')} |"
+        )
+    return rows
 
 
 def open_rows(label: str, o: dict) -> list[str]:
@@ -144,7 +157,7 @@ def e5_section(e5: dict) -> list[str]:
         "",
     ]
     s = e5["serve"]
-    rows += serve_table(s["summary"], "fp32", "int8", None)
+    rows += serve_table(s["summary"], "fp32", "int8", s["ratio_int8_vs_fp32"])
     rows += ["", "| e5 service | figure |", "|---|---|"]
     rows += open_rows("fp32", s["open_fp32"]["summary"])
     rows += open_rows("int8", s["open_int8"]["summary"])
@@ -162,6 +175,7 @@ def markdown(r: dict) -> str:
             k: v["ratio_vs_flask"] for k, v in b["summary"]["bentoml"].items()
         }),
         "",
+        *([*layouts(b["summary"]), ""] if "bentoml_2_workers" in b["summary"] else []),
         "| base service | figure |",
         "|---|---|",
         *open_rows("base", b["open"]["summary"]),

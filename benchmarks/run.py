@@ -120,33 +120,35 @@ def serve_against_flask(params: Params, work: Path, model_dir: Path) -> dict:
     its measured capacity, and 1 client right after the overload."""
     results: dict = {"ceiling_pairs_per_s": ceiling(model_dir, params)}
     store_in_bentoml(model_dir, model_dir.name)  # the newest version: what the service loads
-    flask, flask_url = serving.start("flask", ROOT, work, model_dir)
+    servers = {}
     try:
-        bento, url = serving.start("bentoml", ROOT, work)
-        try:
-            both = {
-                "flask": (flask_url, flask.proc.pid, False),
-                "bentoml": (url, bento.proc.pid, True),
-            }
-            results |= serving.closed_loop(both)
-            results["open"] = open_loop(params, url, bento.proc.pid, results)
-        finally:
-            bento.stop()
-    finally:
-        flask.stop()
-    ratios = serving.ratios(results["runs"], "bentoml", "flask")
-    for key, summary in results["summary"]["bentoml"].items():
-        summary["ratio_vs_flask"] = ratios[key]
-        rates = [run["rps"] for run in results["runs"]["bentoml"][key]]
-        summary["fraction_of_ceiling"] = serving.spread(
-            [r / results["ceiling_pairs_per_s"] for r in rates]
+        servers["flask"] = serving.start("flask", ROOT, work, model_dir)
+        servers["bentoml"] = serving.start("bentoml", ROOT, work)
+        # the layout not shipped, for comparison: two workers of one thread each
+        two = serving.service_copy(work / "service-2-workers", workers=2)
+        servers["bentoml_2_workers"] = serving.start("bentoml", two, work)
+        results |= serving.closed_loop(
+            {name: (url, s.proc.pid, name != "flask") for name, (s, url) in servers.items()}
         )
+        server, url = servers["bentoml"]
+        results["open"] = open_loop(params, url, server.proc.pid, results)
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    for name in ("bentoml", "bentoml_2_workers"):
+        ratios = serving.ratios(results["runs"], name, "flask")
+        for key, summary in results["summary"][name].items():
+            summary["ratio_vs_flask"] = ratios[key]
+            rates = [run["rps"] for run in results["runs"][name][key]]
+            summary["fraction_of_ceiling"] = serving.spread(
+                [r / results["ceiling_pairs_per_s"] for r in rates]
+            )
     return results
 
 
 def open_loop(params: Params, url: str, pid: int, closed: dict) -> dict:
     capacity = closed["summary"]["bentoml"]["c32"]["rps"]["median"]
-    # "one batch": a full batch on one worker at the measured per-worker rate
+    # "one batch": a full batch at the measured rate
     batch_ms = 1000 * params.serve.max_batch_size * params.serve.workers / capacity
     return serving.open_loop(url, pid, capacity, params.serve.max_latency_ms, batch_ms)
 
@@ -175,7 +177,11 @@ def bench_e5(project: Path, params: Params, work: Path) -> dict | None:
         closed = serving.closed_loop(
             {name: (urls[name], servers[name].proc.pid, True) for name in servers}
         )
-        results["serve"] = {"runs": closed["runs"], "summary": closed["summary"]}
+        results["serve"] = {
+            "runs": closed["runs"],
+            "summary": closed["summary"],
+            "ratio_int8_vs_fp32": serving.ratios(closed["runs"], "int8", "fp32"),
+        }
         for name in servers:
             alone = {"summary": {"bentoml": closed["summary"][name]}}
             results["serve"][f"open_{name}"] = open_loop(

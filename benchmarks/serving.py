@@ -190,7 +190,21 @@ def summarise(phases: list[dict]) -> dict:
         "service.outside_app_ms",
     ):
         if vals := field(path):
-            out[path.split(".")[-1] if path.startswith("service.") else path] = spread(vals)
+            out[path.split(".")[-1] if path.startswith("service.") else path.replace(".", "_")] = (
+                spread(vals)
+            )
+    # the least busy server process's share of a core (workers only): an idle worker shows
+    idle = [
+        min(
+            p["core_share"] for p in ph["server"]["per_process_core_share"] if p["role"] == "worker"
+        )
+        for ph in phases
+        if any(
+            p["role"] == "worker" for p in ph.get("server", {}).get("per_process_core_share", [])
+        )
+    ]
+    if idle:
+        out["least_busy_worker_core_share"] = spread(idle)
     return out
 
 

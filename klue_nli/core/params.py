@@ -205,7 +205,10 @@ class RegistryParams(Section):
 class ServeParams(Section):
     """Serving knobs only; what the model is comes from the model itself, not from here."""
 
-    workers: Positive = 2  # serving processes, each with its own model copy and batch queue
+    # serving processes, each with its own model copy, batch queue and share of the CPUs. One:
+    # BentoML hands each worker whatever connections it accepts, and two workers were measured
+    # getting all of a load generator's clients on one of them (the other idle) in 2 of 3 runs.
+    workers: Positive = 1
     max_batch_size: Positive = 32  # adaptive batching: most pairs in one forward pass
     max_latency_ms: Positive = 1000  # adaptive batching: longest a request may wait queued
     # adaptive batching: how long a batch may wait for the clients the last batch answered
