@@ -306,8 +306,9 @@ def main() -> None:
         }
     finally:
         os.chdir(cwd)
-    results["targets"] = targets(results)
     results["seconds"] = round(time.perf_counter() - started)
+    atomic_write_json(HERE / "results.json", results)  # first: the figures survive any report bug
+    results["targets"] = targets(results)
     atomic_write_json(HERE / "results.json", results)
     atomic_write_text(HERE / "results.md", report.markdown(results))
     report.plot(results, HERE / "results.png")
