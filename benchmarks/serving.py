@@ -262,6 +262,13 @@ def start(kind: str, root: Path, work: Path, model_dir: Path | None = None) -> t
         health = "/readyz"
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{ROOT}"}
+    if kind != "flask":
+        # Its own BentoML home (the model store shared by a link): BentoML clears its
+        # Prometheus folder at start, which would blank the metrics of a service already up.
+        home = work / f"bentoml-home-{port}"
+        home.mkdir()
+        (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models")
+        env["BENTOML_HOME"] = str(home)
     server = Server(
         [sys.executable, "-m", *args], url + health, work / f"{kind}-{port}.log", root, env
     )

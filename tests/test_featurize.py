@@ -11,6 +11,7 @@ from transformers import BertTokenizerFast
 from klue_nli.core.errors import ParamsError, UserError
 from klue_nli.data.encoding import (
     encode_pairs,
+    length_chunks,
     load_tokenizer,
     pad_batch,
     truncated_mask,
@@ -154,3 +155,18 @@ def test_one_text_rule_normalises_and_drops_what_the_service_refuses():
     assert dropped == 3
     assert [e.premise for e in kept] == ["각 전제.", "정상 전제."]
     assert kept[1].hypothesis == "정상\t가설.\n"  # tab and newline are ordinary whitespace
+
+
+def test_length_chunks_group_similar_lengths_within_the_limits():
+    lengths = [22, 12, 19, 17, 12, 22, 19, 17, 40]
+    chunks = length_chunks(lengths, max_rows=3, max_padding=0.1)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))  # each pair once
+    for chunk in chunks:
+        assert len(chunk) <= 3
+        longest = max(lengths[i] for i in chunk)
+        assert 1 - sum(lengths[i] for i in chunk) / (len(chunk) * longest) <= 0.1
+    grouped = [[lengths[i] for i in c] for c in chunks]
+    assert grouped == [[12, 12], [17, 17, 19], [19, 22, 22], [40]]
+    # no limit on padding: sorted, cut by rows only
+    assert [len(c) for c in length_chunks(lengths, max_rows=4, max_padding=1.0)] == [4, 4, 1]
+    assert length_chunks([], max_rows=4) == []

@@ -119,3 +119,30 @@ def pad_batch(
             types[row, : len(b)] = torch.as_tensor(np.asarray(b, dtype=np.int64))
         batch["token_type_ids"] = types
     return batch
+
+
+def length_chunks(
+    lengths: Sequence[int], max_rows: int, max_padding: float = 0.1
+) -> list[list[int]]:
+    """Indices of a batch's pairs, sorted by length and cut into model calls of at most
+    `max_rows` pairs whose padding stays at most `max_padding` of their tokens.
+
+    A batch is padded to its longest pair, so one long pair makes every short one pay for
+    its length; similar lengths together cost one call more but fewer padded tokens (the
+    service's batches of 32 were 20 % padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        grown = len(current) + 1
+        if current and (
+            grown > max_rows or 1 - (real + lengths[i]) / (grown * lengths[i]) > max_padding
+        ):
+            chunks.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += lengths[i]
+    if current:
+        chunks.append(current)
+    return chunks
