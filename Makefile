@@ -111,7 +111,7 @@ deploy: $(STAMP) ## Deploy weekly retraining, Mondays 03:00 (DEPLOY_PARAMS='{"re
 trigger: $(STAMP) ## Run the deployment now, by hand
 	PREFECT_API_URL=$(PREFECT_SERVER) prefect deployment run klue-nli-training/weekly-retraining
 
-bench: $(STAMP) ## Benchmarks vs the original approach, demo and kcbert-base size -> benchmarks/results.{json,md,png} (~15 min)
+bench: $(STAMP) ## Benchmarks vs the original approach; kcbert-base's shape and (after make demo) e5 -> benchmarks/results.{json,md,png} (~30 min)
 	python -m benchmarks.run
 
 soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=16) -> benchmarks/soak.json

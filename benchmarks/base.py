@@ -49,6 +49,18 @@ def save_base_model(params: Params, folder: Path) -> Path:
     return folder
 
 
+def train_probe(args: list[str]) -> dict:
+    """One benchmarks/train_probe.py run in its own process; its JSON figures."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_probe", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def train_throughput(
     params: Params, steps: int = 24, warmup: int = 2, base_size: bool = True
 ) -> dict:
@@ -59,14 +71,7 @@ def train_throughput(
         args = ["--features", params.paths.features_dir, "--padding", padding]
         args += ["--steps", str(steps), "--warmup", str(warmup)]
         args += ["--model", params.model.name_or_path, *(["--base"] if base_size else [])]
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.train_probe", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        ).stdout
-        runs[padding] = json.loads(out.strip().splitlines()[-1])
+        runs[padding] = train_probe(args)
     fixed = runs["fixed"]["examples_per_s"]
     best = max(runs["dynamic"]["examples_per_s"], runs["grouped"]["examples_per_s"])
     ratio_dynamic = runs["dynamic"]["examples_per_s"] / fixed

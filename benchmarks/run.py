@@ -12,8 +12,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -210,14 +208,7 @@ def e5_training(params: Params, work: Path, steps: int = 16) -> dict:
         args = ["--features", e5.paths.features_dir, "--padding", "grouped", "--pretrained"]
         args += ["--model", name, "--steps", str(steps), "--warmup", "2"]
         args += ["--freeze-embeddings"] if frozen else []
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.train_probe", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        ).stdout
-        runs["frozen" if frozen else "trained"] = json.loads(out.strip().splitlines()[-1])
+        runs["frozen" if frozen else "trained"] = base.train_probe(args)
     runs["ratio"] = runs["frozen"]["examples_per_s"] / runs["trained"]["examples_per_s"]
     return runs
 
