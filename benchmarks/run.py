@@ -129,7 +129,8 @@ def serve_against_flask(params: Params, work: Path, model_dir: Path) -> dict:
             {name: (url, s.proc.pid, name != "flask") for name, (s, url) in servers.items()}
         )
         server, url = servers["bentoml"]
-        results["open"] = open_loop(params, url, server.proc.pid, results)
+        capacity = results["summary"]["bentoml"]["c32"]["rps"]["median"]
+        results["open"] = open_loop(params, url, server.proc.pid, capacity)
     finally:
         for server, _ in servers.values():
             server.stop()
@@ -144,8 +145,8 @@ def serve_against_flask(params: Params, work: Path, model_dir: Path) -> dict:
     return results
 
 
-def open_loop(params: Params, url: str, pid: int, closed: dict) -> dict:
-    capacity = closed["summary"]["bentoml"]["c32"]["rps"]["median"]
+def open_loop(params: Params, url: str, pid: int, capacity: float) -> dict:
+    """The service alone in open loop, around `capacity` (its median req/s at 32 clients)."""
     # "one batch": a full batch at the measured rate
     batch_ms = 1000 * params.serve.max_batch_size * params.serve.workers / capacity
     return serving.open_loop(url, pid, capacity, params.serve.max_latency_ms, batch_ms)
@@ -181,9 +182,9 @@ def bench_e5(project: Path, params: Params, work: Path) -> dict | None:
             "ratio_int8_vs_fp32": serving.ratios(closed["runs"], "int8", "fp32"),
         }
         for name in servers:
-            alone = {"summary": {"bentoml": closed["summary"][name]}}
+            capacity = closed["summary"][name]["c32"]["rps"]["median"]
             results["serve"][f"open_{name}"] = open_loop(
-                params, urls[name], servers[name].proc.pid, alone
+                params, urls[name], servers[name].proc.pid, capacity
             )
     finally:
         for server in servers.values():

@@ -63,7 +63,7 @@ def process_cpu(pid: int) -> dict[int, tuple[str, float]]:
             times, cmd = proc.cpu_times(), " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        role = "worker" if "--worker-id" in cmd or "worker" in cmd.split(" -m ")[-1] else "main"
+        role = "worker" if "--worker-id" in cmd else "main"  # BentoML's worker processes
         out[proc.pid] = (role, times.user + times.system)
     return out
 

@@ -93,11 +93,8 @@ def test_a_violation_breaks_the_contract(tmp_path, case):
 
 
 def test_the_wheel_ships_the_product_only(tmp_path):
-    src = tmp_path / "src"
-    for name in ("klue_nli", "stages", "flows", "service", "benchmarks", "devtools", "tests"):
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src)
+    src = scratch_copy(tmp_path / "src")  # every package, the non-product ones included
+    shutil.copy(ROOT / "README.md", src)  # pyproject.toml's readme
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(tmp_path / "dist"), str(src)],
