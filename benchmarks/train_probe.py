@@ -3,6 +3,7 @@
 python -m benchmarks.train_probe --features DIR --padding fixed|dynamic|grouped --steps N
     [--base]   # kcbert-base's real shape (12 x 768), random weights
     [--pretrained --freeze-embeddings]   # fine-tune --model's weights (the demo: e5)
+    [--precision bf16-mixed] [--pooling mean]
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def main() -> None:
     parser.add_argument(
         "--freeze-embeddings", action="store_true", help="train.freeze_embeddings (the demo's)"
     )
+    parser.add_argument("--precision", default="32-true", help="train.precision (bf16-mixed)")
+    parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
     args = parser.parse_args()
     base = Params()
     cfg = TrainParams(
@@ -97,6 +100,7 @@ def main() -> None:
         update={
             "name_or_path": args.model,
             "init": "pretrained" if args.pretrained else "random",
+            "pooling": args.pooling,
             "random": RandomInitParams(**size),
         }
     )
@@ -108,6 +112,7 @@ def main() -> None:
     trainer = pl.Trainer(
         max_steps=args.steps,
         accelerator="cpu",
+        precision=args.precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -122,6 +127,8 @@ def main() -> None:
         json.dumps(
             {
                 "padding": args.padding,
+                "precision": args.precision,
+                "pooling": args.pooling,
                 "freeze_embeddings": args.freeze_embeddings,
                 "trainable_parameters": sum(
                     p.numel() for p in model.parameters() if p.requires_grad

@@ -1,8 +1,9 @@
-"""`make sweep`: a small grid of DVC experiments on the demo recipe, ranked by validation
-accuracy. Each experiment runs the pipeline up to `train` only, so dev is never evaluated,
-let alone used to choose: the choice is made on the premises held out of the train file.
+"""`make sweep`: a grid of DVC experiments on the demo recipe, ranked by validation accuracy.
+Each experiment runs the pipeline up to `train` only, so dev is never evaluated, let alone
+used to choose: the choice is made on the premises held out of the train file.
 
-    python -m flows.sweep [--lr 5e-5 1e-4 2e-4] [--epochs 3 4] [--max-len 64] [--dry-run]
+    python -m flows.sweep [--pairs 4000 8000] [--epochs 1 2] [--lr 5e-5 1e-4]
+                          [--pooling cls mean] [--precision bf16-mixed] [--dry-run]
 """
 
 from __future__ import annotations
@@ -24,25 +25,37 @@ from klue_nli.core.params import PARAMS_FILE, flatten
 from klue_nli.registry.tracking import DEFAULT_TRACKING_URI
 
 METRIC = "best_val_acc"  # train's DVCLive summary: the validation split's best epoch
-GRID_KEYS = ("train.learning_rate", "train.epochs", "featurize.max_seq_length")
+# the grid's keys, and the short name each has in an experiment's name
+GRID = {
+    "data.train_pairs": "n",
+    "train.epochs": "ep",
+    "train.learning_rate": "lr",
+    "model.pooling": "",
+    "train.precision": "",
+}
+GRID_KEYS = tuple(GRID)
 
 
-def queue_commands(
-    lrs: list[str], epochs: list[str], base: list[str], lengths: tuple[str, ...] = ("64",)
-) -> list[list[str]]:
+def queue_commands(grid: dict[str, list[str]], base: list[str]) -> list[list[str]]:
+    """One `dvc exp run --queue` per point of the grid (every key of GRID given values)."""
     commands = []
-    for lr, n, length in itertools.product(lrs, epochs, lengths):
-        name = f"sweep-lr{lr}-ep{n}" + ("" if length == "64" else f"-len{length}")
-        grid = ["-S", f"train.learning_rate={lr}", "-S", f"train.epochs={n}"]
-        grid += ["-S", f"featurize.max_seq_length={length}"]
-        commands.append(["dvc", "exp", "run", "--queue", "-n", name, *base, *grid, "train"])
+    for values in itertools.product(*(grid[key] for key in GRID_KEYS)):
+        name = "sweep-" + "-".join(f"{GRID[k]}{v}" for k, v in zip(GRID_KEYS, values, strict=True))
+        sets = [a for k, v in zip(GRID_KEYS, values, strict=True) for a in ("-S", f"{k}={v}")]
+        commands.append(["dvc", "exp", "run", "--queue", "-n", name, *base, *sets, "train"])
     return commands
+
+
+def _cost(row: dict) -> float:
+    """Training examples the schedule reads (all of the train file: counted as infinite)."""
+    pairs = row["data.train_pairs"]
+    return float("inf") if pairs is None else int(pairs) * int(row["train.epochs"] or 0)
 
 
 def ranked(experiments: list[dict]) -> list[dict]:
     """Rows of `dvc exp show --json`, flattened to name, grid values and validation accuracy,
-    best first, and on a tie the shorter schedule first (the cheaper of two equal choices);
-    experiments without the metric (failed, or not a sweep's) are left out."""
+    best first, and on a tie the cheaper schedule first (fewer pairs x epochs); experiments
+    without the metric (failed, or not a sweep's) are left out."""
     rows = []
     for commit in experiments:
         for exp in commit.get("experiments") or []:
@@ -64,9 +77,10 @@ def ranked(experiments: list[dict]) -> list[dict]:
                             **{key: params.get(key) for key in GRID_KEYS},
                             METRIC: metrics[METRIC],
                             "train_seconds": metrics.get("train_seconds"),
+                            "train_examples_per_s": metrics.get("train_examples_per_s"),
                         }
                     )
-    return sorted(rows, key=lambda row: (-row[METRIC], int(row["train.epochs"] or 0)))
+    return sorted(rows, key=lambda row: (-row[METRIC], _cost(row)))
 
 
 def wait_for_queue(env: dict, poll_s: float = 15.0) -> None:
@@ -86,23 +100,32 @@ def wait_for_queue(env: dict, poll_s: float = 15.0) -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = "| experiment | learning rate | epochs | max length | validation accuracy | train s |"
-    lines = [head, "|---|---|---|---|---|---|"]
+    head = (
+        "| experiment | train pairs | epochs | learning rate | pooling | precision "
+        "| validation accuracy | train s | examples/s |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
-            f"| {row['name']} | {row['train.learning_rate']} | {row['train.epochs']} | "
-            f"{row['featurize.max_seq_length']} | {row[METRIC]:.3f} | {row['train_seconds']} |"
+            f"| {row['name']} | {row['data.train_pairs']} | {row['train.epochs']} | "
+            f"{row['train.learning_rate']} | {row['model.pooling']} | "
+            f"{row['train.precision']} | {row[METRIC]:.3f} | "
+            f"{row['train_seconds']} | {row['train_examples_per_s']} |"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lr", nargs="+", default=["5e-5", "1e-4", "2e-4"])
-    parser.add_argument("--epochs", nargs="+", default=["3", "4"])
-    parser.add_argument("--max-len", nargs="+", default=["64"], help="featurize.max_seq_length")
+    parser.add_argument("--pairs", nargs="+", default=["4000", "8000"], help="data.train_pairs")
+    parser.add_argument("--epochs", nargs="+", default=["1", "2"], help="train.epochs")
+    parser.add_argument("--lr", nargs="+", default=["5e-5", "1e-4"], help="train.learning_rate")
+    parser.add_argument("--pooling", nargs="+", default=["cls", "mean"], help="model.pooling")
+    parser.add_argument("--precision", nargs="+", default=["auto"], help="train.precision")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
+    values = (args.pairs, args.epochs, args.lr, args.pooling, args.precision)
+    grid = dict(zip(GRID_KEYS, values, strict=True))
     with open(PARAMS_FILE, encoding="utf-8") as fh:
         current = flatten(yaml.safe_load(fh) or {})
     # the demo's inputs, but not its grid keys: each experiment sets those itself
@@ -113,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         if not pair[1].startswith(GRID_KEYS)
         for a in pair
     ]
-    commands = queue_commands(args.lr, args.epochs, base, tuple(args.max_len))
+    commands = queue_commands(grid, base)
     if args.dry_run:
         print("\n".join(" ".join(c) for c in commands))
         return
@@ -150,8 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(rows))
     best = rows[0]
     print(
-        f"\nbest on validation: {best['name']} (learning rate {best['train.learning_rate']}, "
-        f"{best['train.epochs']} epochs); `dvc exp apply {best['name']}` applies it"
+        f"\nbest on validation: {best['name']} "
+        f"({', '.join(f'{key}={best[key]}' for key in GRID_KEYS)}); "
+        f"`dvc exp apply {best['name']}` applies it"
     )
 
 

@@ -4,6 +4,7 @@
     registry   MLflow tracking and model registry, promotion policy, model cards
     inference  the Predictor (PyTorch or ONNX Runtime), request batching, the BentoML store
     model      encoders, the classifier, Lightning training, metrics, behaviour tests
+    network    the classifier as training and serving run it: its pooling (cls or mean)
     data       KLUE-NLI files, download, text cleaning, tokenization, the feature cache
     core       params.yaml's schema, errors, atomic writes, checksums, the stage runner
 

@@ -1,12 +1,14 @@
-"""Stage 2: carve a validation split out of the train file (grouped by premise), tokenize
-train and validation once and cache the features (see klue_nli/data/features.py). Dev is not read
-here: it is evaluate's alone, so a change of the dev file retrains nothing.
+"""Stage 2: carve a validation split out of the train file (grouped by premise), take
+data.train_pairs of the rest if set, tokenize train and validation once and cache the
+features (see klue_nli/data/features.py). Dev is not read here: it is evaluate's alone, so a
+change of the dev file retrains nothing.
 
 The tokenizer used is saved next to the features, so training and serving get exactly it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import partial
 
 import numpy as np
@@ -24,7 +26,7 @@ from klue_nli.data.encoding import (
     uses_token_types,
 )
 from klue_nli.data.features import META_FILE, TOKENIZER_DIR, FeatureSplit, split_file
-from klue_nli.data.klue import clean_examples, read_split, split_by_premise
+from klue_nli.data.klue import clean_examples, read_split, split_by_premise, subset_by_premise
 from klue_nli.model.encoders import resolve
 from klue_nli.model.modeling import load_config, usable_positions
 
@@ -53,6 +55,7 @@ def featurize(params: Params) -> dict:
         "max_seq_length": fp.max_seq_length,
         "labels": list(params.labels),
         "val_fraction": params.data.val_fraction,
+        "train_pairs": params.data.train_pairs,
     }
     train, val = split_by_premise(
         read_split(params.paths.raw_dir, "train"), params.data.val_fraction
@@ -62,6 +65,11 @@ def featurize(params: Params) -> dict:
             f"data.val_fraction: {params.data.val_fraction} leaves "
             f"{'no validation' if not val else 'no training'} premise in the train file"
         )
+    if params.data.train_pairs is not None:
+        # after the validation split: validation is the same premises whatever the size, so
+        # runs on different subsets are ranked on one set
+        stats["train_pairs_available"] = len(train)
+        train = subset_by_premise(train, params.data.train_pairs, params.seed)
     # train and val are both carved out of the train file; dev is only ever evaluated.
     parts = {"train": train, "val": val}
     # The Rust tokenizer on every core (about 1.4x the pairs/s on 2); off elsewhere in the
@@ -102,6 +110,7 @@ def featurize(params: Params) -> dict:
                 "unk_share": share,
                 "mean_length": float(np.mean(lengths)),
                 "max_length": int(lengths.max()),
+                "by_source": dict(sorted(Counter(e.source for e in kept).items())),
             }
         # The cap travels with the tokenizer, so a saved model encodes as it was trained.
         tokenizer.model_max_length = fp.max_seq_length

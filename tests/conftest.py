@@ -26,7 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def klue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with klue-nli-v1.1_{train,dev}.json: the mirror, or the official download."""
-    mirror = os.environ.get("KLUE_NLI_MIRROR")
+    return _mirror_or_official("KLUE_NLI_MIRROR", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def klue_full_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the official train file (24,998 pairs) and a dev file: the mirror named by
+    KLUE_NLI_FULL_MIRROR, or the official download."""
+    return _mirror_or_official("KLUE_NLI_FULL_MIRROR", tmp_path_factory)
+
+
+def _mirror_or_official(variable: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    mirror = os.environ.get(variable)
     if mirror:
         return Path(mirror).resolve()
     import requests

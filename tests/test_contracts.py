@@ -54,7 +54,7 @@ VIOLATIONS = {
     "core imports data": (
         "klue_nli/core/io.py",
         "from klue_nli.data import text",
-        "Layers: entry points > registry > inference > model > data > core",
+        "Layers: entry points > registry > inference > model > network > data > core",
     ),
     "service imports mlflow": (
         "service/answers.py",
@@ -107,4 +107,4 @@ def test_the_wheel_ships_the_product_only(tmp_path):
     packages = {t for t in tops if not t.endswith(".dist-info")}
     assert packages == {"klue_nli", "stages", "flows", "service"}, packages
     layers = {n.split("/")[1] for n in zipfile.ZipFile(wheel).namelist() if n.count("/") >= 2}
-    assert {"core", "data", "model", "inference", "registry"} <= layers
+    assert {"core", "data", "network", "model", "inference", "registry"} <= layers

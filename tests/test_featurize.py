@@ -18,7 +18,15 @@ from klue_nli.data.encoding import (
     unk_share,
 )
 from klue_nli.data.features import FeatureSplit, split_file
-from klue_nli.data.klue import Example, clean_examples, read_split, split_by_premise
+from klue_nli.data.klue import (
+    Example,
+    clean_examples,
+    parse_examples,
+    read_split,
+    split_by_premise,
+    split_filename,
+    subset_by_premise,
+)
 from stages.download import download
 from stages.featurize import featurize
 
@@ -170,3 +178,78 @@ def test_length_chunks_group_similar_lengths_within_the_limits():
     # no limit on padding: sorted, cut by rows only
     assert [len(c) for c in length_chunks(lengths, max_rows=4, max_padding=1.0)] == [4, 4, 1]
     assert length_chunks([], max_rows=4) == []
+
+
+def test_the_train_file_names_its_source_genre_and_dev_source():
+    """The official train file's records say `genre`, dev's `source`: both are read."""
+    records = [
+        {"guid": "t0", "genre": "NSMC", "premise": "a", "hypothesis": "b", "gold_label": "neutral"},
+        {
+            "guid": "d0",
+            "source": "airbnb",
+            "premise": "c",
+            "hypothesis": "d",
+            "gold_label": "entailment",
+        },
+    ]
+    examples = parse_examples(json.dumps(records).encode(), "inline")
+    assert [e.source for e in examples] == ["NSMC", "airbnb"]
+
+
+def _mixes(examples: list[Example]) -> dict[str, tuple[str, ...]]:
+    by_premise: dict[str, list[str]] = {}
+    for e in examples:
+        by_premise.setdefault(e.premise, []).append(e.label)
+    return {p: tuple(sorted(labels)) for p, labels in by_premise.items()}
+
+
+def test_train_subset_is_whole_premises_stratified_seeded_and_in_file_order():
+    labels = ("entailment", "contradiction", "neutral")
+    examples = []
+    for i in range(900):  # 300 premises of one label each, then 30 with two entailments
+        examples.append(Example(f"g{i}", "NSMC", f"p{i // 3}", f"h{i}", labels[i % 3]))
+    for i in range(30):
+        for label in ("entailment", "entailment", "contradiction"):
+            examples.append(Example(f"x{i}{label}", "airbnb", f"q{i}", f"h{label}", label))
+    subset = subset_by_premise(examples, 330, seed=7)
+    assert abs(len(subset) - 330) <= 3
+    mixes, whole = _mixes(subset), _mixes(examples)
+    assert all(mixes[p] == whole[p] for p in mixes)  # every premise with all its pairs
+    # each label mix in proportion: 30 of the 300 balanced premises, 3 of the 30 others
+    assert sum(len(m) == 3 and len(set(m)) == 3 for m in mixes.values()) == 100
+    assert sum(len(set(m)) == 2 for m in mixes.values()) == 10
+    assert subset == [e for e in examples if e in set(subset)]  # the file's order
+    assert subset_by_premise(examples, 330, seed=7) == subset
+    assert subset_by_premise(examples, 330, seed=8) != subset
+    assert subset_by_premise(examples, 10_000, seed=7) == examples
+
+
+def test_featurize_takes_the_subset_after_the_validation_split(raw, make_params):
+    full = featurize(make_params())
+    val_full = FeatureSplit.load(split_file("data/features", "val"))
+    stats = featurize(make_params(data={"train_pairs": 600}))
+    val = FeatureSplit.load(split_file("data/features", "val"))
+    assert stats["val"] == full["val"]  # the same validation set whatever the size
+    assert np.array_equal(val.input_ids, val_full.input_ids)
+    assert abs(stats["train"]["records"] - 600) <= 3
+    assert stats["train_pairs_available"] == full["train"]["records"]
+    assert sum(stats["train"]["by_source"].values()) == stats["train"]["records"]
+
+
+def test_the_real_train_file_through_download_and_featurize(workdir, make_params, klue_full_dir):
+    """The official train file (24,998 pairs) passes the official checksum as it is, and every
+    split of it gets its six text sources (the file says `genre`)."""
+    from stages.download import OFFICIAL, verify
+
+    train_file = klue_full_dir / split_filename("train")
+    verify(train_file.read_bytes(), OFFICIAL["train"], str(train_file))  # no waiver needed
+    params = make_params(data={"mirror": str(klue_full_dir)})
+    download(params)
+    stats = featurize(params)
+    assert stats["train"]["records"] + stats["val"]["records"] == 24_998
+    assert 1_150 <= stats["val"]["records"] <= 1_350  # 5 % of the premises, with their pairs
+    sources = {"NSMC", "airbnb", "policy", "wikinews", "wikipedia", "wikitree"}
+    for split in ("train", "val"):
+        assert set(stats[split]["by_source"]) == sources, split
+    train, val = split_by_premise(read_split("data/raw", "train"), params.data.val_fraction)
+    assert not {e.premise for e in train} & {e.premise for e in val}

@@ -133,6 +133,9 @@ def test_recipes_override_and_full_recipe_undoes_them():
     assert quick["train.freeze_embeddings"] == "False"  # the demo's setting undone
     full = dict(arg.split("=", 1) for arg in set_args("full", after_demo, {})[1::2])
     assert full == {
+        "data.train_pairs": "null",
+        "model.pooling": "cls",
+        "train.learning_rate": "5e-05",
         "featurize.max_seq_length": "64",
         "train.epochs": "5",
         "train.freeze_embeddings": "False",
@@ -230,13 +233,14 @@ def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
     assert "$$(python -m flows.recipes" not in (ROOT / "Makefile").read_text()
 
 
-def test_sweep_ranks_by_validation_accuracy_then_the_shorter_schedule():
+def test_sweep_ranks_by_validation_accuracy_then_the_cheaper_schedule():
     from flows.sweep import ranked
 
-    def exp(name: str, lr: float, epochs: int, acc: float) -> dict:
+    def exp(name: str, pairs: int | None, epochs: int, acc: float) -> dict:
+        train = {"learning_rate": 5e-5, "epochs": epochs}
         data = {
             "name": name,
-            "params": {"params.yaml": {"data": {"train": {"learning_rate": lr, "epochs": epochs}}}},
+            "params": {"params.yaml": {"data": {"data": {"train_pairs": pairs}, "train": train}}},
             "metrics": {"metrics/train/metrics.json": {"data": {"best_val_acc": acc}}},
         }
         return {"revs": [{"name": name, "data": data}]}
@@ -244,11 +248,50 @@ def test_sweep_ranks_by_validation_accuracy_then_the_shorter_schedule():
     shown = [
         {
             "experiments": [
-                exp("sweep-a", 5e-5, 4, 0.596),
-                exp("sweep-b", 1e-4, 3, 0.596),
-                exp("sweep-c", 2e-4, 3, 0.394),
-                exp("not-a-sweep", 1e-3, 1, 0.9),
+                exp("sweep-all", None, 1, 0.596),  # all pairs: the dearest of the ties
+                exp("sweep-a", 4000, 4, 0.596),
+                exp("sweep-b", 4000, 3, 0.596),
+                exp("sweep-d", 8000, 1, 0.596),  # 8,000 pair-epochs: cheaper than b's 12,000
+                exp("sweep-c", 4000, 3, 0.394),
+                exp("not-a-sweep", 4000, 1, 0.9),
             ]
         }
     ]
-    assert [row["name"] for row in ranked(shown)] == ["sweep-b", "sweep-a", "sweep-c"]
+    assert [row["name"] for row in ranked(shown)] == [
+        "sweep-d",
+        "sweep-b",
+        "sweep-a",
+        "sweep-all",
+        "sweep-c",
+    ]
+
+
+def test_sweep_queues_one_experiment_per_grid_point_up_to_train():
+    from flows.sweep import queue_commands
+
+    grid = {
+        "data.train_pairs": ["4000", "8000"],
+        "train.epochs": ["1"],
+        "train.learning_rate": ["5e-5"],
+        "model.pooling": ["cls", "mean"],
+        "train.precision": ["bf16-mixed"],
+    }
+    commands = queue_commands(grid, ["-S", "data.mirror=/m"])
+    assert len(commands) == 4
+    first = commands[0]
+    assert first[:6] == [
+        "dvc",
+        "exp",
+        "run",
+        "--queue",
+        "-n",
+        "sweep-n4000-ep1-lr5e-5-cls-bf16-mixed",
+    ]
+    assert first[-1] == "train"  # never evaluate: dev plays no part in the choice
+    assert "data.mirror=/m" in first
+    assert {c[5] for c in commands} == {
+        "sweep-n4000-ep1-lr5e-5-cls-bf16-mixed",
+        "sweep-n4000-ep1-lr5e-5-mean-bf16-mixed",
+        "sweep-n8000-ep1-lr5e-5-cls-bf16-mixed",
+        "sweep-n8000-ep1-lr5e-5-mean-bf16-mixed",
+    }

@@ -179,7 +179,13 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
         )
     ).resolve()
     code = logged / "code" / "klue_nli"
-    assert sorted(p.name for p in code.iterdir()) == ["__init__.py", "core", "data", "inference"]
+    assert sorted(p.name for p in code.iterdir()) == [
+        "__init__.py",
+        "core",
+        "data",
+        "inference",
+        "network",
+    ]
     probe = (
         "import json, sys, mlflow, pandas as pd\n"
         f"m = mlflow.pyfunc.load_model({str(logged)!r})\n"

@@ -94,6 +94,10 @@ class DataParams(Section):
     # Share of the train file's premises (with all their pairs) held out to pick the best
     # epoch, so the dev file is only ever used to report and to decide promotion.
     val_fraction: Annotated[float, Field(gt=0, le=0.5), AS_NUMBER] = 0.05
+    # Train on about this many pairs of what validation leaves (null: all): whole premises,
+    # chosen by `seed` in proportion to their label mix, so quick recipes train on real
+    # training data and validation stays the same set whatever the size.
+    train_pairs: Annotated[int, Field(gt=0)] | None = None
 
     @field_validator("mirror")
     @classmethod
@@ -125,6 +129,9 @@ class ModelParams(Section):
     # kcbert's vocabulary is cased, and lower-casing strips Hangul into jamo ([UNK]).
     do_lower_case: bool = False
     init: Literal["pretrained", "random"] = "pretrained"
+    # What the classifier head reads: the [CLS] pooler (BERT-style checkpoints) or the masked
+    # mean of the last hidden state (how multilingual-e5 was trained; its pooler is not).
+    pooling: Literal["cls", "mean"] = "cls"
     random: RandomInitParams = RandomInitParams()
 
 
@@ -147,7 +154,7 @@ class TrainParams(Section):
     strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp | ...
     # machines in one run (torchrun --nnodes / SLURM); each runs `devices` processes (README)
     num_nodes: Positive = 1
-    precision: str = "auto"  # auto: bf16-mixed on a GPU, 32-true elsewhere
+    precision: str = "auto"  # auto: bf16-mixed where GPU or CPU computes bf16, else 32-true
     num_workers: Annotated[int, Field(ge=0)] = 0
     group_by_length: bool = False
     # Keep the word-embedding matrix as pretrained: in multilingual-e5-small it is 96 M of the

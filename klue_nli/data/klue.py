@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from klue_nli.core.errors import DataError
 from klue_nli.core.labels import KNOWN_LABELS
@@ -55,13 +58,22 @@ def parse_examples(data: bytes, name: str) -> list[Example]:
         examples.append(
             Example(
                 guid=str(record.get("guid", i)),
-                source=str(record.get("source", "unknown")),
+                source=_source(record),
                 premise=record["premise"],
                 hypothesis=record["hypothesis"],
                 label=record["gold_label"],
             )
         )
     return examples
+
+
+def _source(record: dict) -> str:
+    """Where the text comes from (NSMC, airbnb, wikinews, ...): the official dev file names it
+    `source`, the official train file `genre`."""
+    for key in ("source", "genre"):
+        if isinstance(record.get(key), str) and record[key]:
+            return record[key]
+    return "unknown"
 
 
 def read_split(raw_dir: str | Path, split: str) -> list[Example]:
@@ -101,3 +113,31 @@ def split_by_premise(
     train = [e for e in examples if e.premise not in held_out]
     val = [e for e in examples if e.premise in held_out]
     return train, val
+
+
+def subset_by_premise(examples: list[Example], n_pairs: int, seed: int) -> list[Example]:
+    """About `n_pairs` of `examples` (all of them if there are no more): whole premises, so
+    the three hypotheses of a premise stay together, drawn by `seed` from each label mix
+    (most premises have one pair per label, some two of one label) in proportion to its
+    share of the pairs, so the subset's labels are distributed as the file's. The result
+    keeps the file's order."""
+    if n_pairs >= len(examples):
+        return examples
+    pairs: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        pairs[example.premise].append(example)
+    strata: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for premise, group in pairs.items():
+        strata[tuple(sorted(e.label for e in group))].append(premise)
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for mix in sorted(strata):  # a fixed order: the draw depends on the seed alone
+        premises = sorted(strata[mix])
+        quota = n_pairs * len(mix) * len(premises) / len(examples)
+        taken = 0
+        for i in rng.permutation(len(premises)):
+            if taken + len(mix) / 2 > quota:
+                break
+            chosen.add(premises[i])
+            taken += len(mix)
+    return [e for e in examples if e.premise in chosen]

@@ -24,6 +24,7 @@ from klue_nli.data.encoding import (
     truncated_mask,
 )
 from klue_nli.data.text import clean_pair
+from klue_nli.network.pooling import with_pooling
 
 
 class Predictor:
@@ -78,6 +79,7 @@ class Predictor:
             model = AutoModelForSequenceClassification.from_pretrained(
                 model_dir, use_safetensors=True
             )
+            model = with_pooling(model)  # as it was trained: its config says which
         except Exception as exc:  # safetensors and transformers raise many kinds; all mean this
             raise UserError(f"{model_dir}: cannot load the model ({exc})") from None
         tokenizer = load_tokenizer(str(model_dir))

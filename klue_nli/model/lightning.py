@@ -198,11 +198,24 @@ class NLIModule(pl.LightningModule):
 
 
 def resolve_precision(train: TrainParams) -> str:
-    """`auto`: bf16-mixed on a GPU that has it, 32-true elsewhere."""
+    """`auto`: bf16-mixed where the hardware computes bf16 (a GPU that has it, a CPU with
+    AVX512-BF16 or AMX: about twice fp32's examples/s on 2 Zen 4 cores, README "The model"),
+    else 32-true."""
     if train.precision != "auto":
         return train.precision
-    gpu = train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    if train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if train.accelerator in ("auto", "cpu") and _cpu_has_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _cpu_has_bf16() -> bool:
+    """oneDNN's own check for native bf16 (AVX512-BF16, AMX); emulated bf16 is slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def export_best(

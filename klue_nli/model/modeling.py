@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -16,6 +17,7 @@ from klue_nli.core.errors import UserError
 from klue_nli.core.params import ModelParams
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.model.encoders import resolve
+from klue_nli.network.pooling import with_pooling
 
 # The encoder families the KLUE baselines use: BERT (kcbert-base, klue/bert-base,
 # multilingual-e5-small), RoBERTa (klue/roberta-*), ELECTRA (KoELECTRA). Each has a
@@ -44,13 +46,17 @@ def usable_positions(config: PretrainedConfig) -> int:
     return int(config.max_position_embeddings) - offset
 
 
-def build_model(model_params: ModelParams, labels: tuple[str, ...], tokenizer) -> PreTrainedModel:
+def build_model(model_params: ModelParams, labels: tuple[str, ...], tokenizer) -> torch.nn.Module:
     """The checkpoint with a fresh 3-way head, or (init: random) a small encoder of the same
-    family.
+    family, its head reading `model.pooling` (klue_nli/network/pooling.py).
 
-    `tokenizer` is the one the features were encoded with. The label map goes into the
-    config, so `save_pretrained` carries it to evaluate and serving.
+    `tokenizer` is the one the features were encoded with. The label map and the pooling go
+    into the config, so `save_pretrained` carries them to evaluate and serving.
     """
+    return with_pooling(_classifier(model_params, labels, tokenizer), model_params.pooling)
+
+
+def _classifier(model_params: ModelParams, labels: tuple[str, ...], tokenizer) -> PreTrainedModel:
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
     source = resolve(model_params.name_or_path)

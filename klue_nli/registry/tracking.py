@@ -100,7 +100,7 @@ def dvc_hashes(stages: tuple[str, ...] = ("download", "featurize")) -> dict[str,
 MODEL_CODE = Path(__file__).resolve().parent / "mlflow_model.py"
 # The layers the wrapper runs (it builds a Predictor): the logged model's code/ folder holds
 # these and klue_nli/__init__.py, and no training, registry or test code.
-MODEL_LAYERS = ("core", "data", "inference")
+MODEL_LAYERS = ("core", "data", "network", "inference")
 
 
 def stage_model_code(dst: Path) -> Path:
