@@ -37,7 +37,7 @@ export GIT_COMMITTER_NAME := klue-nli pipeline
 export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
-.PHONY: help venv demo quick sweep run run-e5 repro test test-fast lint format metrics plots mlflow-ui clean \
+.PHONY: help venv docs demo quick sweep run run-e5 repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
 	flow prefect-server prefect-pool prefect-worker deploy trigger bench \
 	gc team-up team-down postgres
@@ -177,6 +177,9 @@ lint: $(STAMP) ## ruff check, format check, and the layer contract (lint-imports
 format: $(STAMP) ## Apply ruff fixes and formatting
 	ruff check --fix .
 	ruff format .
+
+docs: $(STAMP) ## Build docs/ into a site in site/ (mkdocs, material theme; offline)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir site
 
 metrics: $(STAMP) ## Show DVC metrics
 	dvc metrics show

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from klue_nli.core.cli import require_command
 from klue_nli.core.params import PARAMS_FILE, Params, flatten, params_to_dict
 from klue_nli.model.encoders import HUB_ID
 
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         current = flatten(yaml.safe_load(fh) or {})
     overrides = set_args(args.recipe, current, os.environ)
     if args.run:  # an argument list, not a shell line: a path with spaces stays one argument
-        raise SystemExit(subprocess.run(["dvc", "exp", "run", *overrides]).returncode)
+        dvc = require_command("dvc", "recipes")
+        raise SystemExit(subprocess.run([dvc, "exp", "run", *overrides]).returncode)
     print(shlex.join(overrides))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from flows.recipes import set_args
+from klue_nli.core.cli import require_command
 from klue_nli.core.params import PARAMS_FILE, flatten
 from klue_nli.registry.tracking import DEFAULT_TRACKING_URI
 
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.dry_run:
         print("\n".join(" ".join(c) for c in commands))
         return
+    require_command("dvc", "sweep")
     # one tracking store for every queued run (each runs in its own temporary copy)
     env = {**os.environ}
     if DEFAULT_TRACKING_URI.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in env:

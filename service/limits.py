@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.contract import error_body
+
 
 class BodyLimit:
     """ASGI middleware: 413 for a body over `max_bytes`, declared or streamed (chunked),
@@ -40,12 +42,19 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
-        detail = f"request body over {self.max_bytes} bytes".encode()
+        body = error_body(
+            f"the request body is over {self.max_bytes} bytes",
+            [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
+        )
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),  # the rest of the body is never read
+                ],
             }
         )
-        await send({"type": "http.response.body", "body": detail})
+        await send({"type": "http.response.body", "body": body})

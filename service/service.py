@@ -31,6 +31,7 @@ from klue_nli.inference.bento import BENTO_MODEL
 from klue_nli.inference.cpus import threads_per_worker
 from klue_nli.inference.predictor import Predictor
 from service.answers import Answer, BatchAnswer, Result, tutorial_answer
+from service.contract import JsonContract
 from service.limits import BodyLimit
 from service.metrics import BatchMetrics
 
@@ -151,4 +152,6 @@ class NLIService:
         return BatchAnswer(model_version=self.version, results=results)
 
 
+# Outermost first: the size limit before anything reads a body, then the JSON contract.
 NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+NLIService.add_asgi_middleware(JsonContract, models={"/api": Pair, "/predict": Batch})

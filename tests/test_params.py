@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -231,6 +235,23 @@ def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
     assert argv[:2] == ["exp", "run"]
     assert f"data.mirror={mirror}" in argv  # one argument, spaces and all
     assert "$$(python -m flows.recipes" not in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("command", [["flows.recipes", "demo", "--run"], ["flows.sweep"]])
+def test_a_missing_dvc_is_one_line_naming_it(tmp_path, command):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", *command],
+        cwd=ROOT,
+        env={**os.environ, "PATH": str(empty)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "`dvc` is not on PATH" in lines[0], proc.stderr
 
 
 def test_sweep_ranks_by_validation_accuracy_then_the_cheaper_schedule():

@@ -3,6 +3,7 @@ real MLflow (SQLite) store; resume after SIGKILL; DDP with 2 CPU processes."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -241,16 +242,24 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
 
 
 @pytest.mark.slow
-def test_train_resumes_after_sigkill(features, make_params):
-    params_file = write_params(
-        features / "params.yaml", make_params(train={"epochs": 3, "max_steps": -1})
-    )
+def test_train_resumes_after_sigkill_from_the_last_epoch_not_the_best(features, make_params):
+    """Killed after two epochs of which only the first validated best (a learning rate too
+    small to change any answer), train resumes after the second epoch, not the first, and
+    still exports the first epoch's weights."""
+    params = make_params(train={"epochs": 3, "max_steps": -1, "learning_rate": 1e-12})
+    params_file = write_params(features / "params.yaml", params)
+    train_pairs = json.loads((features / "data/features/meta.json").read_text())["train"]
+    per_epoch = -(-train_pairs["records"] // params.train.batch_size)
     proc = stage("train", params_file, features)
     deadline = time.time() + 240
-    while not list((features / "models/checkpoints").glob("*/last.ckpt")):
+    saved_at = None
+    while saved_at is None or saved_at < 2 * per_epoch:
         assert proc.poll() is None, proc.stdout.read()
-        assert time.time() < deadline, "no checkpoint within 240 s"
+        assert time.time() < deadline, f"no checkpoint after two epochs within 240 s ({saved_at})"
         time.sleep(0.2)
+        for last in (features / "models/checkpoints").glob("*/last.ckpt"):
+            with contextlib.suppress(Exception):  # caught while being written
+                saved_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (features / "models/best").exists()  # nothing half-written
@@ -259,7 +268,12 @@ def test_train_resumes_after_sigkill(features, make_params):
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output
     assert "Restored all states from the checkpoint" in output
+    metrics = json.loads((features / "metrics/train/metrics.json").read_text())
+    assert metrics["resumed_from_step"] == saved_at == 2 * per_epoch  # after epoch 2, not 1
+    assert metrics["steps"] == 3 * per_epoch
     assert_three_epochs(features / "metrics/train/plots/metrics")
+    first_epoch = float(tsv(features / "metrics/train/plots/metrics/val/acc.tsv")[0]["acc"])
+    assert metrics["best_val_acc"] == pytest.approx(first_epoch)
     assert MlflowClient().search_runs(["1"]).__len__() == 1  # resumed the same MLflow run
 
 

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -46,6 +47,20 @@ def scoped_env(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = before
+
+
+def require_command(name: str, prog: str) -> str:
+    """The path of the program `name` on PATH; else one error line naming it, and exit 1
+    (a traceback from deep inside subprocess says less)."""
+    path = shutil.which(name)
+    if path is None:
+        print(
+            f"{prog}: error: `{name}` is not on PATH; `make venv` installs it into .venv/bin "
+            "(activate it with `source .venv/bin/activate`)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    return path
 
 
 def run_stage(stage: Callable[[Params], dict[str, Any]], argv: list[str] | None = None) -> None:
