@@ -2,7 +2,7 @@
 Each experiment runs the pipeline up to `train` only, so dev is never evaluated, let alone
 used to choose: the choice is made on the premises held out of the train file.
 
-    python -m flows.sweep [--pairs 4000 8000] [--epochs 1 2] [--lr 5e-5 1e-4]
+    python -m flows.sweep [--pairs 8000 16000] [--epochs 1] [--lr 5e-5 1e-4]
                           [--pooling cls mean] [--precision bf16-mixed] [--dry-run]
 """
 
@@ -118,11 +118,11 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", nargs="+", default=["4000", "8000"], help="data.train_pairs")
-    parser.add_argument("--epochs", nargs="+", default=["1", "2"], help="train.epochs")
+    parser.add_argument("--pairs", nargs="+", default=["8000", "16000"], help="data.train_pairs")
+    parser.add_argument("--epochs", nargs="+", default=["1"], help="train.epochs")
     parser.add_argument("--lr", nargs="+", default=["5e-5", "1e-4"], help="train.learning_rate")
     parser.add_argument("--pooling", nargs="+", default=["cls", "mean"], help="model.pooling")
-    parser.add_argument("--precision", nargs="+", default=["auto"], help="train.precision")
+    parser.add_argument("--precision", nargs="+", default=["bf16-mixed"], help="train.precision")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     values = (args.pairs, args.epochs, args.lr, args.pooling, args.precision)

@@ -32,6 +32,9 @@ def prefect_env(tmp_path, **extra) -> dict:
     env = project_env(
         PREFECT_HOME=str(tmp_path / "prefect"),
         PREFECT_SERVER_ALLOW_EPHEMERAL_MODE="true",
+        # the temporary API server starts in seconds, but a loaded 2-core machine can take
+        # longer than Prefect's default wait
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="INFO",
         BENTOML_HOME=str(tmp_path / "bentoml"),
