@@ -18,7 +18,7 @@ SWEEP_POOLING ?= cls mean
 SWEEP_PRECISION ?= bf16-mixed
 DEPLOY_PARAMS ?= {}
 
-# Offline-safe, quiet tools (see README "Telemetry").
+# Offline-safe, quiet tools (docs/pipeline.md, Telemetry).
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_DISABLE_TELEMETRY := 1

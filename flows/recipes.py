@@ -32,7 +32,7 @@ from klue_nli.core.cli import require_command
 from klue_nli.core.params import PARAMS_FILE, Params, flatten, params_to_dict
 from klue_nli.model.encoders import HUB_ID
 
-# The demo's schedule: the best validation accuracy of `make sweep` (README "The model"),
+# The demo's schedule: the best validation accuracy of `make sweep` (docs/model.md),
 # on a subset of the official train file, so it takes the same minutes online and offline.
 DEMO_OVERRIDES: dict[str, Any] = {
     "data.train_pairs": 8000,

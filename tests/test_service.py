@@ -165,7 +165,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("route", "body", "field"), BAD_INPUTS)
 def test_bad_input_is_a_400_naming_the_field(served, route, body, field):
-    """The README promises a 400 (not any 4xx) with a JSON error naming the field."""
+    """docs/serving.md promises a 400 (not any 4xx) with a JSON error naming the field."""
     headers = {"Content-Type": "application/json"}
     resp = post(served["url"] + route, body, headers=headers)
     assert resp.status_code == 400, resp.text

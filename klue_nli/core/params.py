@@ -138,7 +138,7 @@ class ModelParams(Section):
 class FeaturizeParams(Section):
     max_seq_length: Annotated[int, Field(ge=8)] = 64
     batch_size: Positive = 1000
-    # Guard against a tokenizer that silently maps Korean to [UNK] (see README).
+    # Guard against a tokenizer that silently maps Korean to [UNK] (docs/pipeline.md, featurize).
     max_unk_share: Annotated[float, Field(ge=0, le=1), AS_NUMBER] = 0.01
 
 
@@ -152,7 +152,8 @@ class TrainParams(Section):
     accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps | tpu
     devices: int | str = "auto"
     strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp | ...
-    # machines in one run (torchrun --nnodes / SLURM); each runs `devices` processes (README)
+    # machines in one run (torchrun --nnodes / SLURM), each running `devices` processes
+    # (docs/operations.md)
     num_nodes: Positive = 1
     precision: str = "auto"  # auto: bf16-mixed where GPU or CPU computes bf16, else 32-true
     num_workers: Annotated[int, Field(ge=0)] = 0
@@ -219,18 +220,18 @@ class ServeParams(Section):
     max_batch_size: Positive = 32  # adaptive batching: most pairs in one forward pass
     max_latency_ms: Positive = 1000  # adaptive batching: longest a request may wait queued
     # adaptive batching: how long a batch may wait for the clients the last batch answered
-    # (at most half a batch's time; 0: start at once). README "Performance" has the figures.
+    # (at most half a batch's time; 0: start at once). docs/performance.md has the figures.
     batch_fill_ms: Annotated[float, Field(ge=0, le=1000), AS_NUMBER] = 20
     max_pairs_per_request: Positive = 64  # POST /predict
     max_text_chars: Positive = 1000  # per premise or hypothesis; longer text is refused (400)
     # int8: dynamic int8 quantization of the Linear layers when serving on CPU (ignored on a
     # GPU): several times the pairs/s of fp32 at kcbert-base's size, but its activation scales
     # are per batch, so a pair's probabilities move with whatever it is batched with
-    # (README "Performance"); hence off by default. evaluate reports it under `served`.
+    # (docs/performance.md); hence off by default. evaluate reports it under `served`.
     quantize: Literal["none", "int8"] = "none"
     # onnxruntime: the model exported to ONNX at load and run by ONNX Runtime on CPU (ignored on
     # a GPU): about twice PyTorch's fp32 pairs/s at kcbert-base's size, probabilities within
-    # 1e-6 of PyTorch's and independent of batching (README "Performance"); hence the default.
+    # 1e-6 of PyTorch's and independent of batching (docs/performance.md); hence the default.
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
 
 

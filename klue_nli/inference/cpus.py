@@ -1,7 +1,7 @@
 """How many CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota.
 
 `os.cpu_count()` counts the host's cores. In a container limited to 2 CPUs on a 64-core node
-(the README's Kubernetes recipe) each serving worker would otherwise start dozens of threads,
+(docs/serving.md, Containers) each serving worker would otherwise start dozens of threads,
 and ONNX Runtime copies that count: they contend for the 2 CPUs the quota allows.
 """
 

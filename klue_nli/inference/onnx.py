@@ -1,6 +1,6 @@
 """ONNX Runtime for CPU serving: the predictor's model exported once at load, run by ORT.
 
-Measured at kcbert-base's size on 2 cores (README "Performance"): about twice the pairs/s of
+Measured at kcbert-base's size on 2 cores (docs/performance.md): about twice the pairs/s of
 PyTorch fp32 at the same batch, probabilities within 1e-6 of PyTorch's, and the same answer for
 a pair whether it runs alone or in a batch (no per-batch scales, unlike dynamic int8).
 The export is made from the loaded weights into a private temporary folder, so the model

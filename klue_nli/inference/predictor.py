@@ -52,7 +52,7 @@ class Predictor:
         self.tokens_real = 0
         self.tokens_padded = 0
         # Most padding a model call may carry before its pairs are split by length (0.1:
-        # measured, README "Performance"); 1.0 turns the split off.
+        # measured, docs/performance.md); 1.0 turns the split off.
         self.max_padding = 0.1
 
     @classmethod
