@@ -158,7 +158,7 @@ class JsonContract:
         except ValidationError as exc:
             message, detail = validation_failure(exc)
             return await send_error(send, 400, message, detail)
-        return await self.app(scope, _replay(body, receive), shaped_errors(send))
+        return await self.app(scope, replay_body(body, receive), shaped_errors(send))
 
     async def _document(self, scope, receive: Receive, send: Send) -> None:
         """BentoML's OpenAPI document, made to say what the routes do."""
@@ -257,7 +257,9 @@ async def _read(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the app once the body has been read here: the body in one message,
+    then whatever the client sends next (a disconnect)."""
     done = False
 
     async def replay() -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.contract import error_body
+from service.contract import error_body, replay_body
 
 
 class BodyLimit:
@@ -29,17 +29,7 @@ class BodyLimit:
             more = message.get("more_body", False)
             if size > self.max_bytes:
                 return await self._refuse(send)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _refuse(self, send) -> None:
         body = error_body(
