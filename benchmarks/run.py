@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import tempfile
 import time
@@ -18,10 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+import yaml
 
 from benchmarks import base, report, serving
 from benchmarks.loadgen import PAIRS
 from devtools.sandbox import make_project, project_env, run_module
+from flows.recipes import committed_text
 from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
@@ -36,8 +39,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
+def committed() -> Params:
+    """params.yaml as committed (the defaults; `make demo` edits the file itself)."""
+    return params_from_dict(yaml.safe_load(committed_text(ROOT / "params.yaml")))
+
+
 def bench_params(klue: str, kcbert: str) -> Params:
-    raw = params_to_dict(Params())
+    raw = params_to_dict(committed())
     raw["data"]["mirror"] = klue
     raw["model"].update({"name_or_path": kcbert, "init": "random"})
     return params_from_dict(raw)
@@ -156,7 +164,7 @@ def bench_e5(project: Path, params: Params, work: Path) -> dict | None:
     """The model `make demo` trained (multilingual-e5-small, in models/best): each CPU
     speed-up's agreement and accuracy on dev, fine-tuning throughput with and without frozen
     word embeddings, and the service in ONNX Runtime fp32 and int8 side by side."""
-    model_dir = project / Params().paths.model_dir
+    model_dir = project / committed().paths.model_dir
     if not (model_dir / "config.json").exists():
         print(f"no trained model in {model_dir}: run `make demo` first for the e5 section")
         return None
@@ -224,11 +232,11 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     env.pop("PREFECT_API_URL", None)
     project = make_project(ROOT, work / "project", env)
     fast = ["-S", "train.max_steps=20"]
-    recipe = run_module(project, env, "flows.recipes", "quick").split()
+    recipe = shlex.split(run_module(project, env, "flows.cli", "recipe", "quick"))
     run_module(project, env, "dvc", "exp", "run", *recipe, *fast)
     run_module(project, env, "dvc", "repro")  # warm the OS caches first
     noop_repro, _ = timed(run_module, project, env, "dvc", "repro")
-    noop_flow, _ = timed(run_module, project, env, "flows.training", "--no-bento")
+    noop_flow, _ = timed(run_module, project, env, "flows.cli", "flow", "--no-bento")
     return {"noop_repro_s": noop_repro, "noop_flow_s": noop_flow}
 
 

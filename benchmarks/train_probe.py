@@ -13,13 +13,16 @@ import json
 import resource
 import statistics
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning.callbacks import Callback
 from transformers import AutoConfig
 
-from klue_nli.core.params import Params, RandomInitParams, TrainParams
+from flows.recipes import committed_text
+from klue_nli.core.params import PARAMS_FILE, params_from_dict
 from klue_nli.data.encoding import load_tokenizer, pad_batch
 from klue_nli.data.features import TOKENIZER_DIR
 from klue_nli.model.lightning import Collate, NLIDataModule, NLIModule
@@ -73,14 +76,19 @@ def main() -> None:
     parser.add_argument("--precision", default="32-true", help="train.precision (bf16-mixed)")
     parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
     args = parser.parse_args()
-    base = Params()
-    cfg = TrainParams(
-        batch_size=32,
-        max_steps=args.steps,
-        accelerator="cpu",
-        group_by_length=args.padding == "grouped",
-        learning_rate=5e-5 if args.pretrained else 3e-4,
-        freeze_embeddings=args.freeze_embeddings,
+    # params.yaml as committed (the defaults; `make demo` edits the file itself)
+    base = params_from_dict(
+        yaml.safe_load(committed_text(Path(__file__).parent.parent / PARAMS_FILE))
+    )
+    cfg = base.train.model_copy(
+        update={
+            "batch_size": 32,
+            "max_steps": args.steps,
+            "accelerator": "cpu",
+            "group_by_length": args.padding == "grouped",
+            "learning_rate": 5e-5 if args.pretrained else 3e-4,
+            "freeze_embeddings": args.freeze_embeddings,
+        }
     )
     pl.seed_everything(7, verbose=False)
     tokenizer = load_tokenizer(f"{args.features}/{TOKENIZER_DIR}")
@@ -101,7 +109,7 @@ def main() -> None:
             "name_or_path": args.model,
             "init": "pretrained" if args.pretrained else "random",
             "pooling": args.pooling,
-            "random": RandomInitParams(**size),
+            "random": base.model.random.model_copy(update=size),
         }
     )
     model = build_model(model_params, base.labels, tokenizer)

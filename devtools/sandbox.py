@@ -90,6 +90,7 @@ PROJECT_FILES = [
     "klue_nli",
     "stages",
     "flows",
+    "recipes",
     "service",
     "dvc.yaml",
     "params.yaml",

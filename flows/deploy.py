@@ -1,31 +1,35 @@
 """Deploy the training flow on a process work pool, on a cron schedule.
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.deploy [--cron "0 3 * * 1"]
+    PREFECT_API_URL=http://127.0.0.1:4200/api klue-nli deploy [--cron "0 3 * * 1"]
 
 The deployment runs the flow from this checkout (a process worker on this machine picks it up).
+Its default schedule is the team deployment's in prefect.yaml, the one place it is written.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import yaml
 
 from flows.training import PROJECT_DIR, training_flow
-from klue_nli.core.cli import apply_quiet_defaults
 
 POOL = "klue-nli"
 DEPLOYMENT = "weekly-retraining"
-WEEKLY = "0 3 * * 1"  # Mondays 03:00
 
 
-def deploy(cron: str = WEEKLY, parameters: dict | None = None, pool: str = POOL) -> str:
+def scheduled_cron() -> str:
+    """The cron schedule of prefect.yaml's deployment (Mondays 03:00)."""
+    doc = yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text(encoding="utf-8"))
+    return doc["deployments"][0]["schedules"][0]["cron"]
+
+
+def deploy(cron: str | None = None, parameters: dict | None = None, pool: str = POOL) -> str:
     flow = training_flow.from_source(
         source=str(PROJECT_DIR), entrypoint="flows/training.py:training_flow"
     )
     deployment_id = flow.deploy(
         name=DEPLOYMENT,
         work_pool_name=pool,
-        cron=cron,
+        cron=cron or scheduled_cron(),
         parameters=parameters or {},
         build=False,
         push=False,
@@ -69,25 +73,3 @@ def alert_on_failure(webhook_url: str, deployment: str | None = None) -> str:
         ],
     )
     return str(automation.create().id)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cron", default=WEEKLY)
-    parser.add_argument("--pool", default=POOL)
-    parser.add_argument("--params", default="{}", help="flow parameters as JSON")
-    parser.add_argument(
-        "--alert-webhook", metavar="URL", help="only add the failure automation posting to URL"
-    )
-    args = parser.parse_args()
-    apply_quiet_defaults()
-    if args.alert_webhook:
-        automation_id = alert_on_failure(args.alert_webhook)
-        print(f"automation klue-nli-training-failed ({automation_id}) -> {args.alert_webhook}")
-        return
-    deployment_id = deploy(args.cron, json.loads(args.params), args.pool)
-    print(f"deployed {training_flow.name}/{DEPLOYMENT} ({deployment_id}) on pool {args.pool}")
-
-
-if __name__ == "__main__":
-    main()

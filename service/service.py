@@ -34,6 +34,7 @@ from service.answers import Answer, BatchAnswer, Result, tutorial_answer
 from service.contract import JsonContract
 from service.limits import BodyLimit
 from service.metrics import BatchMetrics
+from service.respawn import prompt_respawn
 
 # Serving knobs only (batching, request limits); the decorators below need them at import.
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
@@ -99,6 +100,7 @@ class NLIService:
         except (UserError, bentoml.exceptions.NotFound) as exc:
             print(f"klue-nli service: error: refusing to serve: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
+        prompt_respawn()  # a crashed worker replaced within a second (service/respawn.py)
 
     def __init__(self) -> None:
         model = self.bento_model  # resolved by BentoML to the stored model at run time
@@ -109,6 +111,13 @@ class NLIService:
         self.predictor = Predictor.from_dir(
             model.path, require_manifest=True, quantize=SERVE.quantize, runtime=SERVE.runtime
         )
+        if self.predictor.graph_source == "exported at load":  # slow starts: say why, once
+            print(
+                f"klue-nli service: the model has no ONNX graph for quantize="
+                f"{SERVE.quantize}; exported it at start (`make export` stores one)",
+                file=sys.stderr,
+                flush=True,
+            )
         self.version = model.info.labels.get("registry_version", "unknown")
         self.labels = list(self.predictor.labels)
         self.batcher = MicroBatcher(

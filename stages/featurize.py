@@ -73,7 +73,8 @@ def featurize(params: Params) -> dict:
     # train and val are both carved out of the train file; dev is only ever evaluated.
     parts = {"train": train, "val": val}
     # The Rust tokenizer on every core (about 1.4x the pairs/s on 2); off elsewhere in the
-    # project (QUIET_DEFAULTS), since a DataLoader worker forked after parallel use can hang.
+    # project (klue_nli/core/quiet.env), since a DataLoader worker forked after parallel use
+    # can hang.
     parallel = scoped_env("TOKENIZERS_PARALLELISM", "true")
     with atomic_dir(params.paths.features_dir) as tmp, parallel:
         for split, examples in parts.items():

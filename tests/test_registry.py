@@ -28,7 +28,7 @@ from klue_nli.registry.versions import (
     register_run,
     rollback,
 )
-from tests.conftest import ROOT, write_params
+from tests.conftest import ROOT, default_params, write_params
 from tests.helpers import KillingProxy
 from tests.test_policy import LABELS, metrics
 
@@ -84,7 +84,8 @@ def candidate(
         "baselines": {"majority": 0.33},
         "data": {"dev_sha256": dev_sha256},
     }
-    return register_run(name, {"mlflow_run_id": run.info.run_id, "git_commit": "abc"}, report)
+    provenance = {"mlflow_run_id": run.info.run_id, "git_commit": "abc"}
+    return register_run(name, provenance, report, default_params().registry)
 
 
 def aliases(name: str = NAME) -> dict[str, str]:
@@ -142,7 +143,7 @@ def test_racing_promotions_leave_one_consistent_champion(mlflow_server, model_di
             [
                 sys.executable,
                 "-m",
-                "klue_nli.registry",
+                "flows.cli",
                 "promote",
                 "--version",
                 v.version,
@@ -199,7 +200,7 @@ def test_promotion_killed_between_any_two_writes_leaves_one_champion(
             new = candidate(model_dir, 0.60, name=name)
             env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": proxy.url}
             victim = subprocess.Popen(
-                [sys.executable, "-m", "klue_nli.registry", "promote", "--version", new.version,
+                [sys.executable, "-m", "flows.cli", "promote", "--version", new.version,
                  "--params", str(params_file)],
                 env=env,
                 stdout=subprocess.PIPE,

@@ -497,3 +497,33 @@ def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path):
     assert proc.returncode != 0, output[-2000:]
     assert "refusing to serve" in output and "model.safetensors is corrupt" in output, output
     assert "Traceback" not in output, output
+
+
+def test_a_worker_killed_under_load_is_back_in_seconds_and_loses_only_what_it_held(
+    served, tmp_path
+):
+    """SIGKILL the one serving worker under 8 closed-loop clients: the arbiter starts another,
+    which loads the ONNX graph `make export` stored (no export at start: its log says none);
+    requests sent meanwhile wait in the socket's backlog and are all answered; only requests
+    the dead worker had accepted (one per client at most) are lost."""
+    from benchmarks.recovery import kill_under_load, worker_pids
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENTOML_HOME": str(served["bentoml_home"])}
+    log = tmp_path / "serve.log"
+    server = bentoml_server(ROOT, port, log, env)
+    try:
+        server.wait_ready(timeout=180)
+        url = f"http://127.0.0.1:{port}"
+        figures = kill_under_load(url, server.proc.pid, clients=8)
+        assert len(worker_pids(server.proc.pid)) == 1  # one replacement, not a crash loop
+        assert post(url + "/api", {"premise": "비가 온다.", "hypothesis": "맑다."}).ok
+    finally:
+        server.stop()
+    print(json.dumps(figures))
+    assert figures["new_worker"], figures
+    assert figures["sent_after_kill"] > 0
+    assert figures["answered_after_kill"] == figures["sent_after_kill"], figures  # none refused
+    assert figures["lost"] <= figures["clients"], figures  # what the dead worker held, at most
+    assert figures["recovery_s"] is not None and figures["recovery_s"] <= 5.0, figures
+    assert "exported it at start" not in log.read_text(errors="replace")

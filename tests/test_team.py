@@ -191,7 +191,7 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     demo = {"recipe": "quick", "set_params": FAST_FLOW}
     sh([*prefect, "--no-prompt", "deploy", "--all", "--params", json.dumps(demo)], a, env_a)
     hook = Webhook()
-    sh([sys.executable, "-m", "flows.deploy", "--alert-webhook", hook.url], a, env_a)
+    sh([sys.executable, "-m", "flows.cli", "deploy", "--alert-webhook", hook.url], a, env_a)
 
     # the worker: its own empty folder and Prefect home; the servers are all it shares
     worker_dir = tmp_path / "worker"

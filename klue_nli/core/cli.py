@@ -9,28 +9,30 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import PARAMS_FILE, Params, load_params
 
-# Defaults that keep every tool offline-safe and quiet; a user's own setting wins.
-QUIET_DEFAULTS = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "ITERATIVE_DO_NOT_TRACK": "1",
-    "DVC_STUDIO_OFFLINE": "true",  # DVCLive never posts to Studio
-    "BENTOML_DO_NOT_TRACK": "True",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "TOKENIZERS_PARALLELISM": "false",  # avoids fork warnings with DataLoader workers
-    "GIT_PYTHON_REFRESH": "quiet",
-}
+# Defaults that keep every tool offline-safe and quiet (DVCLive never posts to Studio; no
+# tokenizers fork warnings with DataLoader workers); the Makefile exports the same file.
+QUIET_ENV = Path(__file__).with_name("quiet.env")
+
+
+def quiet_defaults() -> dict[str, str]:
+    """quiet.env's variables and values."""
+    pairs = {}
+    for line in QUIET_ENV.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def apply_quiet_defaults() -> None:
-    for key, value in QUIET_DEFAULTS.items():
+    """quiet.env into this process's environment; a variable the user set keeps its value."""
+    for key, value in quiet_defaults().items():
         os.environ.setdefault(key, value)
 
 

@@ -1,17 +1,15 @@
 """Typed, validated view of params.yaml.
 
-params.yaml is the only configuration. It is loaded into the frozen pydantic models below
-(`extra="forbid"`, strict types, `Field` constraints); the defaults here are the original
-tutorial's recipe (tests check that the committed params.yaml equals them), and every bad value
-fails with one line naming its dotted key, e.g. `train.batch_size: must be > 0, got -1`.
+params.yaml is the only configuration, and the only place a value is written: the frozen
+pydantic models below type and check it (`extra="forbid"`, strict types, `Field` constraints)
+and hold no defaults, so every key is in the file. A bad or missing value fails with one line
+naming its dotted key, e.g. `train.batch_size: must be > 0, got -1`.
 
-    python -m klue_nli.core.params --schema    # the JSON Schema of params.yaml
+    klue-nli params [--schema]    # check params.yaml, or print its JSON Schema
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,9 +28,6 @@ from klue_nli.core.errors import ParamsError
 from klue_nli.core.labels import KNOWN_LABELS
 
 PARAMS_FILE = "params.yaml"
-OFFICIAL_BASE_URL = (
-    "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_benchmark/klue-nli-v1.1"
-)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -65,13 +60,13 @@ class Section(BaseModel):
 class PathParams(Section):
     """Every file and folder the pipeline writes; dvc.yaml reads the same keys."""
 
-    raw_dir: str = "data/raw"
-    features_dir: str = "data/features"
-    model_dir: str = "models/best"
-    checkpoints_dir: str = "models/checkpoints"
-    train_live: str = "metrics/train"  # DVCLive: metrics.json + plots/metrics/**.tsv
-    eval_metrics: str = "metrics/eval.json"
-    confusion: str = "plots/confusion.csv"
+    raw_dir: str
+    features_dir: str
+    model_dir: str
+    checkpoints_dir: str
+    train_live: str  # DVCLive: metrics.json + plots/metrics/**.tsv
+    eval_metrics: str
+    confusion: str
 
     @field_validator("*")
     @classmethod
@@ -84,20 +79,20 @@ class PathParams(Section):
 
 
 class DataParams(Section):
-    base_url: Annotated[str, Field(min_length=1)] = OFFICIAL_BASE_URL
+    base_url: Annotated[str, Field(min_length=1)]
     # A folder or URL standing in for base_url. Official checksums and counts are waived for
     # a mirror (its files may be subsets); the schema is still checked.
-    mirror: str | None = None
-    timeout_s: Annotated[float, Field(gt=0), AS_NUMBER] = 30.0
-    retries: Annotated[int, Field(ge=0)] = 4
-    backoff_s: Annotated[float, Field(ge=0), AS_NUMBER] = 1.0
+    mirror: str | None
+    timeout_s: Annotated[float, Field(gt=0), AS_NUMBER]
+    retries: Annotated[int, Field(ge=0)]
+    backoff_s: Annotated[float, Field(ge=0), AS_NUMBER]
     # Share of the train file's premises (with all their pairs) held out to pick the best
     # epoch, so the dev file is only ever used to report and to decide promotion.
-    val_fraction: Annotated[float, Field(gt=0, le=0.5), AS_NUMBER] = 0.05
+    val_fraction: Annotated[float, Field(gt=0, le=0.5), AS_NUMBER]
     # Train on about this many pairs of what validation leaves (null: all): whole premises,
     # chosen by `seed` in proportion to their label mix, so quick recipes train on real
     # training data and validation stays the same set whatever the size.
-    train_pairs: Annotated[int, Field(gt=0)] | None = None
+    train_pairs: Annotated[int, Field(gt=0)] | None
 
     @field_validator("mirror")
     @classmethod
@@ -110,10 +105,10 @@ class DataParams(Section):
 class RandomInitParams(Section):
     """Size of the randomly initialised BERT used when model.init is 'random' (offline demo)."""
 
-    num_hidden_layers: Positive = 2
-    num_attention_heads: Positive = 2  # before hidden_size, whose check reads it
-    hidden_size: Positive = 128
-    intermediate_size: Positive = 512
+    num_hidden_layers: Positive
+    num_attention_heads: Positive  # before hidden_size, whose check reads it
+    hidden_size: Positive
+    intermediate_size: Positive
 
     @field_validator("hidden_size")
     @classmethod
@@ -125,43 +120,43 @@ class RandomInitParams(Section):
 
 
 class ModelParams(Section):
-    name_or_path: Annotated[str, Field(min_length=1)] = "beomi/kcbert-base"
+    name_or_path: Annotated[str, Field(min_length=1)]
     # kcbert's vocabulary is cased, and lower-casing strips Hangul into jamo ([UNK]).
-    do_lower_case: bool = False
-    init: Literal["pretrained", "random"] = "pretrained"
+    do_lower_case: bool
+    init: Literal["pretrained", "random"]
     # What the classifier head reads: the [CLS] pooler (BERT-style checkpoints) or the masked
     # mean of the last hidden state (how multilingual-e5 was trained; its pooler is not).
-    pooling: Literal["cls", "mean"] = "cls"
-    random: RandomInitParams = RandomInitParams()
+    pooling: Literal["cls", "mean"]
+    random: RandomInitParams
 
 
 class FeaturizeParams(Section):
-    max_seq_length: Annotated[int, Field(ge=8)] = 64
-    batch_size: Positive = 1000
+    max_seq_length: Annotated[int, Field(ge=8)]
+    batch_size: Positive
     # Guard against a tokenizer that silently maps Korean to [UNK] (docs/pipeline.md, featurize).
-    max_unk_share: Annotated[float, Field(ge=0, le=1), AS_NUMBER] = 0.01
+    max_unk_share: Annotated[float, Field(ge=0, le=1), AS_NUMBER]
 
 
 class TrainParams(Section):
-    batch_size: Positive = 32
-    learning_rate: Annotated[float, Field(gt=0, lt=1), AS_NUMBER] = 5e-5
-    epochs: Positive = 5
-    warmup_ratio: Annotated[float, Field(ge=0, lt=1), AS_NUMBER] = 0.1
-    weight_decay: Annotated[float, Field(ge=0), AS_NUMBER] = 0.01
-    max_steps: int = -1  # -1: all epochs; N: stop (and validate) after N steps, for smoke runs
-    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps | tpu
-    devices: int | str = "auto"
-    strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp | ...
+    batch_size: Positive
+    learning_rate: Annotated[float, Field(gt=0, lt=1), AS_NUMBER]
+    epochs: Positive
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1), AS_NUMBER]
+    weight_decay: Annotated[float, Field(ge=0), AS_NUMBER]
+    max_steps: int  # -1: all epochs; N: stop (and validate) after N steps, for smoke runs
+    accelerator: str  # auto | cpu | gpu | cuda | mps | tpu
+    devices: int | str
+    strategy: str  # auto | ddp | ddp_spawn | fsdp | ...
     # machines in one run (torchrun --nnodes / SLURM), each running `devices` processes
     # (docs/operations.md)
-    num_nodes: Positive = 1
-    precision: str = "auto"  # auto: bf16-mixed where GPU or CPU computes bf16, else 32-true
-    num_workers: Annotated[int, Field(ge=0)] = 0
-    group_by_length: bool = False
+    num_nodes: Positive
+    precision: str  # auto: bf16-mixed where GPU or CPU computes bf16, else 32-true
+    num_workers: Annotated[int, Field(ge=0)]
+    group_by_length: bool
     # Keep the word-embedding matrix as pretrained: in multilingual-e5-small it is 96 M of the
     # 118 M parameters, so freezing it skips most of the gradient and optimiser work.
-    freeze_embeddings: bool = False
-    log_every_n_steps: Positive = 10
+    freeze_embeddings: bool
+    log_every_n_steps: Positive
 
     @field_validator("max_steps")
     @classmethod
@@ -189,25 +184,25 @@ class TrainParams(Section):
 
 
 class EvaluateParams(Section):
-    batch_size: Positive = 64
+    batch_size: Positive
 
 
 class RegistryParams(Section):
     """MLflow model registry name and the promotion policy (see klue_nli/registry/policy.py)."""
 
-    model_name: Annotated[str, Field(min_length=1)] = "klue-nli"
+    model_name: Annotated[str, Field(min_length=1)]
     # A candidate becomes champion only with dev accuracy > champion's + this margin (as
     # served: evaluate's `served.accuracy`; a tie keeps the champion) ...
-    min_accuracy_gain: Annotated[float, Field(gt=-1, lt=1), AS_NUMBER] = 0.0
+    min_accuracy_gain: Annotated[float, Field(gt=-1, lt=1), AS_NUMBER]
     # ... if the served configuration (ONNX Runtime, int8) gives the trained model's answer
     # on at least this share of dev ...
-    min_served_agreement: Annotated[float, Field(ge=0, le=1), AS_NUMBER] = 0.99
+    min_served_agreement: Annotated[float, Field(ge=0, le=1), AS_NUMBER]
     # ... and no per-class F1 more than this below the champion's ...
-    max_f1_drop: Annotated[float, Field(ge=0, le=1), AS_NUMBER] = 0.02
+    max_f1_drop: Annotated[float, Field(ge=0, le=1), AS_NUMBER]
     # ... and, when set, a behaviour-suite pass rate (all capabilities) of at least this.
-    min_behaviour_pass: Annotated[float, Field(ge=0, le=1), AS_NUMBER] | None = None
+    min_behaviour_pass: Annotated[float, Field(ge=0, le=1), AS_NUMBER] | None
     # `make gc`: versions kept (newest first); champion and previous are always kept
-    keep_versions: Positive = 5
+    keep_versions: Positive
 
 
 class ServeParams(Section):
@@ -216,37 +211,37 @@ class ServeParams(Section):
     # serving processes, each with its own model copy, batch queue and share of the CPUs. One:
     # BentoML hands each worker whatever connections it accepts, and two workers were measured
     # getting all of a load generator's clients on one of them (the other idle) in 2 of 3 runs.
-    workers: Positive = 1
-    max_batch_size: Positive = 32  # adaptive batching: most pairs in one forward pass
-    max_latency_ms: Positive = 1000  # adaptive batching: longest a request may wait queued
+    workers: Positive
+    max_batch_size: Positive  # adaptive batching: most pairs in one forward pass
+    max_latency_ms: Positive  # adaptive batching: longest a request may wait queued
     # adaptive batching: how long a batch may wait for the clients the last batch answered
     # (at most half a batch's time; 0: start at once). docs/performance.md has the figures.
-    batch_fill_ms: Annotated[float, Field(ge=0, le=1000), AS_NUMBER] = 20
-    max_pairs_per_request: Positive = 64  # POST /predict
-    max_text_chars: Positive = 1000  # per premise or hypothesis; longer text is refused (400)
+    batch_fill_ms: Annotated[float, Field(ge=0, le=1000), AS_NUMBER]
+    max_pairs_per_request: Positive  # POST /predict
+    max_text_chars: Positive  # per premise or hypothesis; longer text is refused (400)
     # int8: dynamic int8 quantization of the Linear layers when serving on CPU (ignored on a
     # GPU): several times the pairs/s of fp32 at kcbert-base's size, but its activation scales
     # are per batch, so a pair's probabilities move with whatever it is batched with
     # (docs/performance.md); hence off by default. evaluate reports it under `served`.
-    quantize: Literal["none", "int8"] = "none"
+    quantize: Literal["none", "int8"]
     # onnxruntime: the model exported to ONNX at load and run by ONNX Runtime on CPU (ignored on
     # a GPU): about twice PyTorch's fp32 pairs/s at kcbert-base's size, probabilities within
     # 1e-6 of PyTorch's and independent of batching (docs/performance.md); hence the default.
-    runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
+    runtime: Literal["onnxruntime", "torch"]
 
 
 class Params(Section):
-    seed: Annotated[int, Field(ge=0)] = 7
+    seed: Annotated[int, Field(ge=0)]
     # Label order defines the class ids (0, 1, 2) of the model head.
-    labels: Annotated[tuple[str, ...], BeforeValidator(_listed)] = KNOWN_LABELS
-    paths: PathParams = PathParams()
-    data: DataParams = DataParams()
-    model: ModelParams = ModelParams()
-    featurize: FeaturizeParams = FeaturizeParams()
-    train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    registry: RegistryParams = RegistryParams()
-    serve: ServeParams = ServeParams()
+    labels: Annotated[tuple[str, ...], BeforeValidator(_listed)]
+    paths: PathParams
+    data: DataParams
+    model: ModelParams
+    featurize: FeaturizeParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    registry: RegistryParams
+    serve: ServeParams
 
     @field_validator("labels")
     @classmethod
@@ -314,6 +309,8 @@ def _one_line(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     loc = _key_path(err["loc"])
     key, kind, value = ".".join(loc), err["type"], err.get("input")
+    if kind == "missing":
+        return f"{key}: missing (params.yaml lists every key)"
     if kind == "extra_forbidden":
         return f"{key}: unknown key (known: {', '.join(_known_keys(loc[:-1]))})"
     if kind in _BOUNDS:
@@ -364,22 +361,3 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Check params.yaml, or print its JSON Schema.")
-    parser.add_argument("--schema", action="store_true", help="print the JSON Schema and exit")
-    parser.add_argument("--params", default=PARAMS_FILE)
-    args = parser.parse_args(argv)
-    if args.schema:
-        print(json.dumps(Params.model_json_schema(), indent=2, ensure_ascii=False))
-        return
-    try:
-        load_params(args.params)
-    except ParamsError as exc:
-        raise SystemExit(f"params: error: {exc}") from None
-    print(f"{args.params}: valid")
-
-
-if __name__ == "__main__":
-    main()

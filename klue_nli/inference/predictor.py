@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import verify_model_dir
@@ -24,17 +24,36 @@ from klue_nli.data.encoding import (
     truncated_mask,
 )
 from klue_nli.data.text import clean_pair
-from klue_nli.network.pooling import with_pooling
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+
+def load_model(model_dir: Path) -> torch.nn.Module:
+    """The folder's PyTorch model, run with the pooling it was trained with."""
+    # here, not at import: a worker serving a stored ONNX graph never loads transformers' models
+    from transformers import AutoModelForSequenceClassification
+
+    from klue_nli.network.pooling import with_pooling
+
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+        return with_pooling(model)  # as it was trained: its config says which
+    except Exception as exc:  # safetensors and transformers raise many kinds; all mean this
+        raise UserError(f"{model_dir}: cannot load the model ({exc})") from None
 
 
 class Predictor:
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | None,
         tokenizer,
         device: str | torch.device = "cpu",
         forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+        config: PretrainedConfig | None = None,
     ):
+        """`model` may be None when `forward` runs a graph stored with the folder; `config`
+        (the model's, by default) then says the labels and the position limit."""
         # Another runtime (ONNX Runtime) holds its own copy of the weights: the PyTorch model is
         # then not kept, so a serving worker holds the model once.
         self.model = model.to(device).eval() if forward is None else None
@@ -43,7 +62,9 @@ class Predictor:
         # How a padded batch becomes logits: the PyTorch model, unless another runtime is given.
         self._forward = forward or (lambda batch: self.model(**batch).logits)
         self.runtime: str = getattr(forward, "name", "torch")
-        self.config = config = model.config
+        # where the ONNX graph came from ("stored" by `make export`, or "exported at load")
+        self.graph_source: str | None = getattr(forward, "source", None)
+        self.config = config = config or model.config
         self.labels: tuple[str, ...] = tuple(config.id2label[i] for i in range(config.num_labels))
         # A tokenizer saved without a cap reports a huge model_max_length; the model's own
         # position limit is then the cap.
@@ -67,28 +88,33 @@ class Predictor:
         """The model folder's predictor.
 
         On CPU only (a GPU always runs PyTorch, where bf16/fp32 beat CPU kernels):
-        `runtime="onnxruntime"` exports the loaded model to ONNX and runs it with ONNX Runtime
-        (klue_nli/inference/onnx.py); `quantize="int8"` quantizes the Linear layers dynamically
-        to int8 (PyTorch's, or ORT's own under onnxruntime). Evaluate measures how often the served
-        configuration agrees with PyTorch fp32 (`served` in metrics/eval.json)."""
+        `runtime="onnxruntime"` runs the model with ONNX Runtime (klue_nli/inference/onnx.py):
+        the graph `make export` stored in the folder for `quantize` when there is one (the
+        weights are then not loaded), else one exported now. `quantize="int8"` quantizes the
+        Linear layers dynamically to int8 (PyTorch's, or ORT's own under onnxruntime).
+        Evaluate measures how often the served configuration agrees with PyTorch fp32
+        (`served` in metrics/eval.json)."""
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise UserError(f"{model_dir}: not a saved model folder (no config.json)")
         verify_model_dir(model_dir, require_manifest)
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                model_dir, use_safetensors=True
-            )
-            model = with_pooling(model)  # as it was trained: its config says which
-        except Exception as exc:  # safetensors and transformers raise many kinds; all mean this
-            raise UserError(f"{model_dir}: cannot load the model ({exc})") from None
         tokenizer = load_tokenizer(str(model_dir))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        forward = None
-        if torch.device(device).type == "cpu" and runtime == "onnxruntime":
-            from klue_nli.inference.onnx import OnnxForward
+        onnx = torch.device(device).type == "cpu" and runtime == "onnxruntime"
+        if onnx:
+            from klue_nli.inference.onnx import OnnxForward, stored_graph
 
-            forward = OnnxForward(
+            stored = stored_graph(model_dir, quantize)
+            if stored is not None:  # `make export` stored it: the weights need not be loaded
+                from transformers import AutoConfig
+
+                forward = OnnxForward(*stored, torch.get_num_threads(), source="stored")
+                config = AutoConfig.from_pretrained(model_dir)
+                return cls(None, tokenizer, device, forward, config=config)
+        model = load_model(model_dir)
+        forward = None
+        if onnx:
+            forward = OnnxForward.exported(
                 model, tokenizer.model_input_names, torch.get_num_threads(), quantize
             )
         elif torch.device(device).type == "cpu" and quantize == "int8":

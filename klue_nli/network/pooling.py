@@ -11,9 +11,13 @@ Training, the Predictor (PyTorch) and the ONNX export all run `with_pooling(mode
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+
+if TYPE_CHECKING:  # importing transformers' models costs a serving worker 2 s at start
+    from transformers import PreTrainedModel
+    from transformers.modeling_outputs import SequenceClassifierOutput
 
 POOLINGS = ("cls", "mean")
 CONFIG_KEY = "classifier_pooling"
@@ -53,6 +57,8 @@ class MeanPooled(torch.nn.Module):
             logits = self.model.classifier(self.model.dropout(mean))
         else:  # RoBERTa's and ELECTRA's heads read position 0 of a sequence
             logits = self.model.classifier(mean.unsqueeze(1))
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
         return SequenceClassifierOutput(logits=logits)
 
     def get_input_embeddings(self) -> torch.nn.Module:

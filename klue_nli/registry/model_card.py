@@ -76,7 +76,7 @@ def policy_card(name: str, policy: RegistryParams) -> str:
                 f"## {name}: KLUE-NLI classifiers (kcbert) trained by the klue-nli pipeline",
                 "",
                 "Aliases: `champion` is served (`make export`), `previous` is the champion it "
-                "replaced (`python -m klue_nli.registry rollback`).",
+                "replaced (`klue-nli rollback`).",
                 "",
                 "### Promotion policy (params.yaml `registry`)",
                 f"- dev accuracy at least the champion's + {policy.min_accuracy_gain}",

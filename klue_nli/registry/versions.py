@@ -5,7 +5,7 @@ replaced (so `rollback` is one command). Every decision and its reasons are writ
 candidate version as tags. Promotions on one machine are serialised by a file lock, so two
 racing promotions leave exactly one champion.
 
-    python -m klue_nli.registry register | promote | rollback | show | export | gc
+    klue-nli register | promote | rollback | show | export | gc
 """
 
 from __future__ import annotations
@@ -86,9 +86,7 @@ def eval_tags(report: dict) -> dict[str, float | str]:
     }
 
 
-def register_run(
-    name: str, provenance: dict, report: dict, policy: RegistryParams | None = None
-) -> ModelVersion:
+def register_run(name: str, provenance: dict, report: dict, policy: RegistryParams) -> ModelVersion:
     """Register the model logged by provenance's MLflow run, with the eval metrics and the
     lineage (git commit, DVC hashes, params) as version tags. Idempotent per run; a run
     registered already gets its evaluation tags refreshed when evaluate has run again."""
@@ -131,7 +129,7 @@ def register_run(
         raise UserError(f"cannot register run {run_id}: {exc.message}") from None
     # what a person reads in the MLflow UI: the version's model card, the model's policy
     c.update_model_version(name, version.version, version_card(provenance, report, run_params))
-    c.update_registered_model(name, policy_card(name, policy or RegistryParams()))
+    c.update_registered_model(name, policy_card(name, policy))
     return c.get_model_version(name, version.version)
 
 
@@ -220,9 +218,10 @@ def rollback(params: Params) -> ModelVersion:
     return c.get_model_version(name, previous.version)
 
 
-def verified_model_dir(name: str, version: str, dst: Path) -> Path:
+def verified_model_dir(name: str, version: str, dst: Path) -> tuple[Path, Predictor]:
     """Download a version's model folder into `dst` (always a copy, never the store) and
-    check it whole: every file against its checksum, and that it loads."""
+    check it whole: every file against its checksum, and that it loads (its PyTorch
+    predictor)."""
     try:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=dst))
         flavor = Model.load(local / "MLmodel").flavors["python_function"]
@@ -230,13 +229,14 @@ def verified_model_dir(name: str, version: str, dst: Path) -> Path:
     except (MlflowException, OSError, KeyError) as exc:
         problem = f"the model artifact is missing or unreadable ({exc})"
         raise UserError(f"{name} v{version}: {problem}") from None
-    Predictor.from_dir(model_dir, device="cpu", require_manifest=True)
-    return model_dir
+    predictor = Predictor.from_dir(model_dir, device="cpu", require_manifest=True)
+    return model_dir, predictor
 
 
 def export_champion(params: Params) -> str:
     """Copy the champion's model folder into the BentoML model store (what `bentoml serve`
-    and `bentoml build` use); a no-op when the store's latest is that version already."""
+    and `bentoml build` use), with the ONNX graph `serve.runtime` and `serve.quantize` ask
+    for; a no-op when the store's latest is that version and graph already."""
     from klue_nli.inference import bento  # BentoML loads slowly; only this command needs it
 
     name, c = params.registry.model_name, client()
@@ -250,11 +250,20 @@ def export_champion(params: Params) -> str:
         "registry_version": str(champion.version),
         "mlflow_run_id": champion.run_id,
     }
+    serve = params.serve
+    # The ONNX graph the service runs, made once here rather than in every worker at start.
+    if serve.runtime == "onnxruntime":
+        labels["graph"] = f"onnx-{serve.quantize}"
     latest = bento.latest()
     if latest is not None and all(latest.info.labels.get(k) == v for k, v in labels.items()):
         return str(latest.tag)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = verified_model_dir(name, champion.version, Path(tmp))
+        model_dir, predictor = verified_model_dir(name, champion.version, Path(tmp))
+        if serve.runtime == "onnxruntime":
+            from klue_nli.inference.onnx import store_graph
+
+            input_names = predictor.tokenizer.model_input_names
+            store_graph(predictor.model, input_names, model_dir, serve.quantize)
         metadata = {"mlflow_run_id": champion.run_id, **champion.tags}
         return bento.store_model(model_dir, labels, metadata)
 

@@ -1,0 +1,116 @@
+"""`klue-nli recipe | sweep | flow | deploy`: running the pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+
+import click
+
+from klue_nli.core.errors import UserError
+
+sets_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a params.yaml key on top of the recipe (repeatable)",
+)
+
+
+def _split(text: str) -> list[str]:
+    return text.replace(",", " ").split()
+
+
+@click.command()
+@click.argument("name")
+@click.option("--run", is_flag=True, help="run `dvc exp run` with them (make demo, quick, run)")
+@sets_option
+def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
+    """Print a recipe's `dvc exp run -S` arguments (recipes/NAME.yaml), or run them."""
+    from flows.overrides import parse_sets
+    from flows.recipes import recipe_args
+    from klue_nli.core.cli import require_command
+
+    overrides = recipe_args(name, os.environ, parse_sets(list(sets)))
+    if not run:
+        print(shlex.join(overrides))
+        return
+    dvc = require_command("dvc", "klue-nli recipe")
+    # an argument list, not a shell line: a path with spaces stays one argument
+    raise SystemExit(subprocess.run([dvc, "exp", "run", *overrides]).returncode)
+
+
+@click.command()
+@click.option("--pairs", default="8000 16000", show_default=True, help="data.train_pairs")
+@click.option("--epochs", default="1", show_default=True, help="train.epochs")
+@click.option("--lr", default="5e-5 1e-4", show_default=True, help="train.learning_rate")
+@click.option("--pooling", default="cls mean", show_default=True, help="model.pooling")
+@click.option("--precision", default="bf16-mixed", show_default=True, help="train.precision")
+@click.option("--dry-run", is_flag=True, help="print the experiments' commands only")
+def sweep(pairs: str, epochs: str, lr: str, pooling: str, precision: str, dry_run: bool) -> None:
+    """DVC experiments on the demo recipe over a grid, ranked by validation accuracy."""
+    from flows.ranking import GRID_KEYS
+    from flows.sweep import sweep as run_sweep
+
+    values = [_split(v) for v in (pairs, epochs, lr, pooling, precision)]
+    run_sweep(dict(zip(GRID_KEYS, values, strict=True)), dry_run)
+
+
+@click.command()
+@click.option("--recipe", "recipe_name", help="a recipe of recipes/ (demo, quick, full, ...)")
+@click.option("--epochs", type=int, help="train.epochs")
+@click.option("--model-name", help="model.name_or_path")
+@click.option("--no-bento", is_flag=True, help="skip bentoml build")
+@sets_option
+def flow(
+    recipe_name: str | None,
+    epochs: int | None,
+    model_name: str | None,
+    no_bento: bool,
+    sets: tuple[str, ...],
+) -> None:
+    """Run the Prefect training flow once, on the local API (make flow)."""
+    from flows.overrides import parse_sets
+    from flows.stage import StageFailed
+    from flows.training import training_flow
+
+    try:
+        result = training_flow(
+            recipe=recipe_name,
+            epochs=epochs,
+            model_name=model_name,
+            set_params=parse_sets(list(sets)),
+            build_bento=not no_bento,
+        )
+    except StageFailed as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(result["promotion"], ensure_ascii=False, indent=2))
+
+
+@click.command()
+@click.option("--cron", help="the schedule (default: prefect.yaml's, Mondays 03:00)")
+@click.option("--pool", default="klue-nli", show_default=True, help="the process work pool")
+@click.option("--params", "flow_params", default="{}", help="the flow's parameters, as JSON")
+@click.option("--alert-webhook", metavar="URL", help="only add the failure automation to URL")
+def deploy(cron: str | None, pool: str, flow_params: str, alert_webhook: str | None) -> None:
+    """Deploy weekly retraining on a work pool of PREFECT_API_URL (make deploy)."""
+    from flows.deploy import DEPLOYMENT, alert_on_failure
+    from flows.deploy import deploy as deploy_flow
+    from flows.training import training_flow
+
+    if alert_webhook:
+        automation_id = alert_on_failure(alert_webhook)
+        print(f"automation klue-nli-training-failed ({automation_id}) -> {alert_webhook}")
+        return
+    try:
+        parameters = json.loads(flow_params)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON ({exc})", param_hint="--params") from None
+    deployment_id = deploy_flow(cron, parameters, pool)
+    print(f"deployed {training_flow.name}/{DEPLOYMENT} ({deployment_id}) on pool {pool}")
+
+
+COMMANDS = (recipe, sweep, flow, deploy)

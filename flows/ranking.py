@@ -1,0 +1,70 @@
+"""The sweep's experiments as a table: read from `dvc exp show --json`, best validation
+accuracy first, and on a tie the cheaper schedule."""
+
+from __future__ import annotations
+
+from klue_nli.core.params import flatten
+
+METRIC = "best_val_acc"  # train's DVCLive summary: the validation split's best epoch
+# the grid's keys, and the short name each has in an experiment's name
+GRID = {
+    "data.train_pairs": "n",
+    "train.epochs": "ep",
+    "train.learning_rate": "lr",
+    "model.pooling": "",
+    "train.precision": "",
+}
+GRID_KEYS = tuple(GRID)
+
+
+def _cost(row: dict) -> float:
+    """Training examples the schedule reads (all of the train file: counted as infinite)."""
+    pairs = row["data.train_pairs"]
+    return float("inf") if pairs is None else int(pairs) * int(row["train.epochs"] or 0)
+
+
+def ranked(experiments: list[dict]) -> list[dict]:
+    """Rows of `dvc exp show --json`, flattened to name, grid values and validation accuracy,
+    best first, and on a tie the cheaper schedule first (fewer pairs x epochs); experiments
+    without the metric (failed, or not a sweep's) are left out."""
+    rows = []
+    for commit in experiments:
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data") or {}
+                name = rev.get("name") or data.get("name") or ""
+                if not name.startswith("sweep-"):
+                    continue
+                metrics = {}
+                for source in (data.get("metrics") or {}).values():
+                    metrics.update(flatten(source.get("data", {})))
+                params = {}
+                for source in (data.get("params") or {}).values():
+                    params.update(flatten(source.get("data", {})))
+                if METRIC in metrics:
+                    rows.append(
+                        {
+                            "name": name,
+                            **{key: params.get(key) for key in GRID_KEYS},
+                            METRIC: metrics[METRIC],
+                            "train_seconds": metrics.get("train_seconds"),
+                            "train_examples_per_s": metrics.get("train_examples_per_s"),
+                        }
+                    )
+    return sorted(rows, key=lambda row: (-row[METRIC], _cost(row)))
+
+
+def markdown(rows: list[dict]) -> str:
+    head = (
+        "| experiment | train pairs | epochs | learning rate | pooling | precision "
+        "| validation accuracy | train s | examples/s |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['name']} | {row['data.train_pairs']} | {row['train.epochs']} | "
+            f"{row['train.learning_rate']} | {row['model.pooling']} | "
+            f"{row['train.precision']} | {row[METRIC]:.3f} | "
+            f"{row['train_seconds']} | {row['train_examples_per_s']} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""`klue-nli`, the one command-line tool: every command listed with one line, the Makefile
+calling it, and one line with exit 2 for bad arguments (exit 1 for a problem to fix)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SCRIPT = Path(sys.executable).parent / "klue-nli"  # what `make venv` installs
+COMMANDS = {
+    "recipe", "sweep", "flow", "deploy",
+    "register", "promote", "rollback", "show", "export", "gc",
+    "params", "convert-e5",
+}  # fmt: skip
+
+
+def klue_nli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_every_command_with_one_line():
+    proc = klue_nli("--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = re.findall(r"^  ([a-z0-9-]+)\s{2,}\S.*$", proc.stdout.split("Commands:")[1], re.M)
+    assert set(listed) == COMMANDS, proc.stdout
+    for command in COMMANDS:  # and each command has its own help
+        assert klue_nli(command, "--help").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["nosuch"], 2, "klue-nli: error: No such command 'nosuch'."),
+        (["promote", "--bogus"], 2, "klue-nli promote: error: No such option '--bogus'"),
+        (["sweep", "--dry-run", "extra"], 2, "klue-nli sweep: error: Got unexpected extra"),
+        (["deploy", "--params", "{"], 2, "klue-nli deploy: error: Invalid value for --params"),
+        (["params", "--params", "missing.yaml"], 1, "klue-nli: error: missing.yaml: file not"),
+        (["recipe", "nosuch"], 1, "klue-nli: error: unknown recipe 'nosuch' (one of "),
+        (["recipe", "demo", "--set", "train.epochs"], 1, "klue-nli: error: --set 'train.epochs'"),
+    ],
+)
+def test_bad_arguments_are_one_line(args, code, message):
+    proc = klue_nli(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+
+
+def test_the_makefile_calls_it_and_the_product_package_has_no_entry_points():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("demo", "quick", "sweep", "run", "register", "promote", "export", "flow"):
+        recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
+        assert recipe and "klue-nli " in recipe.group(1), target
+    assert "python -m klue_nli" not in makefile and "python -m flows" not in makefile
+    inside = [p for p in (ROOT / "klue_nli").rglob("*.py") if "__main__" in p.read_text()]
+    assert inside == []
