@@ -246,7 +246,7 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     dev = read_split(b / "data/raw", "dev")[:8]
     premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
     expected = Predictor.from_dir(b / "models/best").predict_proba(premises, hypotheses)
-    sh([sys.executable, "-m", "klue_nli.registry", "export"], b, env_b)
+    sh([sys.executable, "-m", "flows.cli", "export"], b, env_b)
     port = free_port()
     server = bentoml_server(b, port, tmp_path / "serve-b.log", {**env_b, "PYTHONPATH": str(b)})
     try:
