@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-import yaml
 
 from benchmarks import base, report, serving
 from benchmarks.loadgen import PAIRS
 from devtools.sandbox import make_project, project_env, run_module
-from flows.recipes import committed_text
+from flows.recipes import committed_tree
 from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
@@ -41,7 +40,7 @@ ROOT = HERE.parent
 
 def committed() -> Params:
     """params.yaml as committed (the defaults; `make demo` edits the file itself)."""
-    return params_from_dict(yaml.safe_load(committed_text(ROOT / "params.yaml")))
+    return params_from_dict(committed_tree(ROOT / "params.yaml"))
 
 
 def bench_params(klue: str, kcbert: str) -> Params:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import yaml
 from pytorch_lightning.callbacks import Callback
 from transformers import AutoConfig
 
-from flows.recipes import committed_text
+from flows.recipes import committed_tree
 from klue_nli.core.params import PARAMS_FILE, params_from_dict
 from klue_nli.data.encoding import load_tokenizer, pad_batch
 from klue_nli.data.features import TOKENIZER_DIR
@@ -77,9 +76,7 @@ def main() -> None:
     parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
     args = parser.parse_args()
     # params.yaml as committed (the defaults; `make demo` edits the file itself)
-    base = params_from_dict(
-        yaml.safe_load(committed_text(Path(__file__).parent.parent / PARAMS_FILE))
-    )
+    base = params_from_dict(committed_tree(Path(__file__).parent.parent / PARAMS_FILE))
     cfg = base.train.model_copy(
         update={
             "batch_size": 32,

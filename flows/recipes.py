@@ -52,12 +52,12 @@ def overlay(name: str) -> dict[str, Any]:
 
 def committed_params(params_file: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """params.yaml as last committed (what the recipes reset to), flattened."""
-    return flatten(yaml.safe_load(committed_text(params_file)) or {})
+    return flatten(committed_tree(params_file))
 
 
-def committed_text(params_file: str | Path = PARAMS_FILE) -> str:
-    """params.yaml's text as last committed (`make demo` edits the file in place, as
-    `dvc exp run -S` does); the file as it is where it is not in a git checkout."""
+def committed_tree(params_file: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """params.yaml as last committed, as nested mappings (`make demo` edits the file in
+    place, as `dvc exp run -S` does); the file as it is where it is not in a git checkout."""
     path = Path(params_file).resolve()
     try:
         proc = subprocess.run(
@@ -66,7 +66,9 @@ def committed_text(params_file: str | Path = PARAMS_FILE) -> str:
         text = proc.stdout if proc.returncode == 0 else None
     except OSError:  # no git here
         text = None
-    return path.read_text(encoding="utf-8") if text is None else text
+    if text is None:
+        text = path.read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
 
 
 def local_sources(name: str, env: Mapping[str, str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 import yaml
 
-from flows.recipes import committed_text
+from flows.recipes import committed_tree
 from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
 from klue_nli.data.klue import SPLITS, split_filename
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def defaults() -> dict:
     """params.yaml as committed, as a nested dict: the defaults every test starts from (a
     `make demo` in this checkout edits the file itself)."""
-    return yaml.safe_load(committed_text(ROOT / "params.yaml"))
+    return committed_tree(ROOT / "params.yaml")
 
 
 def default_params(**overrides: dict) -> Params:
