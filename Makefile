@@ -33,7 +33,7 @@ endif
 
 .PHONY: help venv docs demo quick sweep run run-e5 repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
-	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery \
+	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants \
 	gc team-up team-down postgres
 
 help: ## Show this help
@@ -119,6 +119,9 @@ bench: $(STAMP) ## Benchmarks vs the original approach; kcbert-base's shape and 
 
 recovery: $(STAMP) ## The serving worker killed under load, graph made at start vs stored by make export (after make demo) -> benchmarks/recovery.json
 	python -m benchmarks.recovery
+
+variants: $(STAMP) ## The served model's ONNX graph fp32, fused, int8 (dynamic, static QDQ), PyTorch bf16 side by side (after make demo) -> benchmarks/variants.json
+	python -m benchmarks.variants
 
 soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=16) -> benchmarks/soak.json
 	python -m benchmarks.soak

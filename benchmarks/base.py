@@ -81,7 +81,7 @@ def train_throughput(
 def tutorial_pairs_per_s(model_dir: Path, premises: list[str], hypotheses: list[str]) -> float:
     """The tutorial's inference_fn: one pair at a time, padded to 64, fp32."""
     predictor = Predictor.from_dir(model_dir, device="cpu")
-    tokenizer, model = predictor.tokenizer, predictor.model
+    tokenizer, model = load_tokenizer(str(model_dir)), predictor.model  # transformers', as then
     start = time.perf_counter()
     with torch.inference_mode():
         for p, h in zip(premises, hypotheses, strict=True):

@@ -69,7 +69,7 @@ def evaluate(params: Params) -> dict:
     # loaded and run again only when that is another model (the options apply on CPU only).
     serve = params.serve
     served, served_preds = predictor, preds
-    if predictor.device.type == "cpu" and (serve.runtime, serve.quantize) != ("torch", "none"):
+    if predictor.device == "cpu" and (serve.runtime, serve.quantize) != ("torch", "none"):
         served = Predictor.from_dir(model_dir, quantize=serve.quantize, runtime=serve.runtime)
         served_preds = served.predict([e.premise for e in dev], [e.hypothesis for e in dev])
     report["served"] = {

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import MANIFEST_FILE, verify_model_dir, write_manifest
-from klue_nli.inference.onnx import GRAPH_DIR, GRAPH_INFO, store_graph
+from klue_nli.data.klue import read_split
+from klue_nli.inference.onnx import GRAPH_DIR, GRAPH_INFO, OnnxForward, export_graph, store_graph
 from klue_nli.inference.predictor import Predictor
 from tests.test_pooling import LONG, SHORT, saved_model
 
@@ -30,8 +33,9 @@ def exported_folder(family: str, kcbert: str, tmp_path):
 @pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
 def test_a_stored_graph_answers_as_the_one_exported_at_load(family, kcbert, tmp_path):
     folder = exported_folder(family, kcbert, tmp_path)
-    # the graph is in the manifest: checked like the weights
-    assert f"{GRAPH_DIR}/model.onnx" in json.loads((folder / MANIFEST_FILE).read_text())
+    # the graph and its weights (beside it) are in the manifest: checked like the rest
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    assert {f"{GRAPH_DIR}/model.onnx", f"{GRAPH_DIR}/model.onnx.data"} <= manifest.keys()
     verify_model_dir(folder, require_manifest=True)
 
     stored = Predictor.from_dir(folder, device="cpu", runtime="onnxruntime")
@@ -69,3 +73,42 @@ def test_a_graph_from_other_weights_is_refused_and_another_quantization_not_used
         fh.write(b"\0\0\0\0")
     with pytest.raises(UserError, match=r"model\.onnx is corrupt"):
         Predictor.from_dir(folder, device="cpu", runtime="onnxruntime", require_manifest=True)
+
+
+def test_a_stored_graph_is_served_without_pytorch_or_transformers(kcbert, tmp_path):
+    """What makes a replacement worker quick (docs/reliability.md): the stored graph, the
+    folder's tokenizer.json and config.json, and nothing of PyTorch (1.5 s to import) or
+    transformers (0.7 s)."""
+    folder = exported_folder("bert", kcbert, tmp_path)
+    code = (
+        "import sys; from klue_nli.inference.predictor import Predictor; "
+        f"p = Predictor.from_dir({str(folder)!r}, runtime='onnxruntime', threads=1); "
+        f"print(p.predict({PREMISES!r}, {HYPOTHESES!r})); "
+        "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    answers, imported = run.stdout.strip().splitlines()[-2:]
+    assert answers == str(Predictor.from_dir(folder, device="cpu").predict(PREMISES, HYPOTHESES))
+    assert imported == "[]"
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+def test_the_fused_graph_answers_as_pytorch_on_the_dev_file(family, kcbert, klue_dir, tmp_path):
+    """ONNX Runtime's optimizer (what `make variants` measures against the plain graph) fuses
+    every layer's attention of each family, with PyTorch fp32's answers: the same argmax on
+    every dev pair, probabilities within 1e-4."""
+    _, _, folder = saved_model(family, "mean", kcbert, tmp_path)
+    pytorch = Predictor.from_dir(folder, device="cpu", runtime="torch")
+    names = pytorch.tokenizer.model_input_names
+    path, inputs, fused = export_graph(pytorch.model, names, tmp_path / "g", fuse=True)
+    layers = pytorch.config["num_hidden_layers"]
+    assert fused["Attention"] == layers and fused["SkipLayerNormalization"] == 2 * layers, fused
+    forward = OnnxForward(path, inputs, fused, 1, source="exported at load")
+    served = Predictor(pytorch.tokenizer, forward, pytorch.config, runtime="onnxruntime")
+    dev = read_split(klue_dir, "dev")
+    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
+    a = served.predict_proba(premises, hypotheses)
+    b = pytorch.predict_proba(premises, hypotheses)
+    assert np.abs(a - b).max() <= 1e-4
+    assert (a.argmax(1) == b.argmax(1)).all()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.io import atomic_dir, atomic_write_text
-from klue_nli.core.manifest import MANIFEST_FILE, verify_model_dir, write_manifest
+from klue_nli.core.manifest import (
+    MANIFEST_FILE,
+    stat_fingerprint,
+    verify_model_dir,
+    write_manifest,
+)
 
 
 def test_a_failing_block_keeps_the_old_folder_and_leaves_no_temp(tmp_path):
@@ -53,3 +60,25 @@ def test_a_folder_without_checksums_is_refused_only_where_they_are_required(tmp_
     verify_model_dir(tmp_path)  # e.g. a folder saved by hand, for evaluate
     with pytest.raises(UserError, match=f"no {MANIFEST_FILE}"):
         verify_model_dir(tmp_path, require_manifest=True)
+
+
+def test_a_folder_checked_once_is_hashed_again_only_if_a_file_changed(tmp_path):
+    """The service hashes the model once (deployment hook); a worker compares each file's size
+    and modification time with what they were then."""
+    (tmp_path / "config.json").write_text("{}")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights")
+    write_manifest(tmp_path)
+    checked = stat_fingerprint(tmp_path)
+    before = weights.stat()
+
+    weights.write_bytes(b"weightz")  # same size, rewritten: a later modification time
+    later = before.st_mtime_ns + 10**9  # said explicitly: the clock's grain may hide it
+    os.utime(weights, ns=(before.st_atime_ns, later))
+    with pytest.raises(UserError, match=r"model\.safetensors is corrupt"):
+        verify_model_dir(tmp_path, require_manifest=True, checked=checked)
+    # the same change with the old time put back is not seen: the checksums were not computed
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    verify_model_dir(tmp_path, require_manifest=True, checked=checked)
+    with pytest.raises(UserError, match=r"model\.safetensors is corrupt"):
+        verify_model_dir(tmp_path, require_manifest=True)  # without `checked`: hashed

@@ -79,6 +79,7 @@ def test_the_schema_holds_no_defaults_and_a_missing_key_is_named():
         ({"data": {"val_fraction": 0}}, "data.val_fraction: must be > 0"),
         ({"registry": {"min_behaviour_pass": 2}}, "registry.min_behaviour_pass: must be <= 1"),
         ({"train": {"devices": 0}}, "train.devices: must be 'auto', -1 or > 0, got 0"),
+        ({"serve": {"quantize": "bf16"}}, "serve.runtime: quantize bf16 runs on PyTorch only"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(patch, key):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -516,8 +517,10 @@ def test_a_worker_killed_under_load_is_back_in_seconds_and_loses_only_what_it_he
         server.wait_ready(timeout=180)
         url = f"http://127.0.0.1:{port}"
         figures = kill_under_load(url, server.proc.pid, clients=8)
-        assert len(worker_pids(server.proc.pid)) == 1  # one replacement, not a crash loop
+        [worker] = worker_pids(server.proc.pid)  # one replacement, not a crash loop
         assert post(url + "/api", {"premise": "비가 온다.", "hypothesis": "맑다."}).ok
+        # it runs the stored graph without PyTorch (1.5 s of a start): libtorch is not loaded
+        libraries = {Path(m.path).name for m in psutil.Process(worker).memory_maps()}
     finally:
         server.stop()
     print(json.dumps(figures))
@@ -525,7 +528,9 @@ def test_a_worker_killed_under_load_is_back_in_seconds_and_loses_only_what_it_he
     assert figures["sent_after_kill"] > 0
     assert figures["answered_after_kill"] == figures["sent_after_kill"], figures  # none refused
     assert figures["lost"] <= figures["clients"], figures  # what the dead worker held, at most
-    # 3.7 s measured for this model on 2 quiet cores; 17.4 s while BentoML's supervisor looked
-    # for dead workers every 10 s (service/respawn.py). The bound leaves room for a busy CI.
-    assert figures["recovery_s"] is not None and figures["recovery_s"] <= 8.0, figures
+    # 17.4 s while BentoML's supervisor looked for dead workers every 10 s (service/respawn.py),
+    # 3.7 s with PyTorch and transformers in the worker; the bound is the service's target.
+    assert figures["recovery_s"] is not None and figures["recovery_s"] <= 5.0, figures
     assert "exported it at start" not in log.read_text(errors="replace")
+    assert any(name.startswith("libonnxruntime") for name in libraries), sorted(libraries)
+    assert not any(name.startswith("libtorch") for name in libraries), sorted(libraries)

@@ -240,6 +240,12 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     # accuracies can differ only on the pairs where the two disagree
     assert abs(served["accuracy"] - saved["accuracy"]) <= 1 - served["argmax_agreement"] + 1e-9
 
+    # serve.quantize: bf16, PyTorch's model in bfloat16 (close to fp32, not equal to it)
+    bf16 = Predictor.from_dir(model_dir, device="cpu", quantize="bf16")
+    assert all(p.dtype == torch.bfloat16 for p in bf16.model.parameters())
+    probs_bf16 = bf16.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])
+    assert probs_bf16.dtype == np.float32 and 0 < np.abs(probs_bf16 - probs).max() < 0.05
+
 
 @pytest.mark.slow
 def test_train_resumes_after_sigkill_from_the_last_epoch_not_the_best(features, make_params):
@@ -344,7 +350,7 @@ def test_two_nodes_with_torchrun_on_loopback(features, make_params, tmp_path):
 def test_gpu_training_uses_bf16_mixed_by_default(features, make_params):
     metrics = train(make_params(train={"accelerator": "auto"}))
     assert metrics["precision"] == "bf16-mixed"
-    assert Predictor.from_dir(features / "models/best").device.type == "cuda"
+    assert Predictor.from_dir(features / "models/best").device == "cuda"
 
 
 def val_history(project: Path) -> list[tuple[int, float]]:

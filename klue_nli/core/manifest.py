@@ -34,10 +34,31 @@ def write_manifest(model_dir: str | Path) -> None:
     atomic_write_json(model_dir / MANIFEST_FILE, manifest)
 
 
-def verify_model_dir(model_dir: str | Path, require_manifest: bool = False) -> None:
+def stat_fingerprint(model_dir: str | Path) -> str:
+    """Each file's path, size and modification time, hashed: equal after a full check means no
+    file was rewritten since (what a serving worker checks instead of hashing a gigabyte)."""
+    model_dir = Path(model_dir).resolve()
+    digest = hashlib.sha256(str(model_dir).encode())
+    for p in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        st = p.stat()
+        digest.update(
+            f"{p.relative_to(model_dir).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+        )
+    return digest.hexdigest()
+
+
+def verify_model_dir(
+    model_dir: str | Path, require_manifest: bool = False, checked: str | None = None
+) -> None:
     """Raise UserError naming each missing or changed file; without a manifest, only when
-    `require_manifest` (the registry and the service require one)."""
+    `require_manifest` (the registry and the service require one).
+
+    `checked`: the `stat_fingerprint` of the folder when a full check passed (the service's
+    deployment hook does it once); if the folder still has it, the checksums are not
+    computed again."""
     model_dir = Path(model_dir)
+    if checked is not None and checked == stat_fingerprint(model_dir):
+        return
     path = model_dir / MANIFEST_FILE
     if not path.is_file():
         if require_manifest:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from klue_nli.core.errors import UserError
+
+if TYPE_CHECKING:  # a serving worker imports neither (klue_nli/inference/tokenizer.py)
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 
 def load_tokenizer(
@@ -23,6 +26,8 @@ def load_tokenizer(
     Never build one with `BertTokenizerFast(vocab_file=...)`: in transformers 5 that maps
     every Korean word to [UNK] without a warning.
     """
+    from transformers import AutoTokenizer
+
     kwargs: dict = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
     if model_input_names is not None:
         kwargs["model_input_names"] = model_input_names
@@ -72,22 +77,35 @@ def truncated_mask(
     input_ids: Sequence[Sequence[int]],
     max_length: int,
 ) -> list[bool]:
+    """Which pairs the cap shortened (see cut_at_cap)."""
+
+    def uncapped(rows: list[int]) -> list[int]:
+        full = tokenizer(
+            [premises[i] for i in rows],
+            [hypotheses[i] for i in rows],
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,  # no "longer than the maximum" warning: finding those is the point
+        )["input_ids"]
+        return [len(ids) for ids in full]
+
+    return cut_at_cap(input_ids, max_length, uncapped)
+
+
+def cut_at_cap(
+    input_ids: Sequence[Sequence[int]],
+    max_length: int,
+    uncapped_lengths: Callable[[list[int]], list[int]],
+) -> list[bool]:
     """Which pairs the cap shortened. Only a pair that came out exactly at the cap can have
-    been cut, so only those (a few percent) are encoded again without the cap: one pass over
-    the data, not two."""
+    been cut, so only those (a few percent) are encoded again without the cap
+    (`uncapped_lengths(rows)`: their lengths then): one pass over the data, not two."""
     at_cap = [i for i, ids in enumerate(input_ids) if len(ids) == max_length]
     mask = [False] * len(input_ids)
     if not at_cap:
         return mask
-    full = tokenizer(
-        [premises[i] for i in at_cap],
-        [hypotheses[i] for i in at_cap],
-        return_attention_mask=False,
-        return_token_type_ids=False,
-        verbose=False,  # no "longer than the maximum" warning: finding those is the point
-    )["input_ids"]
-    for i, ids in zip(at_cap, full, strict=True):
-        mask[i] = len(ids) > max_length
+    for i, length in zip(at_cap, uncapped_lengths(at_cap), strict=True):
+        mask[i] = length > max_length
     return mask
 
 
@@ -98,27 +116,40 @@ def unk_share(tokenizer: PreTrainedTokenizerBase, input_ids: np.ndarray) -> floa
     return float(np.mean(words == tokenizer.unk_token_id)) if words.size else 0.0
 
 
+def pad_arrays(
+    input_ids: Sequence[Sequence[int] | np.ndarray],
+    token_type_ids: Sequence[Sequence[int] | np.ndarray] | None,
+    pad_id: int,
+) -> dict[str, np.ndarray]:
+    """Pad a batch to its own longest pair (dynamic padding) and build the attention mask,
+    as int64 arrays. `token_type_ids=None` (a model without segment ids) leaves that input
+    out."""
+    width = max(len(ids) for ids in input_ids)
+    n = len(input_ids)
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    for row, a in enumerate(input_ids):
+        ids[row, : len(a)] = a
+        mask[row, : len(a)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if token_type_ids is not None:
+        types = np.zeros((n, width), dtype=np.int64)
+        for row, b in enumerate(token_type_ids):
+            types[row, : len(b)] = b
+        batch["token_type_ids"] = types
+    return batch
+
+
 def pad_batch(
     input_ids: Sequence[Sequence[int] | np.ndarray],
     token_type_ids: Sequence[Sequence[int] | np.ndarray] | None,
     pad_id: int,
 ) -> dict[str, torch.Tensor]:
-    """Pad a batch to its own longest pair (dynamic padding) and build the attention mask.
-    `token_type_ids=None` (a model without segment ids) leaves that input out."""
-    width = max(len(ids) for ids in input_ids)
-    n = len(input_ids)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for row, a in enumerate(input_ids):
-        ids[row, : len(a)] = torch.as_tensor(np.asarray(a, dtype=np.int64))
-        mask[row, : len(a)] = 1
-    batch = {"input_ids": ids, "attention_mask": mask}
-    if token_type_ids is not None:
-        types = torch.zeros((n, width), dtype=torch.long)
-        for row, b in enumerate(token_type_ids):
-            types[row, : len(b)] = torch.as_tensor(np.asarray(b, dtype=np.int64))
-        batch["token_type_ids"] = types
-    return batch
+    """`pad_arrays` as PyTorch tensors (training batches)."""
+    import torch
+
+    arrays = pad_arrays(input_ids, token_type_ids, pad_id)
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
 def length_chunks(

@@ -7,8 +7,10 @@ grow by themselves. An overloaded server sheds load instead of queueing without 
 - at admission: a request whose expected wait (the batches ahead of it, in flight included,
   times the recent batch duration) exceeds `max_latency_ms` is refused at once (`Overloaded`),
   so a client learns in microseconds, not after waiting out the limit;
-- at batch start: a request that still waited longer than `max_latency_ms` is refused.
-An answered request thus spends at most about `max_latency_ms` plus one batch in the server.
+- at batch start: a request whose wait so far plus the expected model call (the recent batch
+  duration) would pass `max_latency_ms` is refused rather than answered late.
+An answered request thus spends at most about `max_latency_ms` in the batcher (a batch that
+runs slower than the recent ones adds its difference).
 A model call that returns the wrong number of results fails only its own batch's requests
 (`BatchError`: a 500 and a log line), and a worker task that dies fails every request waiting
 on it (`WorkerStopped`) and is started anew by the next request, so nothing hangs.
@@ -132,10 +134,12 @@ class MicroBatcher(Generic[T, R]):
             now = time.monotonic()
             live, waits = [], []
             self._queued -= size
+            # its answer would come after the wait so far plus the model call
+            expected_call = self.batch_s or 0.0
             for items, future, queued_at in batch:
                 if future.cancelled():  # the client went away
                     continue
-                if now - queued_at > self.max_latency_s:
+                if now - queued_at + expected_call > self.max_latency_s:
                     future.set_exception(Overloaded("the model queue is full; try again"))
                 else:
                     live.append((items, future))

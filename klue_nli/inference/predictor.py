@@ -7,26 +7,37 @@ all predict through `Predictor.predict_proba`.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import verify_model_dir
-from klue_nli.data.encoding import (
-    encode_pairs,
-    length_chunks,
-    load_tokenizer,
-    pad_batch,
-    truncated_mask,
-)
+from klue_nli.data.encoding import length_chunks, pad_arrays
 from klue_nli.data.text import clean_pair
+from klue_nli.inference.cpus import usable_cpus
+from klue_nli.inference.tokenizer import PairTokenizer
 
-if TYPE_CHECKING:
-    from transformers import PretrainedConfig
+if TYPE_CHECKING:  # a worker serving a stored ONNX graph imports neither (1.5 s + 0.7 s)
+    import torch
+
+# How a padded batch (int64 arrays by input name) becomes logits (float, (n, labels)).
+Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def default_device() -> str:
+    """`cuda` where PyTorch finds a GPU, else `cpu`. Asking PyTorch costs its import; a
+    machine without NVIDIA's driver has no CUDA for it to find, so it is not asked there."""
+    driver = any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
+    if "torch" not in sys.modules and not driver:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_model(model_dir: Path) -> torch.nn.Module:
@@ -43,32 +54,52 @@ def load_model(model_dir: Path) -> torch.nn.Module:
         raise UserError(f"{model_dir}: cannot load the model ({exc})") from None
 
 
+def torch_forward(model: torch.nn.Module, device: str) -> Forward:
+    """The PyTorch model as a `Forward`."""
+    import torch
+
+    def forward(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            tensors = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+            return model(**tensors).logits.float().cpu().numpy()
+
+    return forward
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 class Predictor:
     def __init__(
         self,
-        model: torch.nn.Module | None,
-        tokenizer,
-        device: str | torch.device = "cpu",
-        forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-        config: PretrainedConfig | None = None,
+        tokenizer: PairTokenizer,
+        forward: Forward,
+        config: dict,
+        model: torch.nn.Module | None = None,
+        device: str = "cpu",
+        runtime: str = "torch",
+        graph_source: str | None = None,
     ):
-        """`model` may be None when `forward` runs a graph stored with the folder; `config`
-        (the model's, by default) then says the labels and the position limit."""
-        # Another runtime (ONNX Runtime) holds its own copy of the weights: the PyTorch model is
-        # then not kept, so a serving worker holds the model once.
-        self.model = model.to(device).eval() if forward is None else None
+        """`config`: the model folder's config.json (labels, position limit). `model`: the
+        PyTorch model `forward` runs, or None when another runtime (ONNX Runtime) holds its
+        own copy of the weights (a serving worker then holds the model once)."""
         self.tokenizer = tokenizer
-        self.device = torch.device(device)
-        # How a padded batch becomes logits: the PyTorch model, unless another runtime is given.
-        self._forward = forward or (lambda batch: self.model(**batch).logits)
-        self.runtime: str = getattr(forward, "name", "torch")
+        self._forward = forward
+        self.model = model
+        self.device = device
+        self.runtime = runtime
         # where the ONNX graph came from ("stored" by `make export`, or "exported at load")
-        self.graph_source: str | None = getattr(forward, "source", None)
-        self.config = config = config or model.config
-        self.labels: tuple[str, ...] = tuple(config.id2label[i] for i in range(config.num_labels))
+        self.graph_source = graph_source
+        # the operators ONNX Runtime's optimizer fused in that graph; None: a plain graph
+        self.fused: dict[str, int] | None = getattr(forward, "fused", None)
+        self.config = config
+        id2label = {int(k): v for k, v in config["id2label"].items()}
+        self.labels: tuple[str, ...] = tuple(id2label[i] for i in range(len(id2label)))
         # A tokenizer saved without a cap reports a huge model_max_length; the model's own
         # position limit is then the cap.
-        self.max_length = min(int(tokenizer.model_max_length), config.max_position_embeddings)
+        self.max_length = min(tokenizer.model_max_length, int(config["max_position_embeddings"]))
         # Tokens fed to the model so far, real and with padding (the service's metrics).
         self.tokens_real = 0
         self.tokens_padded = 0
@@ -84,46 +115,57 @@ class Predictor:
         require_manifest: bool = False,
         quantize: str = "none",
         runtime: str = "torch",
+        threads: int | None = None,
+        checked: str | None = None,
     ) -> Predictor:
         """The model folder's predictor.
 
         On CPU only (a GPU always runs PyTorch, where bf16/fp32 beat CPU kernels):
         `runtime="onnxruntime"` runs the model with ONNX Runtime (klue_nli/inference/onnx.py):
-        the graph `make export` stored in the folder for `quantize` when there is one (the
-        weights are then not loaded), else one exported now. `quantize="int8"` quantizes the
-        Linear layers dynamically to int8 (PyTorch's, or ORT's own under onnxruntime).
+        the graph `make export` stored in the folder for `quantize` when there is one (then
+        neither the weights nor PyTorch are loaded), else one exported now.
+        `quantize="int8"` quantizes the Linear layers dynamically to int8 (PyTorch's, or
+        ORT's own under onnxruntime); `quantize="bf16"` runs PyTorch's model in bfloat16.
         Evaluate measures how often the served configuration agrees with PyTorch fp32
-        (`served` in metrics/eval.json)."""
+        (`served` in metrics/eval.json). `threads`: CPU threads (default: every usable CPU).
+        `checked`: see verify_model_dir."""
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise UserError(f"{model_dir}: not a saved model folder (no config.json)")
-        verify_model_dir(model_dir, require_manifest)
-        tokenizer = load_tokenizer(str(model_dir))
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        onnx = torch.device(device).type == "cpu" and runtime == "onnxruntime"
+        try:
+            config = json.loads((model_dir / "config.json").read_text())
+        except FileNotFoundError:
+            raise UserError(f"{model_dir}: not a saved model folder (no config.json)") from None
+        except ValueError as exc:
+            raise UserError(f"{model_dir}/config.json: unreadable ({exc})") from None
+        verify_model_dir(model_dir, require_manifest, checked)
+        tokenizer = PairTokenizer.from_dir(model_dir)
+        device = device or default_device()
+        cpu = device.split(":")[0] == "cpu"
+        given_threads, threads = threads, threads or usable_cpus()
+        onnx = cpu and runtime == "onnxruntime"
         if onnx:
             from klue_nli.inference.onnx import OnnxForward, stored_graph
 
             stored = stored_graph(model_dir, quantize)
             if stored is not None:  # `make export` stored it: the weights need not be loaded
-                from transformers import AutoConfig
+                forward = OnnxForward(*stored, threads, source="stored")
+                return cls(tokenizer, forward, config, None, device, forward.name, forward.source)
+        import torch
 
-                forward = OnnxForward(*stored, torch.get_num_threads(), source="stored")
-                config = AutoConfig.from_pretrained(model_dir)
-                return cls(None, tokenizer, device, forward, config=config)
+        if given_threads is not None and cpu:
+            torch.set_num_threads(given_threads)
         model = load_model(model_dir)
-        forward = None
         if onnx:
-            forward = OnnxForward.exported(
-                model, tokenizer.model_input_names, torch.get_num_threads(), quantize
-            )
-        elif torch.device(device).type == "cpu" and quantize == "int8":
+            forward = OnnxForward.exported(model, tokenizer.model_input_names, threads, quantize)
+            return cls(tokenizer, forward, config, None, device, forward.name, forward.source)
+        if cpu and quantize == "int8":
             model = torch.ao.quantization.quantize_dynamic(
                 model.eval(), {torch.nn.Linear}, dtype=torch.qint8
             )
-        return cls(model, tokenizer, device, forward)
+        elif cpu and quantize == "bf16":  # oneDNN's bf16 kernels (AVX512-BF16, AMX)
+            model = model.to(torch.bfloat16)
+        model = model.to(device).eval()
+        return cls(tokenizer, torch_forward(model, device), config, model, device)
 
-    @torch.inference_mode()
     def predict_proba_truncated(
         self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -141,22 +183,21 @@ class Predictor:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
             ps, hs = [p for p, _ in chunk], [h for _, h in chunk]
-            enc = encode_pairs(self.tokenizer, ps, hs, self.max_length)
-            cut = truncated_mask(self.tokenizer, ps, hs, enc["input_ids"], self.max_length)
+            enc = self.tokenizer.encode(ps, hs, self.max_length)
+            cut = self.tokenizer.truncated(ps, hs, enc["input_ids"], self.max_length)
             truncated[start : start + len(chunk)] = cut
             ids, types = enc["input_ids"], enc.get("token_type_ids")
             # similar lengths share a model call: less padding (answers do not change)
             for rows in length_chunks([len(x) for x in ids], batch_size, self.max_padding):
-                batch = pad_batch(
+                batch = pad_arrays(
                     [ids[i] for i in rows],
                     None if types is None else [types[i] for i in rows],
                     pad_id,
                 )
                 self.tokens_real += sum(len(ids[i]) for i in rows)
-                self.tokens_padded += batch["input_ids"].numel()
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                logits = self._forward(batch).float()
-                out[[start + i for i in rows]] = torch.softmax(logits, dim=-1).cpu().numpy()
+                self.tokens_padded += batch["input_ids"].size
+                logits = self._forward(batch).astype(np.float32, copy=False)
+                out[[start + i for i in rows]] = softmax(logits)
         return out, truncated
 
     def predict_proba(

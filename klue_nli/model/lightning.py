@@ -199,7 +199,7 @@ class NLIModule(pl.LightningModule):
 
 def resolve_precision(train: TrainParams) -> str:
     """`auto`: bf16-mixed where the hardware computes bf16 (a GPU that has it, a CPU with
-    AVX512-BF16 or AMX: about twice fp32's examples/s on 2 Zen 4 cores, docs/model.md),
+    AVX512-BF16 or AMX: about twice fp32's examples/s on 2 Zen 5 cores, docs/model.md),
     else 32-true."""
     if train.precision != "auto":
         return train.precision

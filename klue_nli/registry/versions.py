@@ -253,7 +253,10 @@ def export_champion(params: Params) -> str:
     serve = params.serve
     # The ONNX graph the service runs, made once here rather than in every worker at start.
     if serve.runtime == "onnxruntime":
-        labels["graph"] = f"onnx-{serve.quantize}"
+        from klue_nli.inference.onnx import GRAPH_FORMAT
+
+        # the format too: a store exported by an earlier version is exported again
+        labels["graph"] = f"onnx-{serve.quantize}-v{GRAPH_FORMAT}"
     latest = bento.latest()
     if latest is not None and all(latest.info.labels.get(k) == v for k, v in labels.items()):
         return str(latest.tag)

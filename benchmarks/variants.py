@@ -1,0 +1,290 @@
+"""`make variants`: the ONNX graph of one model in each quantization the field offers, side by
+side in one run, against the fused fp32 graph the service runs by default.
+
+For each variant: pairs/s in process at batch 1 and batch 32, argmax agreement with PyTorch
+fp32 and accuracy on the dev file, and the arithmetic it achieves (2 x non-embedding
+parameters x real tokens per second) against the cores' peak for its data type. Static int8
+is calibrated on training pairs of the feature cache (never on dev). Writes
+benchmarks/variants.json.
+
+    python -m benchmarks.variants          # make variants: the served model, after make demo
+    python -m benchmarks.variants --model-dir DIR --features DIR --dev DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from klue_nli.core.io import atomic_write_json
+from klue_nli.data.encoding import pad_arrays
+from klue_nli.data.features import FeatureSplit, split_file
+from klue_nli.data.klue import read_split, split_filename
+from klue_nli.inference.onnx import OnnxForward, export_graph
+from klue_nli.inference.predictor import Predictor
+
+HERE = Path(__file__).resolve().parent
+CALIBRATION_PAIRS = 300
+# Peak arithmetic per cycle per core of AMD Zen 5 (/proc/cpuinfo: cpu family 26), whose
+# AVX-512 units are 512 bits wide, two of them with multiply-add: fp32 2 x 16 lanes x 2 = 64;
+# bf16 dot products (VDPBF16PS) twice the lanes, 128; int8 (VNNI VPDPBUSD) four times, 256.
+# Times the clock /proc/cpuinfo states (a virtual machine's nominal clock: boost may exceed
+# it), so the bench also measures what one large matrix product reaches per data type.
+FLOP_PER_CYCLE = {"fp32": 64, "bf16": 128, "int8": 256}
+GEMM = 2048  # the side of the square products timed for that
+
+
+def gemm_ceiling(threads: int) -> dict[str, float]:
+    """FLOP/s one large matrix product reaches per data type on these cores, with the fastest
+    kernel at hand: ONNX Runtime's for fp32 (PyTorch's fp32 product is slower here), PyTorch's
+    (oneDNN) for bf16, PyTorch's int8 product for int8."""
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper
+
+    def best(run) -> float:
+        run()
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return 2 * GEMM**3 / min(times)
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((GEMM, GEMM), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "gemm",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [GEMM, GEMM]) for n in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [GEMM, GEMM])],
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), options)
+    t = torch.from_numpy(a)
+    b16 = t.to(torch.bfloat16)
+    i8 = torch.randint(-128, 127, (GEMM, GEMM), dtype=torch.int8)
+    return {
+        "fp32": best(lambda: session.run(None, {"a": a, "b": a})),
+        "bf16": best(lambda: b16 @ b16),
+        "int8": best(lambda: torch._int_mm(i8, i8)),
+    }
+
+
+def clock_ghz() -> float:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1]) / 1000
+    except OSError:
+        pass
+    return float("nan")
+
+
+def non_embedding_parameters(model) -> int:
+    return sum(
+        p.numel() for name, p in model.named_parameters() if "embeddings" not in name.split(".")
+    )
+
+
+class Calibration:
+    """onnxruntime.quantization's CalibrationDataReader over feature-cache pairs."""
+
+    def __init__(self, split: FeatureSplit, inputs: tuple[str, ...], pad_id: int, n: int):
+        rows = list(range(min(n, len(split))))
+        pairs = [split.pair(i) for i in rows]
+        self.batches = []
+        for start in range(0, len(pairs), 16):
+            chunk = pairs[start : start + 16]
+            types = None if chunk[0][1] is None else [t for _, t in chunk]
+            batch = pad_arrays([ids for ids, _ in chunk], types, pad_id)
+            self.batches.append({k: batch[k] for k in inputs})
+        self.it = iter(self.batches)
+
+    def get_next(self):
+        return next(self.it, None)
+
+    def rewind(self) -> None:
+        self.it = iter(self.batches)
+
+
+def build_variants(model, tokenizer, features: Path | None, tmp: Path) -> dict[str, tuple]:
+    """name -> (graph path, inputs, data type) of each ONNX variant."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32, inputs, _ = export_graph(model, tokenizer.model_input_names, tmp / "fp32", external=False)
+    plain, _, _ = export_graph(
+        model, tokenizer.model_input_names, tmp / "plain", external=False, fuse=False
+    )
+    out = {"fp32 plain": (plain, inputs, "fp32"), "fp32 fused": (fp32, inputs, "fp32")}
+    for name, per_channel in (
+        ("int8 dynamic per tensor", False),
+        ("int8 dynamic per channel", True),
+    ):
+        path = tmp / f"{name.replace(' ', '-')}.onnx"
+        quantize_dynamic(
+            str(fp32),
+            str(path),
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            extra_options={"DefaultTensorType": 1},  # FLOAT: untyped fused-operator outputs
+        )
+        out[name] = (path, inputs, "int8")
+    if features is not None:  # the train split: never dev
+        split = FeatureSplit.load(split_file(features, "train"))
+        pre = tmp / "pre.onnx"
+        quant_pre_process(str(plain), str(pre), skip_symbolic_shape=True)
+        path = tmp / "int8-static.onnx"
+        quantize_static(
+            str(pre),
+            str(path),
+            Calibration(split, inputs, tokenizer.pad_token_id, CALIBRATION_PAIRS),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            # the matrix products only: with every operator quantized, every answer was one
+            # class (probably the attention mask's additive -3.4e38 setting a scale)
+            op_types_to_quantize=["MatMul"],
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+        out["int8 static QDQ per channel"] = (path, inputs, "int8")
+    return out
+
+
+def rates(predictor: Predictor, premises: list[str], hypotheses: list[str]) -> dict:
+    predictor.predict_proba(premises[:32], hypotheses[:32], 32)  # warm-up
+    n32, n1 = min(256, len(premises)), 48
+    real = predictor.tokens_real
+    start = time.perf_counter()
+    predictor.predict_proba(premises[:n32], hypotheses[:n32], 32)
+    wall = time.perf_counter() - start
+    tokens = predictor.tokens_real - real
+    start = time.perf_counter()
+    for p, h in zip(premises[:n1], hypotheses[:n1], strict=True):
+        predictor.predict_proba([p], [h])
+    return {
+        "batch32_pairs_per_s": n32 / wall,
+        "batch1_pairs_per_s": n1 / (time.perf_counter() - start),
+        "real_tokens_per_s_batch32": tokens / wall,
+    }
+
+
+def measure(model_dir: Path, dev: Path, features: Path | None, rounds: int) -> dict:
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    threads = torch.get_num_threads()
+    reference = Predictor.from_dir(model_dir, device="cpu", runtime="torch")
+    pairs = read_split(dev, "dev")
+    premises, hypotheses = [e.premise for e in pairs], [e.hypothesis for e in pairs]
+    gold = np.asarray([reference.labels.index(e.label) for e in pairs])
+    expected = reference.predict_proba(premises, hypotheses, 32).argmax(1)
+    params = non_embedding_parameters(reference.model)
+    peak = {k: v * clock_ghz() * 1e9 * threads for k, v in FLOP_PER_CYCLE.items()}
+    ceiling = gemm_ceiling(threads)
+    predictors: dict[str, tuple[Predictor, str]] = {"pytorch fp32": (reference, "fp32")}
+    bf16 = Predictor.from_dir(model_dir, device="cpu", runtime="torch")
+    bf16.model.to(torch.bfloat16)
+    predictors["pytorch bf16"] = (bf16, "bf16")
+    with tempfile.TemporaryDirectory(prefix="klue-nli-variants-") as tmp:
+        graphs = build_variants(reference.model, reference.tokenizer, features, Path(tmp))
+        for name, (path, inputs, dtype) in graphs.items():
+            forward = OnnxForward(path, inputs, None, threads, source=name)
+            predictors[f"onnxruntime {name}"] = (
+                Predictor(reference.tokenizer, forward, reference.config, runtime="onnxruntime"),
+                dtype,
+            )
+        rows: dict[str, dict] = {}
+        for name, (predictor, _) in predictors.items():
+            answers = predictor.predict_proba(premises, hypotheses, 32).argmax(1)
+            rows[name] = {
+                "agreement": float(np.mean(answers == expected)),
+                "dev_accuracy": float(np.mean(answers == gold)),
+                "rounds": [],
+            }
+        for _ in range(rounds):  # interleaved: each round measures every variant once
+            for name, (predictor, _) in predictors.items():
+                rows[name]["rounds"].append(rates(predictor, premises, hypotheses))
+    for name, row in rows.items():
+        dtype = predictors[name][1]
+        for key in ("batch32_pairs_per_s", "batch1_pairs_per_s", "real_tokens_per_s_batch32"):
+            row[key] = float(np.median([r[key] for r in row["rounds"]]))
+        flops = 2 * params * row["real_tokens_per_s_batch32"]
+        row.update(
+            dtype=dtype,
+            tflops=flops / 1e12,
+            share_of_peak=flops / peak[dtype],
+            share_of_gemm=flops / ceiling[dtype],
+        )
+    return {
+        "model_dir": str(model_dir),
+        "non_embedding_parameters": params,
+        "dev_pairs": len(pairs),
+        "threads": threads,
+        "peak_tflops_at_stated_clock": {k: v / 1e12 for k, v in peak.items()},
+        "gemm_tflops": {k: v / 1e12 for k, v in ceiling.items()},
+        "variants": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, help="default: the served model")
+    parser.add_argument(
+        "--dev", type=Path, default=Path("data/raw"), help="the KLUE dev file's folder"
+    )
+    parser.add_argument(
+        "--features", type=Path, default=Path("data/features"), help="feature cache (calibration)"
+    )
+    parser.add_argument("--no-static", action="store_true", help="skip static int8")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=HERE / "variants.json")
+    args = parser.parse_args()
+    features = None if args.no_static else args.features
+    if not (args.dev / split_filename("dev")).is_file() or not (features or args.dev).is_dir():
+        print("variants: no data/raw or data/features; run `make demo` first", file=sys.stderr)
+        raise SystemExit(1)
+    model_dir = args.model_dir
+    if model_dir is None:
+        from klue_nli.inference.bento import latest
+
+        model = latest()
+        if model is None:
+            print("variants: no exported model; run `make demo` first", file=sys.stderr)
+            raise SystemExit(1)
+        model_dir = Path(model.path)
+    result = {
+        "cpu": platform.processor() or platform.machine(),
+        "clock_ghz": clock_ghz(),
+        **measure(model_dir, args.dev, features, args.rounds),
+    }
+    atomic_write_json(args.out, result)
+    for name, row in result["variants"].items():
+        print(
+            f"{name:40s} agree {row['agreement']:.4f} dev {row['dev_accuracy']:.4f} "
+            f"b32 {row['batch32_pairs_per_s']:.1f}/s b1 {row['batch1_pairs_per_s']:.1f}/s "
+            f"{row['tflops']:.3f} TFLOP/s ({row['share_of_peak']:.0%} of {row['dtype']} peak, "
+            f"{row['share_of_gemm']:.0%} of its GEMM)"
+        )
+
+
+if __name__ == "__main__":
+    main()
