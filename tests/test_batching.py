@@ -240,8 +240,10 @@ def test_a_dead_worker_fails_its_waiting_requests_and_is_restarted():
 
 def closed_loop(fill_ms: float, clients: int = 8, rounds: int = 12) -> list[int]:
     """`clients` each send a request, and the next one a staggered moment after the answer
-    (as the event loop parses them one by one); the batch sizes the model saw."""
-    model = Model(delay=0.02)
+    (as the event loop parses them one by one); the batch sizes the model saw. The model's
+    60 ms make the fill's deadline 20 ms (at most half a batch): 12 ms more than the last
+    client's stagger, room for a busy machine's scheduling."""
+    model = Model(delay=0.06)
     batcher = MicroBatcher(model, max_batch_size=32, max_latency_ms=5000, fill_ms=fill_ms)
 
     async def client(k: int) -> None:
