@@ -99,13 +99,15 @@ class NLIService:
         model stops the server with one line, instead of workers crash-looping."""
         try:
             path = bentoml.models.get(BENTO_MODEL).path
+            # taken before the hashing: a file rewritten meanwhile no longer matches it
+            fingerprint = stat_fingerprint(path)
             verify_model_dir(path, require_manifest=True)
         except (UserError, bentoml.exceptions.NotFound) as exc:
             print(f"klue-nli service: error: refusing to serve: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         # A worker (the first, or one replacing a crashed one) then checks that no file
         # changed since, instead of hashing the folder again (0.7 s of its start for e5).
-        os.environ[CHECKED_ENV] = stat_fingerprint(path)
+        os.environ[CHECKED_ENV] = fingerprint
         prompt_respawn()  # a crashed worker replaced within a second (service/respawn.py)
 
     def __init__(self) -> None:
