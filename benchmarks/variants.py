@@ -235,7 +235,7 @@ def measure(model_dir: Path, dev: Path, features: Path | None, rounds: int) -> d
             share_of_gemm=flops / ceiling[dtype],
         )
     return {
-        "model_dir": str(model_dir),
+        "model": model_dir.name,  # the folder's name only: no local path in a committed file
         "non_embedding_parameters": params,
         "dev_pairs": len(pairs),
         "threads": threads,
