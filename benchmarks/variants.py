@@ -1,5 +1,5 @@
 """`make variants`: the ONNX graph of one model in each quantization the field offers, side by
-side in one run, against the fused fp32 graph the service runs by default.
+side in one run, against the fp32 graph the service runs by default (as exported).
 
 For each variant: pairs/s in process at batch 1 and batch 32, argmax agreement with PyTorch
 fp32 and accuracy on the dev file, and the arithmetic it achieves (2 x non-embedding
@@ -207,7 +207,7 @@ def measure(model_dir: Path, dev: Path, features: Path | None, rounds: int) -> d
     with tempfile.TemporaryDirectory(prefix="klue-nli-variants-") as tmp:
         graphs = build_variants(reference.model, reference.tokenizer, features, Path(tmp))
         for name, (path, inputs, dtype) in graphs.items():
-            forward = OnnxForward(path, inputs, None, threads, source=name)
+            forward = OnnxForward(path, inputs, threads, source=name)
             predictors[f"onnxruntime {name}"] = (
                 Predictor(reference.tokenizer, forward, reference.config, runtime="onnxruntime"),
                 dtype,

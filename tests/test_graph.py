@@ -104,7 +104,7 @@ def test_the_fused_graph_answers_as_pytorch_on_the_dev_file(family, kcbert, klue
     path, inputs, fused = export_graph(pytorch.model, names, tmp_path / "g", fuse=True)
     layers = pytorch.config["num_hidden_layers"]
     assert fused["Attention"] == layers and fused["SkipLayerNormalization"] == 2 * layers, fused
-    forward = OnnxForward(path, inputs, fused, 1, source="exported at load")
+    forward = OnnxForward(path, inputs, 1, source="exported at load")
     served = Predictor(pytorch.tokenizer, forward, pytorch.config, runtime="onnxruntime")
     dev = read_split(klue_dir, "dev")
     premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]

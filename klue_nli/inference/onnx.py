@@ -195,11 +195,10 @@ def store_graph(
     """Export the folder's model (loaded as `model`) into `model_dir/onnx/`, record the weights
     it came from, and rewrite the folder's manifest so the graph is checked like the rest."""
     folder = Path(model_dir) / GRAPH_DIR
-    path, inputs, fused = export_graph(model, input_names, folder, quantize)
+    path, inputs, _ = export_graph(model, input_names, folder, quantize)
     info = {
         "file": path.name,
         "data": data_file(path.name),
-        "fused": fused,
         "quantize": quantize,
         "inputs": list(inputs),
         "weights_sha256": weights_sha256(model_dir),
@@ -209,11 +208,9 @@ def store_graph(
     return path
 
 
-def stored_graph(
-    model_dir: Path, quantize: str
-) -> tuple[Path, tuple[str, ...], dict[str, int] | None] | None:
-    """The graph stored in `model_dir` for `quantize`, its input names and its fused operators;
-    None when there is none for it. A graph exported from other weights is refused."""
+def stored_graph(model_dir: Path, quantize: str) -> tuple[Path, tuple[str, ...]] | None:
+    """The graph stored in `model_dir` for `quantize` and its input names; None when there is
+    none for it. A graph exported from other weights than the folder's is refused."""
     info_path = Path(model_dir) / GRAPH_DIR / GRAPH_INFO
     if not info_path.is_file():
         return None
@@ -222,7 +219,6 @@ def stored_graph(
         file, inputs, weights = info["file"], tuple(info["inputs"]), info["weights_sha256"]
         stored_quantize = info["quantize"]
         data = info.get("data")  # absent: weights inside the graph (stored by earlier versions)
-        fused = info.get("fused")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{info_path}: unreadable ({exc}); run `make export` again") from None
     if stored_quantize != quantize:
@@ -235,7 +231,7 @@ def stored_graph(
     for name in (file, data) if data else (file,):
         if not (info_path.parent / name).is_file():
             raise UserError(f"{model_dir}: {GRAPH_DIR}/{name} is missing; run `make export` again")
-    return info_path.parent / file, inputs, fused
+    return info_path.parent / file, inputs
 
 
 class OnnxForward:
@@ -247,16 +243,13 @@ class OnnxForward:
         self,
         path: Path,
         inputs: tuple[str, ...],
-        fused: dict[str, int] | None,
         threads: int,
         source: str,
     ) -> None:
-        """`fused`: what fuse_graph fused (None: a plain graph); `source`: where the graph came
-        from ("stored" or "exported at load"). Both for the service's log."""
+        """`source`: where the graph came from ("stored" or "exported at load"), for the log."""
         import onnxruntime as ort  # only the onnxruntime runtime needs it
 
         self.inputs = inputs
-        self.fused = fused
         self.source = source
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -270,10 +263,8 @@ class OnnxForward:
     ) -> OnnxForward:
         """Export `model` now, into a private temporary folder that lives as long as this."""
         tmp = tempfile.TemporaryDirectory(prefix="klue-nli-onnx-")
-        path, inputs, fused = export_graph(
-            model, input_names, Path(tmp.name), quantize, external=False
-        )
-        forward = cls(path, inputs, fused, threads, source="exported at load")
+        path, inputs, _ = export_graph(model, input_names, Path(tmp.name), quantize, external=False)
+        forward = cls(path, inputs, threads, source="exported at load")
         forward._tmp = tmp  # removed with the forward
         return forward
 

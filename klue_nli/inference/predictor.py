@@ -92,8 +92,6 @@ class Predictor:
         self.runtime = runtime
         # where the ONNX graph came from ("stored" by `make export`, or "exported at load")
         self.graph_source = graph_source
-        # the operators ONNX Runtime's optimizer fused in that graph; None: a plain graph
-        self.fused: dict[str, int] | None = getattr(forward, "fused", None)
         self.config = config
         id2label = {int(k): v for k, v in config["id2label"].items()}
         self.labels: tuple[str, ...] = tuple(id2label[i] for i in range(len(id2label)))

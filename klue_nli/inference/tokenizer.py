@@ -59,15 +59,21 @@ class PairTokenizer:
     def uses_token_types(self) -> bool:
         return "token_type_ids" in self.model_input_names
 
+    def _cap(self, max_length: int | None) -> None:
+        """Truncate at `max_length` (None: not at all), a setting of the backend: changed only
+        when it differs from the last one."""
+        if max_length == self._capped_at:
+            return
+        if max_length is None:
+            self.backend.no_truncation()
+        else:
+            self.backend.enable_truncation(
+                max_length, strategy="longest_first", direction=self.side
+            )
+        self._capped_at = max_length
+
     def _encode(self, pairs: list[tuple[str, str]], max_length: int | None):
-        if max_length != self._capped_at:  # a setting of the backend: change it only when asked
-            if max_length is None:
-                self.backend.no_truncation()
-            else:
-                self.backend.enable_truncation(
-                    max_length, strategy="longest_first", direction=self.side
-                )
-            self._capped_at = max_length
+        self._cap(max_length)
         return self.backend.encode_batch(pairs)
 
     def encode(
@@ -97,7 +103,5 @@ class PairTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """The text's pieces, without special tokens."""
-        if self._capped_at is not None:
-            self.backend.no_truncation()
-            self._capped_at = None
+        self._cap(None)
         return self.backend.encode(text, add_special_tokens=False).tokens
