@@ -244,6 +244,13 @@ E5_BEFORE_RPS = 175.0
 BENCH_MAX_S = 30 * 60
 
 
+def overload_row(name: str, over: dict) -> tuple:
+    """The open loop at 150 % of capacity: 503s only, answered p99 within the bound."""
+    return (f"{name} open loop at 150 %: answered p99 (ms)", over["p99_ms"]["median"],
+            "503 only, p99 <= max_latency_ms + a batch",
+            over["errors"] == 0 and over["p99_within_bound"])  # fmt: skip
+
+
 def targets(r: dict) -> list[dict]:
     """Each target with its figure (medians over the rounds) and whether it is met."""
     s = r["base"]["serve"]["summary"]["bentoml"]
@@ -266,12 +273,10 @@ def targets(r: dict) -> list[dict]:
         ("base open loop at 50 %: errors and 503s",
          opened["open50"]["errors"] + opened["open50"]["shed_503"], "0",
          opened["open50"]["errors"] + opened["open50"]["shed_503"] == 0),
-        ("base open loop at 150 %: answered p99 (ms)", opened["overload"]["p99_ms"]["median"],
-         "503 only, p99 <= max_latency_ms + a batch",
-         opened["overload"]["errors"] == 0 and opened["overload"]["p99_within_bound"]),
+        overload_row("base", opened["overload"]),
         ("base right after the overload: errors", opened["after_overload"]["errors"], "0",
          opened["after_overload"]["errors"] == 0),
-        ("whole bench (s)", r["seconds"], "<= 1800", r["seconds"] <= BENCH_MAX_S),
+        ("whole bench (s)", r["seconds"], f"<= {BENCH_MAX_S}", r["seconds"] <= BENCH_MAX_S),
     ]  # fmt: skip
     if r.get("e5"):
         agree = r["e5"]["agreement"]["onnxruntime"]["argmax_agreement"]
@@ -280,10 +285,7 @@ def targets(r: dict) -> list[dict]:
         e5 = r["e5"]["serve"]["summary"]["fp32"]["c32"]["rps"]["median"]
         rows.append((f"e5 serve, 32 clients: req/s / {E5_BEFORE_RPS:.0f} before",
                      e5 / E5_BEFORE_RPS, ">= 1.5x", e5 >= 1.5 * E5_BEFORE_RPS))  # fmt: skip
-        over = r["e5"]["serve"]["open_fp32"]["summary"]["overload"]
-        rows.append(("e5 open loop at 150 %: answered p99 (ms)", over["p99_ms"]["median"],
-                     "503 only, p99 <= max_latency_ms + a batch",
-                     over["errors"] == 0 and over["p99_within_bound"]))  # fmt: skip
+        rows.append(overload_row("e5", r["e5"]["serve"]["open_fp32"]["summary"]["overload"]))
     return [{"target": n, "figure": f, "wanted": w, "met": bool(m)} for n, f, w, m in rows]
 
 
