@@ -1,7 +1,6 @@
 """`make bench`, section `base`: kcbert-base's real shape (12 layers, hidden 768, 109 M
 parameters; `config.json` of KCBERT_DIR) with random weights: the compute users feel, with
-nothing downloaded. Also featurize at KLUE's size, and each CPU speed-up's agreement
-with fp32 on the trained demo model.
+nothing downloaded. Also featurize at KLUE's size and the tutorial's own inference loop.
 
 Every figure is a same-run comparison on this machine: the original tutorial's way first.
 """
@@ -15,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import AutoConfig, BertForSequenceClassification
 
@@ -90,77 +88,6 @@ def tutorial_pairs_per_s(model_dir: Path, premises: list[str], hypotheses: list[
             )
             torch.softmax(model(**enc).logits, dim=-1)
     return len(premises) / (time.perf_counter() - start)
-
-
-def pairs_per_s(predictor: Predictor, premises: list[str], hypotheses: list[str]) -> float:
-    predictor.predict_proba(premises[:32], hypotheses[:32], 32)  # warm-up
-    start = time.perf_counter()
-    predictor.predict_proba(premises, hypotheses, 32)
-    return len(premises) / (time.perf_counter() - start)
-
-
-def compare(model_dir: Path, params: Params, quantize: str, runtime: str) -> dict:
-    """One serving configuration against PyTorch fp32 on the whole dev sample: argmax
-    agreement, accuracy of each, and whether a pair's answer depends on its batch."""
-    dev = read_split(params.paths.raw_dir, "dev")
-    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
-    gold = np.asarray([params.labels.index(e.label) for e in dev])
-    fp32 = Predictor.from_dir(model_dir, device="cpu").predict_proba(premises, hypotheses, 32)
-    served = Predictor.from_dir(model_dir, device="cpu", quantize=quantize, runtime=runtime)
-    q = served.predict_proba(premises, hypotheses, 32)
-    # dynamic quantization scales activations per batch: the same pair, alone or batched
-    alone = np.vstack(
-        [
-            served.predict_proba([p], [h])
-            for p, h in zip(premises[:32], hypotheses[:32], strict=True)
-        ]
-    )
-    return {
-        "max_abs_prob_diff_alone_vs_batched": float(np.abs(alone - q[:32]).max()),
-        "pairs": len(dev),
-        "argmax_agreement": float(np.mean(fp32.argmax(1) == q.argmax(1))),
-        "accuracy_fp32": float(np.mean(fp32.argmax(1) == gold)),
-        "accuracy_served": float(np.mean(q.argmax(1) == gold)),
-        "accuracy_diff": float(np.mean(q.argmax(1) == gold) - np.mean(fp32.argmax(1) == gold)),
-        "max_abs_prob_diff": float(np.abs(fp32 - q).max()),
-    }
-
-
-def agreement(model_dir: Path, params: Params) -> dict:
-    """Each CPU speed-up against PyTorch fp32: PyTorch int8 (the top-level keys), ONNX Runtime
-    fp32 and ONNX Runtime int8."""
-    torch_int8 = compare(model_dir, params, "int8", "torch")
-    return {
-        **torch_int8,
-        "accuracy_int8": torch_int8["accuracy_served"],
-        "onnxruntime": compare(model_dir, params, "none", "onnxruntime"),
-        "onnxruntime_int8": compare(model_dir, params, "int8", "onnxruntime"),
-    }
-
-
-def inference(model_dir: Path, params: Params, n: int = 128) -> dict:
-    """In-process pairs/s at base size: the tutorial's way vs batch 32 with dynamic padding in
-    each runtime: PyTorch fp32 and int8, ONNX Runtime fp32 and int8."""
-    dev = read_split(params.paths.raw_dir, "dev")[:n]
-    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
-    tutorial = tutorial_pairs_per_s(model_dir, premises[:32], hypotheses[:32])
-    rates = {}
-    for key, quantize, runtime in (
-        ("batch32_dynamic_fp32", "none", "torch"),
-        ("batch32_dynamic_int8", "int8", "torch"),
-        ("batch32_dynamic_onnxruntime", "none", "onnxruntime"),
-        ("batch32_dynamic_onnxruntime_int8", "int8", "onnxruntime"),
-    ):
-        predictor = Predictor.from_dir(model_dir, device="cpu", quantize=quantize, runtime=runtime)
-        rates[key] = pairs_per_s(predictor, premises, hypotheses)
-    return {
-        "tutorial_batch1_padded_fp32": tutorial,
-        **rates,
-        "ratio_fp32": rates["batch32_dynamic_fp32"] / tutorial,
-        "ratio_int8": rates["batch32_dynamic_int8"] / tutorial,
-        "ratio_onnxruntime": rates["batch32_dynamic_onnxruntime"] / tutorial,
-        "ratio_onnxruntime_int8": rates["batch32_dynamic_onnxruntime_int8"] / tutorial,
-    }
 
 
 def featurize_at_scale(params: Params, work: Path, original, featurize) -> dict:

@@ -41,7 +41,8 @@ def target_table(r: dict) -> list[str]:
 
 def comparisons(r: dict) -> list[str]:
     f, t, b = r["featurize"], r["train"], r["base"]
-    bt, inf = b["train"], b["inference"]
+    bt, v = b["train"], b["variants"]
+    served = v["variants"][v["served"]]["batch32_pairs_per_s"]
     return [
         "| same-run comparison | original | this project | ratio |",
         "|---|---|---|---|",
@@ -54,11 +55,9 @@ def comparisons(r: dict) -> list[str]:
         f"| train, kcbert-base shape, examples/s (padded 64 / dynamic / grouped) "
         f"| {bt['fixed']['examples_per_s']:.2f} | {bt['dynamic']['examples_per_s']:.2f} / "
         f"{bt['grouped']['examples_per_s']:.2f} | {bt['ratio']:.2f}x |",
-        f"| inference in process, kcbert-base shape, pairs/s (tutorial batch 1 padded fp32 / "
-        f"batch 32: torch fp32, torch int8, ORT fp32, ORT int8) "
-        f"| {inf['tutorial_batch1_padded_fp32']:.1f} | {inf['batch32_dynamic_fp32']:.1f} / "
-        f"{inf['batch32_dynamic_int8']:.1f} / {inf['batch32_dynamic_onnxruntime']:.1f} / "
-        f"{inf['batch32_dynamic_onnxruntime_int8']:.1f} | {inf['ratio_onnxruntime']:.1f}x (ORT) |",
+        f"| inference in process, kcbert-base shape, pairs/s (the tutorial's batch 1 padded "
+        f"PyTorch fp32 / the served variant at batch 32) | {b['tutorial_batch1_pairs_per_s']:.1f} "
+        f"| {served:.1f} | {served / b['tutorial_batch1_pairs_per_s']:.1f}x |",
         f"| no-op `dvc repro` (s) | | {r['pipeline']['noop_repro_s']:.2f} | |",
         f"| no-op Prefect flow run, ephemeral API (s) | | {r['pipeline']['noop_flow_s']:.1f} | |",
     ]
@@ -96,22 +95,6 @@ def serve_table(summary: dict, a: str, b: str, ratio: dict) -> list[str]:
     return rows
 
 
-def layouts(summary: dict) -> list[str]:
-    """The shipped single worker against two workers of one thread each."""
-    rows = [
-        "| clients | 1 worker x 2 threads (shipped) req/s | 2 workers x 1 thread req/s "
-        "| 2 workers: pairs per model call | 2 workers: the less busy worker's share of a core |",
-        "|---|---|---|---|---|",
-    ]
-    for c in CONCURRENCY:
-        one, two = summary["bentoml"][f"c{c}"], summary["bentoml_2_workers"][f"c{c}"]
-        rows.append(
-            f"| {c} | {sp(one['rps'])} | {sp(two['rps'])} | {sp(two.get('pairs_per_call'))} "
-            f"| {sp(two.get('least_busy_worker_core_share'), '{:.0%}')} |"
-        )
-    return rows
-
-
 def open_rows(label: str, o: dict) -> list[str]:
     o50, over, after = o["open50"], o["overload"], o["after_overload"]
     return [
@@ -126,23 +109,60 @@ def open_rows(label: str, o: dict) -> list[str]:
     ]
 
 
+def variants_table(v: dict) -> list[str]:
+    """Each inference variant in process: speed, answers, arithmetic against the peak."""
+    peak, gemm = v["peak_tflops_at_stated_clock"], v["gemm_tflops"]
+    kinds = ("fp32", "bf16", "int8")
+    rows = [
+        f"{v['non_embedding_parameters'] / 1e6:.1f} M non-embedding parameters, {v['threads']} "
+        f"threads, {v['dev_pairs']} dev pairs. Peak at the stated clock (fp32 / bf16 / int8): "
+        + " / ".join(f"{peak[k]:.2f}" for k in kinds)
+        + " TFLOP/s; one large matrix product reaches "
+        + " / ".join(f"{gemm[k]:.2f}" for k in kinds)
+        + " TFLOP/s. Served: "
+        + v["served"]
+        + ".",
+        "",
+        "| variant | pairs/s batch 1 | pairs/s batch 32 | argmax agreement with PyTorch fp32 "
+        "| dev accuracy | TFLOP/s (batch 32) | share of peak | share of its GEMM | keeps the "
+        "answers |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, x in v["variants"].items():
+        rows.append(
+            f"| {name} | {x['batch1_pairs_per_s']:.1f} | {x['batch32_pairs_per_s']:.1f} "
+            f"| {pct(x['agreement'])} | {pct(x['dev_accuracy'])} | {x['tflops']:.3f} "
+            f"| {x['share_of_peak']:.0%} | {x['share_of_gemm']:.0%} "
+            f"| {'yes' if x['keeps_answers'] else 'no'} |"
+        )
+    return rows
+
+
+def single_table(summary: dict) -> list[str]:
+    rows = [
+        "| clients | req/s | p50 / p99 ms | pairs per model call | padding | queue / model / "
+        "rest of app / outside app (ms) | load generator CPU | service CPU (all cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in CONCURRENCY:
+        y = summary[f"c{c}"]
+        rows.append(
+            f"| {c} | {sp(y['rps'])} | {y['p50_ms']['median']:.0f} / {y['p99_ms']['median']:.0f} "
+            f"| {where_time_went(y)} | {sp(y.get('loadgen_cpu_share'), '{:.0%}')} "
+            f"| {sp(y.get('server_cpu_share'), '{:.0%}')} |"
+        )
+    return rows
+
+
 def e5_section(e5: dict) -> list[str]:
-    m, a, t = e5["model"], e5["agreement"], e5["train"]
+    m, t = e5["model"], e5["train"]
     rows = [
         "",
         f"**The demo's model** (`make demo`: {m['model_type']}, {m['num_hidden_layers']} x "
-        f"{m['hidden_size']}, vocabulary {m['vocab_size']}), on the dev sample:",
+        f"{m['hidden_size']}, vocabulary {m['vocab_size']}), in process on its dev file:",
         "",
-        "| served as | argmax agreement with PyTorch fp32 | dev accuracy | max prob diff |",
-        "|---|---|---|---|",
-        f"| PyTorch fp32 | - | {pct(a['accuracy_fp32'])} | - |",
+        *variants_table(e5["variants"]),
     ]
-    for name, x in (("PyTorch int8", a), ("ONNX Runtime fp32 (the default)", a["onnxruntime"]),
-                    ("ONNX Runtime int8", a["onnxruntime_int8"])):  # fmt: skip
-        rows.append(
-            f"| {name} | {pct(x['argmax_agreement'])} | {pct(x['accuracy_served'])} "
-            f"| {x['max_abs_prob_diff']:.1e} |"
-        )
     fr, tr = t["frozen"], t["trained"]
     rows += [
         "",
@@ -155,12 +175,13 @@ def e5_section(e5: dict) -> list[str]:
         f"| {tr['trainable_parameters'] / 1e6:.1f} M | {tr['peak_rss_mb']:.0f} MB |",
         f"| frozen / trained | {t['ratio']:.2f}x | | |",
         "",
+        "The e5 service as shipped:",
+        "",
     ]
     s = e5["serve"]
-    rows += serve_table(s["summary"], "fp32", "int8", s["ratio_int8_vs_fp32"])
+    rows += single_table(s["summary"]["service"])
     rows += ["", "| e5 service | figure |", "|---|---|"]
-    rows += open_rows("fp32", s["open_fp32"]["summary"])
-    rows += open_rows("int8", s["open_int8"]["summary"])
+    rows += open_rows("e5", s["open"]["summary"])
     return rows
 
 
@@ -175,7 +196,11 @@ def markdown(r: dict) -> str:
             k: v["ratio_vs_flask"] for k, v in b["summary"]["bentoml"].items()
         }),
         "",
-        *([*layouts(b["summary"]), ""] if "bentoml_2_workers" in b["summary"] else []),
+        "**Inference variants at kcbert-base's shape** (random weights, in process, on the "
+        "dev sample):",
+        "",
+        *variants_table(r["base"]["variants"]),
+        "",
         "| base service | figure |",
         "|---|---|",
         *open_rows("base", b["open"]["summary"]),
@@ -190,22 +215,19 @@ def plot(r: dict, path: Path) -> None:
 
     fig = Figure(figsize=(9, 3.6))
     ax1, ax2 = fig.subplots(1, 2)
+    e5 = (r.get("e5") or {}).get("serve", {}).get("summary")
     for ax, (title, summary, names) in zip(
         (ax1, ax2),
         (
             ("kcbert-base shape", r["base"]["serve"]["summary"], ("flask", "bentoml")),
-            (
-                "e5 (the demo)",
-                (r.get("e5") or {}).get("serve", {}).get("summary"),
-                ("fp32", "int8"),
-            ),
+            ("e5 (the demo)", e5, ("service",)),
         ),
         strict=True,
     ):
         if not summary:
             ax.set_axis_off()
             continue
-        for name, style in zip(names, ("o--", "o-"), strict=True):
+        for name, style in zip(names, ("o--", "o-")[-len(names) :], strict=True):
             med = [summary[name][f"c{c}"]["rps"]["median"] for c in CONCURRENCY]
             lo = [
                 m - summary[name][f"c{c}"]["rps"]["min"]

@@ -30,6 +30,7 @@ from klue_nli.inference.bento import BENTO_MODEL
 from klue_nli.inference.cpus import threads_per_worker
 from klue_nli.inference.predictor import Predictor
 from service.answers import Answer, BatchAnswer, Result, tutorial_answer
+from service.arrival import ARRIVED, Arrival
 from service.contract import JsonContract
 from service.limits import BodyLimit
 from service.metrics import BatchMetrics
@@ -152,7 +153,7 @@ class NLIService:
 
     async def _infer(self, pairs: list[tuple[str, str]]) -> list[tuple[dict[str, float], bool]]:
         try:
-            rows = await self.batcher.submit(pairs)
+            rows = await self.batcher.submit(pairs, arrived=ARRIVED.get())
         except Overloaded as exc:
             raise ServiceUnavailable(str(exc)) from None
         return [(dict(zip(self.labels, probs, strict=True)), cut) for probs, cut in rows]
@@ -174,6 +175,8 @@ class NLIService:
         return BatchAnswer(model_version=self.version, results=results)
 
 
-# Outermost first: the size limit before anything reads a body, then the JSON contract.
+# Outermost first: the arrival stamp, the size limit before anything reads a body, then the
+# JSON contract.
+NLIService.add_asgi_middleware(Arrival)
 NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 NLIService.add_asgi_middleware(JsonContract, models={"/api": Pair, "/predict": Batch})

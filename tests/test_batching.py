@@ -132,6 +132,30 @@ def test_requests_that_cannot_be_answered_within_max_latency_are_refused_not_ans
     assert model.calls == [[0], [1]]  # refused requests never reached the model
 
 
+def test_the_latency_budget_counts_from_the_request_s_arrival():
+    """A request that spent most of max_latency_ms before the queue (reading, validation) is
+    refused where the same request fresh would be answered, at admission and at batch start."""
+    model = Model(delay=0.1)
+    batcher = MicroBatcher(model, max_batch_size=1, max_latency_ms=400)
+
+    async def main():
+        await batcher.submit([0])  # measures one batch: 0.1 s
+        fresh = await batcher.submit([1], arrived=time.monotonic())
+        early = time.monotonic() - 0.35  # 0.35 s spent before the queue, 0.1 s to come
+        with pytest.raises(Overloaded):
+            await batcher.submit([2], arrived=early)
+        # admitted (0.25 s + one batch ahead), but at its batch start 0.35 s + 0.1 s > 0.4 s
+        first = asyncio.ensure_future(batcher.submit([3]))
+        await asyncio.sleep(0.01)
+        late = asyncio.ensure_future(batcher.submit([4], arrived=time.monotonic() - 0.25))
+        return fresh, await first, await asyncio.gather(late, return_exceptions=True)
+
+    fresh, first, [late] = run(main())
+    assert fresh == [2] and first == [6]
+    assert isinstance(late, Overloaded), late
+    assert model.calls == [[0], [1], [3]]  # the refused requests never reached the model
+
+
 def test_a_cancelled_request_never_reaches_the_model():
     model = Model(delay=0.1)
     batcher = MicroBatcher(model, max_batch_size=1, max_latency_ms=5000)

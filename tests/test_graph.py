@@ -112,3 +112,16 @@ def test_the_fused_graph_answers_as_pytorch_on_the_dev_file(family, kcbert, klue
     b = pytorch.predict_proba(premises, hypotheses)
     assert np.abs(a - b).max() <= 1e-4
     assert (a.argmax(1) == b.argmax(1)).all()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+def test_the_ffn_output_projections_are_found_in_each_family_s_graph(family, kcbert, tmp_path):
+    """`make bench`'s selective int8 keeps these in fp32: one per layer, none other."""
+    from benchmarks.variants import ffn_outputs
+
+    _, _, folder = saved_model(family, "mean", kcbert, tmp_path)
+    pytorch = Predictor.from_dir(folder, device="cpu", runtime="torch")
+    path, _, _ = export_graph(pytorch.model, pytorch.tokenizer.model_input_names, tmp_path / "g")
+    found = ffn_outputs(path)
+    assert len(found) == pytorch.config["num_hidden_layers"], found
+    assert all("attention" not in name for name in found)

@@ -9,6 +9,8 @@ grow by themselves. An overloaded server sheds load instead of queueing without 
   so a client learns in microseconds, not after waiting out the limit;
 - at batch start: a request whose wait so far plus the expected model call (the recent batch
   duration) would pass `max_latency_ms` is refused rather than answered late.
+The wait counts from `arrived` where the caller knows it (the service: when the HTTP request
+came in, service/arrival.py), else from the request's entry into the queue.
 An answered request thus spends at most about `max_latency_ms` in the batcher (a batch that
 runs slower than the recent ones adds its difference).
 A model call that returns the wrong number of results fails only its own batch's requests
@@ -65,7 +67,8 @@ class MicroBatcher(Generic[T, R]):
         self.fill_s = fill_ms / 1000
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000
-        self._queue: asyncio.Queue[tuple[list[T], asyncio.Future, float]] | None = None
+        # (items, future, entered the queue, arrived: where the latency budget starts)
+        self._queue: asyncio.Queue[tuple[list[T], asyncio.Future, float, float]] | None = None
         self._worker: asyncio.Task | None = None
         self._queued = 0  # items submitted whose batch has not started
         self._in_flight = False
@@ -83,21 +86,24 @@ class MicroBatcher(Generic[T, R]):
             ahead -= 1  # they join the last queued batch
         return (ahead + self._in_flight) * self.batch_s
 
-    async def submit(self, items: Sequence[T]) -> list[R]:
+    async def submit(self, items: Sequence[T], arrived: float | None = None) -> list[R]:
         """Results for `items`, in order. The items of one call stay in one model call,
-        unless they alone exceed max_batch_size."""
+        unless they alone exceed max_batch_size. `arrived`: when the request came in
+        (time.monotonic()), if before now."""
         if not items:
             return []
         if self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._run())
-        if self.expected_wait_s(len(items)) > self.max_latency_s:
+        now = time.monotonic()
+        arrived = now if arrived is None else min(arrived, now)
+        if now - arrived + self.expected_wait_s(len(items)) > self.max_latency_s:
             raise Overloaded("the model queue is full; try again")
         future = asyncio.get_running_loop().create_future()
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         self._queued += len(items)
-        await self._queue.put((list(items), future, time.monotonic()))
+        await self._queue.put((list(items), future, now, arrived))
         return await future
 
     async def _run(self) -> None:
@@ -117,7 +123,7 @@ class MicroBatcher(Generic[T, R]):
 
     async def _loop(self) -> None:
         assert self._queue is not None
-        held: tuple[list[T], asyncio.Future, float] | None = None
+        held: tuple[list[T], asyncio.Future, float, float] | None = None
         while True:
             first = held or await self._queue.get()
             held = None
@@ -136,10 +142,10 @@ class MicroBatcher(Generic[T, R]):
             self._queued -= size
             # its answer would come after the wait so far plus the model call
             expected_call = self.batch_s or 0.0
-            for items, future, queued_at in batch:
+            for items, future, queued_at, arrived in batch:
                 if future.cancelled():  # the client went away
                     continue
-                if now - queued_at + expected_call > self.max_latency_s:
+                if now - arrived + expected_call > self.max_latency_s:
                     future.set_exception(Overloaded("the model queue is full; try again"))
                 else:
                     live.append((items, future))
