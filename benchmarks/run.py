@@ -245,10 +245,12 @@ BENCH_MAX_S = 30 * 60
 
 
 def overload_row(name: str, over: dict) -> tuple:
-    """The open loop at 150 % of capacity: 503s only, answered p99 within the bound."""
-    return (f"{name} open loop at 150 %: answered p99 (ms)", over["p99_ms"]["median"],
-            "503 only, p99 <= max_latency_ms + a batch",
-            over["errors"] == 0 and over["p99_within_bound"])  # fmt: skip
+    """The open loop at 150 % of capacity: 503s only, answered p99 (the median over the
+    rounds, as every target) within the bound."""
+    p99 = over["p99_ms"]["median"]
+    return (f"{name} open loop at 150 %: answered p99 (ms)", p99,
+            f"503 only, p99 <= max_latency_ms + a batch ({over['bound_ms']:.0f})",
+            over["errors"] == 0 and p99 <= over["bound_ms"])  # fmt: skip
 
 
 def variant_rows(name: str, v: dict) -> list[tuple]:
