@@ -79,19 +79,37 @@ SERVE_HEAD = (
     "| padding | queue / model / rest of app / outside app (ms) | load generator CPU "
     "| {b} CPU (all cores) |"
 )
+SERVICE_HEAD = (
+    "| clients | req/s | p50 / p99 ms | pairs per model call | padding | queue / model / "
+    "rest of app / outside app (ms) | load generator CPU | service CPU (all cores) |"
+)
+
+
+def service_cells(y: dict) -> str:
+    """A service's phase: latency, where its time went, and the CPU it and the load took."""
+    return (
+        f"{y['p50_ms']['median']:.0f} / {y['p99_ms']['median']:.0f} | {where_time_went(y)} "
+        f"| {sp(y.get('loadgen_cpu_share'), '{:.0%}')} "
+        f"| {sp(y.get('server_cpu_share'), '{:.0%}')} |"
+    )
 
 
 def serve_table(summary: dict, a: str, b: str, ratio: dict) -> list[str]:
+    """Service `b` against baseline `a`, at each concurrency."""
     rows = [SERVE_HEAD.format(a=a, b=b), "|---|---|---|---|---|---|---|---|---|---|"]
     for c in CONCURRENCY:
         x, y = summary[a][f"c{c}"], summary[b][f"c{c}"]
         r = sp(ratio[f"c{c}"], "{:.2f}x")
-        rows.append(
-            f"| {c} | {sp(x['rps'])} | {sp(y['rps'])} | {r} | {y['p50_ms']['median']:.0f} / "
-            f"{y['p99_ms']['median']:.0f} | {where_time_went(y)} "
-            f"| {sp(y.get('loadgen_cpu_share'), '{:.0%}')} "
-            f"| {sp(y.get('server_cpu_share'), '{:.0%}')} |"
-        )
+        rows.append(f"| {c} | {sp(x['rps'])} | {sp(y['rps'])} | {r} | {service_cells(y)}")
+    return rows
+
+
+def single_table(summary: dict) -> list[str]:
+    """One service alone, at each concurrency."""
+    rows = [SERVICE_HEAD, "|---|---|---|---|---|---|---|---|"]
+    for c in CONCURRENCY:
+        y = summary[f"c{c}"]
+        rows.append(f"| {c} | {sp(y['rps'])} | {service_cells(y)}")
     return rows
 
 
@@ -134,22 +152,6 @@ def variants_table(v: dict) -> list[str]:
             f"| {pct(x['agreement'])} | {pct(x['dev_accuracy'])} | {x['tflops']:.3f} "
             f"| {x['share_of_peak']:.0%} | {x['share_of_gemm']:.0%} "
             f"| {'yes' if x['keeps_answers'] else 'no'} |"
-        )
-    return rows
-
-
-def single_table(summary: dict) -> list[str]:
-    rows = [
-        "| clients | req/s | p50 / p99 ms | pairs per model call | padding | queue / model / "
-        "rest of app / outside app (ms) | load generator CPU | service CPU (all cores) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for c in CONCURRENCY:
-        y = summary[f"c{c}"]
-        rows.append(
-            f"| {c} | {sp(y['rps'])} | {y['p50_ms']['median']:.0f} / {y['p99_ms']['median']:.0f} "
-            f"| {where_time_went(y)} | {sp(y.get('loadgen_cpu_share'), '{:.0%}')} "
-            f"| {sp(y.get('server_cpu_share'), '{:.0%}')} |"
         )
     return rows
 
