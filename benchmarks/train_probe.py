@@ -4,6 +4,7 @@ python -m benchmarks.train_probe --features DIR --padding fixed|dynamic|grouped 
     [--base]   # kcbert-base's real shape (12 x 768), random weights
     [--pretrained --freeze-embeddings]   # fine-tune --model's weights (the demo: e5)
     [--precision bf16-mixed] [--pooling mean]
+    [--batch-size 32] [--lr 5e-5] [--compile] [--validate]   # the speed comparison's knobs
 """
 
 from __future__ import annotations
@@ -74,16 +75,20 @@ def main() -> None:
     )
     parser.add_argument("--precision", default="32-true", help="train.precision (bf16-mixed)")
     parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None, help="default 5e-5 pretrained")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--validate", action="store_true", help="then score the validation split")
     args = parser.parse_args()
     # params.yaml as committed (the defaults; `make demo` edits the file itself)
     base = params_from_dict(committed_tree(Path(__file__).parent.parent / PARAMS_FILE))
     cfg = base.train.model_copy(
         update={
-            "batch_size": 32,
+            "batch_size": args.batch_size,
             "max_steps": args.steps,
             "accelerator": "cpu",
             "group_by_length": args.padding == "grouped",
-            "learning_rate": 5e-5 if args.pretrained else 3e-4,
+            "learning_rate": args.lr or (5e-5 if args.pretrained else 3e-4),
             "freeze_embeddings": args.freeze_embeddings,
         }
     )
@@ -110,6 +115,11 @@ def main() -> None:
         }
     )
     model = build_model(model_params, base.labels, tokenizer)
+    module = NLIModule(model, cfg)
+    if args.compile:
+        # the module's forward compiled (Inductor, C++ on CPU), shapes dynamic: lengths vary
+        # from batch to batch; the first steps pay the compilation (inside --warmup)
+        module.model = torch.compile(module.model, dynamic=True)
     data = NLIDataModule(args.features, cfg, tokenizer.pad_token_id, seed=7)
     if args.padding == "fixed":
         data.collate = FixedCollate(tokenizer.pad_token_id)
@@ -125,13 +135,28 @@ def main() -> None:
         callbacks=[timer],
         limit_val_batches=0,
     )
-    trainer.fit(NLIModule(model, cfg), datamodule=data)
+    trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - timer.start
     measured = args.steps - args.warmup
+    val_acc = None
+    if args.validate:
+        scorer = pl.Trainer(
+            accelerator="cpu",
+            precision=args.precision,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        val_acc = float(scorer.validate(module, datamodule=data, verbose=False)[0]["val/acc"])
     print(
         json.dumps(
             {
                 "padding": args.padding,
+                "batch_size": args.batch_size,
+                "learning_rate": cfg.learning_rate,
+                "compile": args.compile,
+                "steps": args.steps,
+                "val_acc": val_acc,
                 "precision": args.precision,
                 "pooling": args.pooling,
                 "freeze_embeddings": args.freeze_embeddings,

@@ -6,15 +6,32 @@ from __future__ import annotations
 from klue_nli.core.params import flatten
 
 METRIC = "best_val_acc"  # train's DVCLive summary: the validation split's best epoch
-# the grid's keys, and the short name each has in an experiment's name
+# the grid's keys, the short name each has in an experiment's name, and its column
 GRID = {
     "data.train_pairs": "n",
     "train.epochs": "ep",
     "train.learning_rate": "lr",
     "model.pooling": "",
     "train.precision": "",
+    "train.warmup_ratio": "wu",
+    "train.weight_decay": "wd",
+    "train.layer_decay": "ld",
+    "train.ema_decay": "ema",
+    "data.kornli.add_dev_to_train": "xnli",
 }
 GRID_KEYS = tuple(GRID)
+COLUMNS = {
+    "data.train_pairs": "train pairs",
+    "train.epochs": "epochs",
+    "train.learning_rate": "learning rate",
+    "model.pooling": "pooling",
+    "train.precision": "precision",
+    "train.warmup_ratio": "warmup",
+    "train.weight_decay": "weight decay",
+    "train.layer_decay": "layer decay",
+    "train.ema_decay": "EMA",
+    "data.kornli.add_dev_to_train": "+ XNLI dev",
+}
 
 
 def _cost(row: dict) -> float:
@@ -55,16 +72,15 @@ def ranked(experiments: list[dict]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = (
-        "| experiment | train pairs | epochs | learning rate | pooling | precision "
-        "| validation accuracy | train s | examples/s |"
-    )
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    head = ["experiment", *COLUMNS.values(), "validation accuracy", "train s", "examples/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        lines.append(
-            f"| {row['name']} | {row['data.train_pairs']} | {row['train.epochs']} | "
-            f"{row['train.learning_rate']} | {row['model.pooling']} | "
-            f"{row['train.precision']} | {row[METRIC]:.3f} | "
-            f"{row['train_seconds']} | {row['train_examples_per_s']} |"
-        )
+        cells = [
+            row["name"],
+            *(str(row[key]) for key in GRID_KEYS),
+            f"{row[METRIC]:.3f}",
+            str(row["train_seconds"]),
+            str(row["train_examples_per_s"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

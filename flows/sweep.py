@@ -3,7 +3,11 @@ Each experiment runs the pipeline up to `train` only, so dev is never evaluated,
 used to choose: the choice is made on the premises held out of the train file.
 
     klue-nli sweep [--pairs "8000 16000"] [--epochs 1] [--lr "5e-5 1e-4"]
-                   [--pooling "cls mean"] [--precision bf16-mixed] [--dry-run]
+                   [--pooling "cls mean"] [--precision bf16-mixed] [--warmup "0 0.1"]
+                   [--weight-decay "0.01 0.001"] [--layer-decay "1.0 0.8"]
+                   [--ema "null 0.999"] [--xnli "false true"] [--dry-run]
+
+An axis left empty keeps the demo recipe's value (the last five are empty by default).
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ def absolute_paths(args: list[str], cwd: Path) -> list[str]:
 
 
 def queue_commands(grid: dict[str, list[str]], base: list[str]) -> list[list[str]]:
-    """One `dvc exp run --queue` per point of the grid (every key of GRID given values)."""
+    """One `dvc exp run --queue` per point of the grid: the keys of GRID given values (an
+    axis given none keeps the demo's value), named by the values."""
+    keys = [key for key in GRID_KEYS if grid.get(key)]
     commands = []
-    for values in itertools.product(*(grid[key] for key in GRID_KEYS)):
-        name = "sweep-" + "-".join(f"{GRID[k]}{v}" for k, v in zip(GRID_KEYS, values, strict=True))
-        sets = [a for k, v in zip(GRID_KEYS, values, strict=True) for a in ("-S", f"{k}={v}")]
+    for values in itertools.product(*(grid[key] for key in keys)):
+        name = "sweep-" + "-".join(f"{GRID[k]}{v}" for k, v in zip(keys, values, strict=True))
+        sets = [a for k, v in zip(keys, values, strict=True) for a in ("-S", f"{k}={v}")]
         commands.append(["dvc", "exp", "run", "--queue", "-n", name, *base, *sets, "train"])
     return commands
 
@@ -64,12 +70,13 @@ def wait_for_queue(env: dict, poll_s: float = 15.0) -> None:
 def sweep(grid: dict[str, list[str]], dry_run: bool = False) -> None:
     """Queue one experiment per point of `grid` (GRID's keys) on the demo recipe, run them one
     at a time, and print them ranked by validation accuracy."""
-    # the demo's inputs, but not its grid keys: each experiment sets those itself
+    # the demo's inputs, but not the axes swept: each experiment sets those itself
+    swept = tuple(f"{key}=" for key in GRID_KEYS if grid.get(key))
     base = recipe_args("demo", os.environ)
     base = [
         a
         for pair in zip(base[::2], base[1::2], strict=True)
-        if not pair[1].startswith(GRID_KEYS)
+        if not pair[1].startswith(swept)
         for a in pair
     ]
     commands = queue_commands(grid, absolute_paths(base, Path.cwd()))

@@ -1,22 +1,26 @@
-"""Stage 1: download KLUE-NLI v1.1 train and dev, verified, into paths.raw_dir.
+"""Stage 1: download KLUE-NLI v1.1 train and dev, and KorNLI's XNLI dev and test, verified,
+into paths.raw_dir.
 
 Official files are checked against their published checksums and record counts. A mirror
-(data.mirror: a folder, file:// or http(s):// URL) is accepted because it was configured, and
-its files are still schema-checked.
+(data.mirror, data.kornli.mirror: a folder, file:// or http(s):// URL) is accepted because it
+was configured, and its files are still schema-checked.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from klue_nli.core.cli import run_stage
 from klue_nli.core.errors import DataError
 from klue_nli.core.io import atomic_dir
-from klue_nli.core.params import Params
+from klue_nli.core.params import DataParams, Params
+from klue_nli.data import kornli
 from klue_nli.data.fetch import fetch
-from klue_nli.data.klue import SPLITS, parse_examples, split_filename
+from klue_nli.data.klue import parse_examples, split_filename
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,32 @@ OFFICIAL: dict[str, Checksums] = {
 }
 
 
+# KorNLI as released (kakaobrain/kor-nlu-datasets, master, KorNLI/).
+KORNLI_OFFICIAL: dict[str, Checksums] = {
+    "dev": Checksums(
+        sha256="821fb1c1c2e538ac2724a6132da36ffa379eb9a542ceb89243b3cf711377382c",
+        git_blob_sha1="21305150d466aa35d42b14e1890b7dcd58084634",
+        count=2_490,
+    ),
+    "test": Checksums(
+        sha256="0db53cf8e182283a0d0404ec3fe1b15d1e29236d23d22082dc20d43067254b3e",
+        git_blob_sha1="89a0b11bffa775fafd88178b3980a1fe2d8aee52",
+        count=5_010,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One dataset's files: where they are, how they are named, parsed and checked."""
+
+    base_url: str
+    mirror: str | None
+    filename: Callable[[str], str]
+    parse: Callable[[bytes, str], list]
+    official: dict[str, Checksums]
+
+
 def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -51,28 +81,41 @@ def verify(data: bytes, expected: Checksums, name: str) -> None:
 
 
 def download(params: Params) -> dict:
-    """Fetch, verify and write both splits; return per-split counts and checksums."""
-    data_params = params.data
-    mirror = data_params.mirror
-    base = mirror if mirror is not None else data_params.base_url
-    summary: dict = {"source": "mirror" if mirror is not None else "official"}
+    """Fetch, verify and write every file; return per-file counts and checksums."""
+    data = params.data
+    releases = {
+        "klue": Release(data.base_url, data.mirror, split_filename, parse_examples, OFFICIAL),
+        "kornli": Release(
+            data.kornli.base_url,
+            data.kornli.mirror,
+            kornli.kornli_filename,
+            kornli.parse_tsv,
+            KORNLI_OFFICIAL,
+        ),
+    }
+    summary: dict = {}
     with atomic_dir(params.paths.raw_dir) as tmp:
-        for split in SPLITS:
-            filename = split_filename(split)
-            url = base.rstrip("/") + "/" + filename
-            dest = tmp / filename
-            fetch(url, dest, data_params)
-            data = dest.read_bytes()
-            if mirror is None:
-                verify(data, OFFICIAL[split], url)
-            examples = parse_examples(data, url)
-            expected_count = OFFICIAL[split].count
-            if mirror is None and len(examples) != expected_count:
-                raise DataError(f"{url}: {len(examples)} records, expected {expected_count}")
-            summary[split] = {
-                "records": len(examples),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
+        for name, release in releases.items():
+            summary[name] = _fetch_release(release, tmp, data)
+    return summary
+
+
+def _fetch_release(release: Release, dest_dir: Path, data_params: DataParams) -> dict:
+    mirror = release.mirror
+    base = mirror if mirror is not None else release.base_url
+    summary: dict = {"source": "mirror" if mirror is not None else "official"}
+    for split, expected in release.official.items():
+        filename = release.filename(split)
+        url = base.rstrip("/") + "/" + filename
+        dest = dest_dir / filename
+        fetch(url, dest, data_params)
+        data = dest.read_bytes()
+        if mirror is None:
+            verify(data, expected, url)
+        examples = release.parse(data, url)
+        if mirror is None and len(examples) != expected.count:
+            raise DataError(f"{url}: {len(examples)} records, expected {expected.count}")
+        summary[split] = {"records": len(examples), "sha256": hashlib.sha256(data).hexdigest()}
     return summary
 
 

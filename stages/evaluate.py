@@ -1,5 +1,6 @@
-"""Stage 4: evaluate the exported model on dev through the Predictor the service uses, and
-run the behaviour suite (klue_nli/model/behaviour.py) on it.
+"""Stage 4: evaluate the exported model on dev through the Predictor the service uses, score
+KorNLI's XNLI test pairs as the out-of-domain figure, and run the behaviour suite
+(klue_nli/model/behaviour.py) on it.
 
 Writes DVC metrics and plots, and logs the same figures to the training stage's MLflow run.
 """
@@ -22,7 +23,8 @@ from klue_nli.core.errors import UserError
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.manifest import PROVENANCE_FILE, weights_sha256
 from klue_nli.core.params import Params, flatten
-from klue_nli.data.klue import clean_examples, read_split, split_filename
+from klue_nli.data import kornli
+from klue_nli.data.klue import Example, clean_examples, read_split, split_filename
 from klue_nli.inference.predictor import Predictor
 from klue_nli.model.behaviour import build_suite, run_suite
 from klue_nli.model.metrics import (
@@ -40,16 +42,7 @@ def evaluate(params: Params) -> dict:
     predictor = Predictor.from_dir(model_dir)
     # The same text rule as featurize and the service: a pair they would refuse is counted.
     dev, dropped = clean_examples(read_split(paths.raw_dir, "dev"))
-    bs = params.evaluate.batch_size
-    preds: list[str] = []
-    truncated = 0
-    for start in tqdm(range(0, len(dev), bs), desc="evaluate dev"):
-        batch = dev[start : start + bs]
-        probs, cut = predictor.predict_proba_truncated(
-            [e.premise for e in batch], [e.hypothesis for e in batch]
-        )
-        preds += [predictor.labels[i] for i in probs.argmax(axis=1)]
-        truncated += int(cut.sum())
+    preds, truncated = _predict(predictor, dev, params.evaluate.batch_size, "evaluate dev")
     gold = [e.label for e in dev]
     report = classification_report(gold, preds, predictor.labels, [e.source for e in dev])
     # What promotion checks before comparing two versions: the very same dev data.
@@ -65,6 +58,7 @@ def evaluate(params: Params) -> dict:
         "weights_sha256": weights_sha256(model_dir),
     }
     report["behaviour"] = run_suite(predictor.predict_proba, predictor.labels, build_suite())
+    report["out_of_domain"] = _out_of_domain(predictor, params)
     # The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32;
     # loaded and run again only when that is another model (the options apply on CPU only).
     serve = params.serve
@@ -103,6 +97,40 @@ def evaluate(params: Params) -> dict:
         "macro_f1": report["macro_f1"],
         "baselines": report["baselines"],
         "behaviour_pass": report["behaviour"]["overall"]["pass_rate"],
+        "out_of_domain_accuracy": report["out_of_domain"]["accuracy"],
+    }
+
+
+def _predict(
+    predictor: Predictor, examples: list[Example], batch_size: int, desc: str
+) -> tuple[list[str], int]:
+    """The predicted labels, and how many pairs were cut to the model's maximum length."""
+    preds: list[str] = []
+    truncated = 0
+    for start in tqdm(range(0, len(examples), batch_size), desc=desc):
+        batch = examples[start : start + batch_size]
+        probs, cut = predictor.predict_proba_truncated(
+            [e.premise for e in batch], [e.hypothesis for e in batch]
+        )
+        preds += [predictor.labels[i] for i in probs.argmax(axis=1)]
+        truncated += int(cut.sum())
+    return preds, truncated
+
+
+def _out_of_domain(predictor: Predictor, params: Params) -> dict:
+    """Accuracy and macro-F1 on KorNLI's XNLI test pairs (MultiNLI's genres, off KLUE's text).
+    Reported only: no epoch, recipe or promotion is chosen on it."""
+    pairs, _ = clean_examples(kornli.read_kornli(params.paths.raw_dir, "test"))
+    pairs = pairs[: params.evaluate.out_of_domain_pairs]
+    preds, _ = _predict(predictor, pairs, params.evaluate.batch_size, "evaluate out-of-domain")
+    scores = classification_report(
+        [e.label for e in pairs], preds, predictor.labels, [e.source for e in pairs]
+    )
+    return {
+        "dataset": kornli.kornli_filename("test"),
+        "accuracy": scores["accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "n": scores["n"],
     }
 
 

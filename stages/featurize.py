@@ -1,6 +1,7 @@
 """Stage 2: carve a validation split out of the train file (grouped by premise), take
-data.train_pairs of the rest if set, tokenize train and validation once and cache the
-features (see klue_nli/data/features.py). Dev is not read here: it is evaluate's alone, so a
+data.train_pairs of the rest if set, add KorNLI's XNLI dev pairs to training if
+data.kornli.add_dev_to_train, tokenize train and validation once and cache the features (see
+klue_nli/data/features.py). Dev is not read here: it is evaluate's alone, so a
 change of the dev file retrains nothing.
 
 The tokenizer used is saved next to the features, so training and serving get exactly it.
@@ -18,6 +19,7 @@ from klue_nli.core.cli import run_stage, scoped_env
 from klue_nli.core.errors import ParamsError, UserError
 from klue_nli.core.io import atomic_dir, atomic_write_json
 from klue_nli.core.params import Params
+from klue_nli.data import kornli
 from klue_nli.data.encoding import (
     encode_pairs,
     load_tokenizer,
@@ -70,6 +72,12 @@ def featurize(params: Params) -> dict:
         # runs on different subsets are ranked on one set
         stats["train_pairs_available"] = len(train)
         train = subset_by_premise(train, params.data.train_pairs, params.seed)
+    if params.data.kornli.add_dev_to_train:
+        # training pairs only: validation stays KLUE's held-out premises, so the epoch and
+        # the recipe are picked on KLUE text, with or without the extra pairs
+        extra = kornli.read_kornli(params.paths.raw_dir, "dev")
+        stats["extra_train"] = {kornli.SOURCE: len(extra)}
+        train = train + extra
     # train and val are both carved out of the train file; dev is only ever evaluated.
     parts = {"train": train, "val": val}
     # The Rust tokenizer on every core (about 1.4x the pairs/s on 2); off elsewhere in the

@@ -15,9 +15,10 @@ from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, WeightAveraging
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from torch.optim.swa_utils import get_ema_avg_fn
 
 from klue_nli.core.cli import run_stage, scoped_env
 from klue_nli.core.params import Params, flatten, params_to_dict
@@ -95,6 +96,8 @@ def train(params: Params) -> dict:
             latest,
             LearningRateMonitor(logging_interval="step"),
             *([StopAtStep(cfg.max_steps)] if cfg.max_steps > 0 else []),
+            # validated, checkpointed and exported as the average (Lightning swaps it in)
+            *([WeightAveraging(avg_fn=get_ema_avg_fn(cfg.ema_decay))] if cfg.ema_decay else []),
         ],
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,

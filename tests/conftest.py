@@ -1,7 +1,8 @@
 """Shared fixtures.
 
-KLUE data and the kcbert vocabulary come from KLUE_NLI_MIRROR / KCBERT_DIR when set (CI points
-them at ../shared); otherwise from the official sources, so `make test` works with network.
+KLUE data, KorNLI's XNLI files and the kcbert vocabulary come from KLUE_NLI_MIRROR /
+KORNLI_MIRROR / KCBERT_DIR when set (CI points them at ../shared); otherwise from the official
+sources, so `make test` works with network.
 Every test gets its own MLflow store and Hugging Face cache under tmp_path.
 """
 
@@ -19,6 +20,8 @@ from flows.recipes import committed_tree
 from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
 from klue_nli.data.klue import SPLITS, split_filename
+from klue_nli.data.kornli import SPLITS as KORNLI_SPLITS
+from klue_nli.data.kornli import kornli_filename
 from tests.helpers import LoopbackServer, bentoml_home, deep_update
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +61,23 @@ def _mirror_or_official(variable: str, tmp_path_factory: pytest.TempPathFactory)
         resp = requests.get(f"{defaults()['data']['base_url']}/{split_filename(split)}", timeout=60)
         resp.raise_for_status()
         (folder / split_filename(split)).write_bytes(resp.content)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def kornli_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with KorNLI's xnli.{dev,test}.ko.tsv: the mirror, or the official download."""
+    mirror = os.environ.get("KORNLI_MIRROR")
+    if mirror:
+        return Path(mirror).resolve()
+    import requests
+
+    folder = tmp_path_factory.mktemp("kornli-official")
+    for split in KORNLI_SPLITS:
+        url = f"{defaults()['data']['kornli']['base_url']}/{kornli_filename(split)}"
+        resp = requests.get(url, timeout=60)
+        resp.raise_for_status()
+        (folder / kornli_filename(split)).write_bytes(resp.content)
     return folder
 
 
@@ -119,7 +139,14 @@ def tiny_params(klue: str, kcbert: str, **overrides: dict) -> Params:
     deep_update(
         raw,
         {
-            "data": {"mirror": klue, "retries": 2, "backoff_s": 0.05, "timeout_s": 5.0},
+            "data": {
+                "mirror": klue,
+                "retries": 2,
+                "backoff_s": 0.05,
+                "timeout_s": 5.0,
+                # unset: the official files, with their checksums
+                "kornli": {"mirror": os.environ.get("KORNLI_MIRROR")},
+            },
             "model": {
                 "name_or_path": kcbert,
                 "init": "random",
@@ -133,6 +160,7 @@ def tiny_params(klue: str, kcbert: str, **overrides: dict) -> Params:
                 "accelerator": "cpu",
                 "log_every_n_steps": 2,
             },
+            "evaluate": {"out_of_domain_pairs": 300},
         },
     )
     deep_update(raw, overrides)

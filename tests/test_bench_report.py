@@ -161,3 +161,18 @@ def test_every_variant_reaches_the_report():
     assert "| 32 | 9.0 (9.0-9.0) | 80.0 (80.0-80.0) |" in md  # Flask, the service: base shape
     assert "| 32 | 270.0 (270.0-270.0) |" in md  # the e5 service
     assert "| NO |" in md and "| yes |" in md
+
+
+def test_train_speed_adopts_only_what_is_fast_enough_and_keeps_the_answers():
+    from benchmarks.train_speed import compare
+
+    runs = {
+        "baseline": {"examples_per_s": 40.0, "val_acc": 0.60},
+        "fast_same": {"examples_per_s": 50.0, "val_acc": 0.59},  # 1.25x, -1 point: adopt
+        "fast_worse": {"examples_per_s": 60.0, "val_acc": 0.54},  # -6 points: beyond noise
+        "slow_same": {"examples_per_s": 44.0, "val_acc": 0.61},  # 1.1x: not enough
+    }
+    out = compare(runs, val_records=1250)
+    assert [name for name, row in out.items() if row["adopt"]] == ["fast_same"]
+    assert out["fast_same"]["speed_ratio"] == 1.25
+    assert 0.019 < out["fast_worse"]["diff_standard_error"] < 0.02  # sqrt(2 x .24 / 1250)

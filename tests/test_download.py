@@ -12,7 +12,10 @@ import pytest
 
 from klue_nli.core.errors import DataError
 from klue_nli.data.klue import parse_examples, split_filename
+from klue_nli.data.kornli import SPLITS as KORNLI_SPLITS
+from klue_nli.data.kornli import kornli_filename, parse_tsv
 from stages import download as dl
+from tests.helpers import LoopbackServer
 
 
 def raw_files(workdir: Path) -> list[str]:
@@ -26,9 +29,11 @@ def test_git_blob_sha1_matches_git():
 
 
 def test_folder_mirror_is_schema_checked_and_written(workdir, make_params, klue_dir):
-    summary = dl.download(make_params())
+    summary = dl.download(make_params())["klue"]
     assert summary["source"] == "mirror"
-    assert raw_files(workdir) == [split_filename("dev"), split_filename("train")]
+    assert raw_files(workdir) == sorted(
+        [split_filename("dev"), split_filename("train"), *map(kornli_filename, KORNLI_SPLITS)]
+    )
     for split in ("train", "dev"):
         data = (workdir / "data/raw" / split_filename(split)).read_bytes()
         assert data == (klue_dir / split_filename(split)).read_bytes()
@@ -44,7 +49,7 @@ def test_http_mirror_retries_5xx_until_it_answers(workdir, make_params, loopback
     dl.download(make_params(data={"mirror": loopback.url}))
     assert loopback.hits[name] == 3
     assert loopback.hits[split_filename("dev")] == 2
-    assert len(raw_files(workdir)) == 2
+    assert len(raw_files(workdir)) == 4  # both KLUE files and both KorNLI files
 
 
 @pytest.mark.parametrize("fault", ["reset", "slow", "stall"])
@@ -162,3 +167,48 @@ def test_what_no_retry_can_fix_fails_at_once(workdir, make_params, loopback, mir
         dl.download(make_params(data={"mirror": mirror, "retries": 4, "backoff_s": 1.0}))
     assert time.monotonic() - started < 1.0  # no backoff: 1 + 2 + 4 + 8 s if retried
     assert raw_files(workdir) == []
+
+
+@pytest.fixture
+def kornli_server(kornli_dir):
+    server = LoopbackServer(kornli_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_kornli_as_released_passes_its_published_checksums_and_counts(
+    workdir, make_params, kornli_server
+):
+    """The official route (no mirror) for KorNLI, served from a copy of the release: the
+    published sha256, git blob SHA-1 and pair counts all hold, and the rows come out as
+    the release's counts only with quoting off."""
+    params = make_params(data={"kornli": {"mirror": None, "base_url": kornli_server.url}})
+    summary = dl.download(params)["kornli"]
+    assert summary["source"] == "official"
+    assert {split: summary[split]["records"] for split in KORNLI_SPLITS} == {
+        "dev": 2_490,
+        "test": 5_010,
+    }
+    assert summary["test"]["sha256"] == dl.KORNLI_OFFICIAL["test"].sha256
+    assert dl.KORNLI_OFFICIAL["dev"].git_blob_sha1 == "21305150d466aa35d42b14e1890b7dcd58084634"
+
+
+def test_a_tampered_kornli_file_fails_and_leaves_nothing(workdir, make_params, kornli_server):
+    kornli_server.faults[kornli_filename("test")] = ["tamper"]
+    params = make_params(data={"kornli": {"mirror": None, "base_url": kornli_server.url}})
+    with pytest.raises(DataError, match=r"xnli.test.ko.tsv: sha256 mismatch"):
+        dl.download(params)
+    assert raw_files(workdir) == []
+
+
+def test_kornli_rows_are_read_with_quoting_off_and_checked():
+    rows = 'sentence1\tsentence2\tgold_label\n그가 "안녕" 했다\t그는 말했다\tentailment\n'
+    (example,) = parse_tsv(rows.encode(), "x.tsv")
+    assert example.premise == '그가 "안녕" 했다' and example.source == "kornli-xnli"
+    with pytest.raises(DataError, match=r"x.tsv: line 2 has gold_label 'maybe'"):
+        parse_tsv(b"sentence1\tsentence2\tgold_label\na\tb\tmaybe\n", "x.tsv")
+    with pytest.raises(DataError, match=r"x.tsv: the first line is"):
+        parse_tsv(b"premise\thypothesis\tlabel\n", "x.tsv")
+    with pytest.raises(DataError, match=r"x.tsv: line 2 has 2 fields"):
+        parse_tsv(b"sentence1\tsentence2\tgold_label\na\tb\n", "x.tsv")

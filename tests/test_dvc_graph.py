@@ -82,12 +82,14 @@ def test_the_import_walk_sees_indirect_imports():
     assert "klue_nli/data/encoding.py" not in imported_modules(ROOT / "stages/evaluate.py")
 
 
-def test_featurize_depends_on_the_train_file_only_and_evaluate_on_both():
-    """Dev is evaluate's alone: the raw file featurize depends on is the train file, named as
-    klue_nli/data/klue.py names it (dvc.yaml cannot import it)."""
+def test_featurize_depends_on_the_train_files_only_and_evaluate_on_both():
+    """Dev is evaluate's alone: the raw files featurize depends on are KLUE's train file and
+    KorNLI's XNLI dev file (training pairs when data.kornli.add_dev_to_train), named as
+    klue_nli/data/ names them (dvc.yaml cannot import it); never KLUE's dev or XNLI test."""
     from klue_nli.data.klue import split_filename
+    from klue_nli.data.kornli import kornli_filename
 
     raw = "${paths.raw_dir}"
-    assert f"{raw}/{split_filename('train')}" in stages()["featurize"]["deps"]
-    assert not any(dep == raw or "dev" in dep for dep in stages()["featurize"]["deps"])
+    files = [dep for dep in stages()["featurize"]["deps"] if dep.startswith(raw)]
+    assert files == [f"{raw}/{split_filename('train')}", f"{raw}/{kornli_filename('dev')}"]
     assert raw in stages()["evaluate"]["deps"]  # dev, and train for the hypothesis-only baseline

@@ -1,6 +1,7 @@
 """Every encoder family the KLUE baselines use, through the real stages: BERT (kcbert-base,
 klue/bert-base), BERT with XLM-R's tokenizer (multilingual-e5-small), RoBERTa with a WordPiece
-tokenizer and one segment embedding (klue/roberta-*), ELECTRA (KoELECTRA). Each is a tiny
+tokenizer and one segment embedding (klue/roberta-*), XLM-RoBERTa with its own SentencePiece
+tokenizer and no segment ids (xlm-roberta-base), ELECTRA (KoELECTRA). Each is a tiny
 random checkpoint built here and published encoder-only, as those are on the Hub; each goes
 featurize -> train -> evaluate -> served through ONNX Runtime."""
 
@@ -26,11 +27,13 @@ FAMILIES = {
     "bert": ("bert", "kcbert", 2, ["input_ids", "token_type_ids", "attention_mask"]),
     "bert-xlmr-tokenizer": ("bert", "e5_folder", 2, ["input_ids", "attention_mask"]),
     "roberta": ("roberta", "kcbert", 1, ["input_ids", "attention_mask"]),
+    "xlm-roberta": ("xlm-roberta", "e5_folder", 1, ["input_ids", "attention_mask"]),
     "electra": ("electra", "kcbert", 2, ["input_ids", "token_type_ids", "attention_mask"]),
 }
 HEADS = {
     "bert": "BertForSequenceClassification",
     "roberta": "RobertaForSequenceClassification",
+    "xlm-roberta": "XLMRobertaForSequenceClassification",
     "electra": "ElectraForSequenceClassification",
 }
 
@@ -49,7 +52,7 @@ def tiny_checkpoint(model_type: str, tokenizer_source: str, types: int, dest: Pa
         intermediate_size=64,
         type_vocab_size=types,
         pad_token_id=tokenizer.pad_token_id,
-        max_position_embeddings=130 if model_type == "roberta" else 128,
+        max_position_embeddings=130 if model_type in ("roberta", "xlm-roberta") else 128,
         **extra,
     )
     AutoModel.from_config(config).save_pretrained(dest)
@@ -104,4 +107,4 @@ def test_an_unsupported_model_type_gets_one_line_naming_the_supported(make_param
     with pytest.raises(UserError) as err:
         load_config(str(folder))
     assert "\n" not in str(err.value)
-    assert str(err.value).endswith("of model_type 'bert', 'roberta', 'electra'")
+    assert str(err.value).endswith("of model_type 'bert', 'roberta', 'xlm-roberta', 'electra'")

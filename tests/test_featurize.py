@@ -253,3 +253,21 @@ def test_the_real_train_file_through_download_and_featurize(workdir, make_params
         assert set(stats[split]["by_source"]) == sources, split
     train, val = split_by_premise(read_split("data/raw", "train"), params.data.val_fraction)
     assert not {e.premise for e in train} & {e.premise for e in val}
+
+
+def test_kornli_dev_joins_training_only_as_its_own_source(raw, make_params):
+    """data.kornli.add_dev_to_train: the 2,490 XNLI dev pairs are training pairs, counted as
+    their own source; validation is the same KLUE premises with or without them."""
+    without = featurize(make_params(data={"train_pairs": 600}))
+    val_without = FeatureSplit.load(split_file("data/features", "val"))
+    stats = featurize(make_params(data={"train_pairs": 600, "kornli": {"add_dev_to_train": True}}))
+    assert stats["extra_train"] == {"kornli-xnli": 2_490}
+    assert stats["train"]["by_source"]["kornli-xnli"] == 2_490
+    assert stats["train"]["records"] == without["train"]["records"] + 2_490
+    assert "kornli-xnli" not in stats["val"]["by_source"]
+    assert stats["val"] == without["val"]
+    val = FeatureSplit.load(split_file("data/features", "val"))
+    assert np.array_equal(val.input_ids, val_without.input_ids)
+    assert len(FeatureSplit.load(split_file("data/features", "train")).labels) == (
+        stats["train"]["records"] - stats["train"]["dropped"]
+    )

@@ -30,7 +30,7 @@ def exported_folder(family: str, kcbert: str, tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "electra"])
 def test_a_stored_graph_answers_as_the_one_exported_at_load(family, kcbert, tmp_path):
     folder = exported_folder(family, kcbert, tmp_path)
     # the graph and its weights (beside it) are in the manifest: checked like the rest
@@ -93,7 +93,7 @@ def test_a_stored_graph_is_served_without_pytorch_or_transformers(kcbert, tmp_pa
     assert imported == "[]"
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "electra"])
 def test_the_fused_graph_answers_as_pytorch_on_the_dev_file(family, kcbert, klue_dir, tmp_path):
     """ONNX Runtime's optimizer (what `make variants` measures against the plain graph) fuses
     every layer's attention of each family, with PyTorch fp32's answers: the same argmax on

@@ -407,3 +407,21 @@ def test_sweep_queues_one_experiment_per_grid_point_up_to_train():
         "sweep-n8000-ep1-lr5e-5-cls-bf16-mixed",
         "sweep-n8000-ep1-lr5e-5-mean-bf16-mixed",
     }
+
+
+def test_sweep_axes_given_replace_the_demo_s_values_and_empty_ones_keep_them(capsys):
+    """--ema and --xnli given: each experiment sets them once; the learning rate not swept
+    here keeps the demo recipe's value (1e-4), not the params.yaml default."""
+    from flows.sweep import sweep
+
+    grid = {"train.ema_decay": ["null", "0.999"], "data.kornli.add_dev_to_train": ["true"]}
+    sweep(grid, dry_run=True)
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 2
+    for command in commands:
+        args = command.split()
+        assert args[-1] == "train"
+        assert sum(a.startswith("train.ema_decay=") for a in args) == 1
+        assert "data.kornli.add_dev_to_train=true" in args
+        assert "train.learning_rate=1.0e-04" in args or "train.learning_rate=0.0001" in args
+    assert "sweep-emanull-xnlitrue" in commands[0]

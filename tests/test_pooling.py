@@ -26,7 +26,7 @@ LONG = (
 
 
 def saved_model(family: str, pooling: str, kcbert: str, tmp_path) -> tuple:
-    types = 1 if family == "roberta" else 2
+    types = 1 if family in ("roberta", "xlm-roberta") else 2
     checkpoint = tiny_checkpoint(family, kcbert, types, tmp_path / f"{family}-ckpt")
     tokenizer = load_tokenizer(str(checkpoint))
     if types == 1:  # one segment embedding: no segment ids, as featurize saves it
@@ -44,7 +44,7 @@ def saved_model(family: str, pooling: str, kcbert: str, tmp_path) -> tuple:
     return model, tokenizer, folder
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "electra"])
 def test_mean_pooling_travels_with_the_model_and_ignores_padding(family, kcbert, tmp_path):
     model, tokenizer, folder = saved_model(family, "mean", kcbert, tmp_path)
     assert isinstance(model, MeanPooled)

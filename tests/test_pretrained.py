@@ -143,7 +143,8 @@ def test_bad_checkpoint_folders_get_one_clear_line(make_params, workdir, checkpo
     gpt.mkdir()
     (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 32}))
     with pytest.raises(
-        UserError, match=r"holds a 'gpt2' model; .* model_type 'bert', 'roberta', 'electra'$"
+        UserError,
+        match=r"holds a 'gpt2' model; .* model_type 'bert', 'roberta', 'xlm-roberta', 'electra'$",
     ):
         train(params_for(gpt))
 

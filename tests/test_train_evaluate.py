@@ -115,15 +115,20 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     assert saved["data"]["dev_sha256"] == hashlib.sha256(dev_file.read_bytes()).hexdigest()
     assert saved["data"]["dropped"] == 0 and saved["data"]["truncated"] > 0
     behaviour = saved["behaviour"]
-    assert len(behaviour) == 6 and behaviour["overall"]["n"] == 150  # 5 capabilities + overall
+    assert len(behaviour) == 12 and behaviour["overall"]["n"] == 330  # 11 capabilities + overall
     for capability, result in behaviour.items():  # 30 cases each; a rate is passed / n
-        assert result["n"] == (150 if capability == "overall" else 30), capability
+        assert result["n"] == (330 if capability == "overall" else 30), capability
         assert result["pass_rate"] * result["n"] == pytest.approx(
             round(result["pass_rate"] * result["n"])
         )
-    overall = sum(r["pass_rate"] * r["n"] for c, r in behaviour.items() if c != "overall") / 150
+    overall = sum(r["pass_rate"] * r["n"] for c, r in behaviour.items() if c != "overall") / 330
     assert behaviour["overall"]["pass_rate"] == pytest.approx(overall)
     assert report["behaviour_pass"] == behaviour["overall"]["pass_rate"]
+    # out of domain: the first 300 pairs of KorNLI's XNLI test file (the shrunk params)
+    ood = saved["out_of_domain"]
+    assert ood["dataset"] == "xnli.test.ko.tsv" and ood["n"] == 300
+    assert 0 < ood["accuracy"] < 1 and 0 < ood["macro_f1"] <= ood["accuracy"] + 0.5
+    assert report["out_of_domain_accuracy"] == ood["accuracy"]
     train_metrics = json.loads((features / "metrics/train/metrics.json").read_text())
     assert train_metrics["val_records"] == 99  # 33 held-out premises, 3 pairs each
     history = val_history(features)
@@ -156,6 +161,9 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
         "eval/by_source.NSMC.accuracy",
         "eval/behaviour.negation.pass_rate",
         "eval/behaviour.overall.pass_rate",
+        "eval/behaviour.time_order.pass_rate",
+        "eval/out_of_domain.accuracy",
+        "eval/out_of_domain.macro_f1",
         "features/train.unk_share",
         "features/train.truncated",
     ):

@@ -49,13 +49,22 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
 @click.option("--lr", default="5e-5 1e-4", show_default=True, help="train.learning_rate")
 @click.option("--pooling", default="cls mean", show_default=True, help="model.pooling")
 @click.option("--precision", default="bf16-mixed", show_default=True, help="train.precision")
+# an axis given no values keeps the demo recipe's value
+@click.option("--warmup", default="", help="train.warmup_ratio")
+@click.option("--weight-decay", default="", help="train.weight_decay")
+@click.option("--layer-decay", default="", help="train.layer_decay")
+@click.option("--ema", default="", help="train.ema_decay (null: off)")
+@click.option("--xnli", default="", help="data.kornli.add_dev_to_train (false true)")
 @click.option("--dry-run", is_flag=True, help="print the experiments' commands only")
-def sweep(pairs: str, epochs: str, lr: str, pooling: str, precision: str, dry_run: bool) -> None:
+def sweep(dry_run: bool, **axes: str) -> None:
     """DVC experiments on the demo recipe over a grid, ranked by validation accuracy."""
     from flows.ranking import GRID_KEYS
     from flows.sweep import sweep as run_sweep
 
-    values = [_split(v) for v in (pairs, epochs, lr, pooling, precision)]
+    # each option's parameter name, in GRID's order (click passes them in the order given)
+    names = ("pairs", "epochs", "lr", "pooling", "precision", "warmup", "weight_decay")
+    names += ("layer_decay", "ema", "xnli")
+    values = [_split(axes[name]) for name in names]
     run_sweep(dict(zip(GRID_KEYS, values, strict=True)), dry_run)
 
 

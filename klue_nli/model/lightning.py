@@ -4,6 +4,7 @@ checkpoint is exported as a Hugging Face model folder."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -169,18 +170,7 @@ class NLIModule(pl.LightningModule):
         self._shared_step(batch, "val")
 
     def configure_optimizers(self):
-        # No decay on biases and LayerNorm weights, as in BERT's and the KLUE baseline's recipe.
-        decay, no_decay = [], []
-        for param in self.model.parameters():
-            if param.requires_grad:  # train.freeze_embeddings leaves the word embeddings out
-                (no_decay if param.ndim < 2 else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.cfg.weight_decay, "name": "decay"},
-                {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
-            ],
-            lr=self.cfg.learning_rate,
-        )
+        optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg), lr=self.cfg.learning_rate)
         total = int(self.trainer.estimated_stepping_batches)
         if self.cfg.max_steps > 0 and self.trainer.max_steps == -1:
             # train's Trainer has no step limit (StopAtStep ends the run at train.max_steps):
@@ -195,6 +185,44 @@ class NLIModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
         }
+
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """0 for the embeddings, i + 1 for encoder layer i, num_layers + 1 for what sits on top
+    (pooler, classifier head)."""
+    if ".embeddings." in f".{name}":
+        return 0
+    found = _LAYER.search(name)
+    return int(found.group(1)) + 1 if found else num_layers + 1
+
+
+def param_groups(model: torch.nn.Module, cfg: TrainParams) -> list[dict]:
+    """AdamW's groups: no decay on biases and LayerNorm weights (as in BERT's and the KLUE
+    baseline's recipe), and with train.layer_decay < 1 one learning rate per depth. The top
+    groups keep the names `decay` and `no_decay`, which LearningRateMonitor logs as
+    train/lr/decay and train/lr/no_decay."""
+    layers = int(model.config.num_hidden_layers)
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:  # train.freeze_embeddings leaves the word embeddings out
+            continue
+        depth = layer_depth(name, layers) if cfg.layer_decay < 1 else layers + 1
+        groups.setdefault((depth, param.ndim >= 2), []).append(param)
+    out = []
+    for (depth, decays), params in sorted(groups.items(), reverse=True):
+        name = "decay" if decays else "no_decay"
+        out.append(
+            {
+                "params": params,
+                "weight_decay": cfg.weight_decay if decays else 0.0,
+                "lr": cfg.learning_rate * cfg.layer_decay ** (layers + 1 - depth),
+                "name": name if depth == layers + 1 else f"{name}/depth{depth}",
+            }
+        )
+    return out
 
 
 def resolve_precision(train: TrainParams) -> str:

@@ -1,5 +1,5 @@
-"""The plain model: a sequence-pair classifier from an encoder checkpoint (BERT, RoBERTa or
-ELECTRA, through the Auto classes), pretrained or randomly initialised."""
+"""The plain model: a sequence-pair classifier from an encoder checkpoint (BERT, RoBERTa,
+XLM-RoBERTa or ELECTRA, through the Auto classes), pretrained or randomly initialised."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ from klue_nli.model.encoders import resolve
 from klue_nli.network.pooling import with_pooling
 
 # The encoder families the KLUE baselines use: BERT (kcbert-base, klue/bert-base,
-# multilingual-e5-small), RoBERTa (klue/roberta-*), ELECTRA (KoELECTRA). Each has a
-# ...ForSequenceClassification head in transformers and is tested end to end here.
-SUPPORTED_TYPES = ("bert", "roberta", "electra")
+# multilingual-e5-small), RoBERTa (klue/roberta-*), XLM-RoBERTa (xlm-roberta-base), ELECTRA
+# (KoELECTRA). Each has a ...ForSequenceClassification head in transformers and is tested end
+# to end here.
+SUPPORTED_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
+
+# Families that count positions from pad_token_id + 1 (fairseq's convention).
+PADDING_OFFSET_TYPES = ("roberta", "xlm-roberta")
 
 # What a local checkpoint folder may hold its weights in (single file or sharded).
 WEIGHT_FILES = (
@@ -40,9 +44,9 @@ def new_params(config: PretrainedConfig) -> tuple[str, ...]:
 
 
 def usable_positions(config: PretrainedConfig) -> int:
-    """The longest input the encoder takes: RoBERTa counts positions from pad_token_id + 1,
-    so its 514 position embeddings hold 512 tokens."""
-    offset = config.pad_token_id + 1 if config.model_type == "roberta" else 0
+    """The longest input the encoder takes: RoBERTa and XLM-RoBERTa count positions from
+    pad_token_id + 1, so their 514 position embeddings hold 512 tokens."""
+    offset = config.pad_token_id + 1 if config.model_type in PADDING_OFFSET_TYPES else 0
     return int(config.max_position_embeddings) - offset
 
 

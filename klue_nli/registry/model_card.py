@@ -48,9 +48,20 @@ def version_card(provenance: dict, report: dict, run_params: dict[str, str]) -> 
         *(f"- dev F1 {label}: {_num(m.get('f1'))}" for label, m in per_class.items()),
         *(f"- baseline {k}: {_num(v)}" for k, v in sorted(report.get("baselines", {}).items())),
     ]
-    behaviour = report.get("behaviour", {}).get("overall", {})
-    if behaviour:
-        lines.append(f"- behaviour suite pass rate: {_num(behaviour.get('pass_rate'))}")
+    ood = report.get("out_of_domain")
+    if ood:
+        lines.append(
+            f"- out of domain ({ood.get('dataset')}, {ood.get('n')} pairs; reported only): "
+            f"accuracy {_num(ood.get('accuracy'))}; macro-F1 {_num(ood.get('macro_f1'))}"
+        )
+    behaviour = report.get("behaviour", {})
+    if behaviour.get("overall"):
+        lines.append(f"- behaviour suite pass rate: {_num(behaviour['overall'].get('pass_rate'))}")
+        lines += [
+            f"  - {capability}: {_num(result.get('pass_rate'))} of {result.get('n')}"
+            for capability, result in behaviour.items()
+            if capability != "overall"
+        ]
     served = report.get("served")
     if served:
         lines.append(

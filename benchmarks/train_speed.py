@@ -1,0 +1,118 @@
+"""`make train-speed`: ways of doing the demo's fine-tuning work side by side in one run, each
+at the same schedule (the same number of training examples, from the same pretrained
+weights), against the demo's own way: examples/s and accuracy on the validation split.
+
+- baseline: the demo's (batch 32, learning rate 1e-4, length-grouped batches, frozen word
+  embeddings, the precision `train.precision: auto` picks here);
+- compile: the same with the model under torch.compile (Inductor's C++ kernels on CPU);
+- batch 64: twice the batch at twice the learning rate (linear scaling), half the steps;
+- padded: batches in random order, padded to their longest pair (no length grouping).
+
+A variant is worth adopting at >= 1.2x the baseline's examples/s with validation accuracy
+within two standard errors of the difference. Needs `make demo` first (its feature cache).
+Writes benchmarks/train_speed.json.
+
+    python -m benchmarks.train_speed [--examples 3840] [--features data/features]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+from benchmarks.base import train_probe
+from flows.recipes import committed_tree
+from klue_nli.core.io import atomic_write_json
+from klue_nli.core.params import PARAMS_FILE, params_from_dict
+from klue_nli.model.lightning import resolve_precision
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# name -> (batch size, learning rate, extra probe arguments)
+VARIANTS = {
+    "baseline": (32, 1e-4, []),
+    "compile": (32, 1e-4, ["--compile"]),
+    "batch64": (64, 2e-4, []),
+    "padded": (32, 1e-4, ["--padding", "dynamic"]),
+}
+ADOPT_RATIO = 1.2
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def compare(runs: dict[str, dict], val_records: int) -> dict:
+    """Each variant against the baseline: the speed ratio, the accuracy difference and its
+    standard error (two proportions on the same validation pairs, taken as independent)."""
+    base = runs["baseline"]
+    out = {}
+    for name, run in runs.items():
+        p, q = base["val_acc"], run["val_acc"]
+        se = math.sqrt((p * (1 - p) + q * (1 - q)) / val_records)
+        ratio = run["examples_per_s"] / base["examples_per_s"]
+        out[name] = {
+            "examples_per_s": round(run["examples_per_s"], 1),
+            "val_acc": round(q, 4),
+            "speed_ratio": round(ratio, 3),
+            "val_acc_diff": round(q - p, 4),
+            "diff_standard_error": round(se, 4),
+            "adopt": name != "baseline" and ratio >= ADOPT_RATIO and abs(q - p) <= 2 * se,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=3840, help="training examples each")
+    parser.add_argument("--features", default=None, help="default: paths.features_dir")
+    parser.add_argument("--warmup", type=int, default=6, help="steps left out of the timing")
+    args = parser.parse_args()
+    params = params_from_dict(committed_tree(ROOT / PARAMS_FILE))
+    features = Path(args.features or params.paths.features_dir)
+    meta = features / "meta.json"
+    if not meta.exists():
+        raise SystemExit(f"train-speed: no feature cache in {features}; run `make demo` first")
+    val_records = json.loads(meta.read_text())["val"]["records"]
+    model = os.environ.get("E5_MODEL") or "intfloat/multilingual-e5-small"
+    precision = resolve_precision(params.train)
+    runs = {}
+    for name, (batch, lr, extra) in VARIANTS.items():
+        probe = ["--features", str(features), "--padding", "grouped", "--pretrained"]
+        probe += ["--freeze-embeddings", "--pooling", "mean", "--model", model]
+        probe += ["--precision", precision, "--batch-size", str(batch), "--lr", str(lr)]
+        probe += ["--steps", str(args.examples // batch), "--warmup", str(args.warmup)]
+        probe += ["--validate", *extra]  # a later --padding wins
+        print(f"train-speed: {name} ...", flush=True)
+        runs[name] = train_probe(probe)
+        print(
+            f"train-speed: {name}: {runs[name]['examples_per_s']:.1f} examples/s, "
+            f"validation {runs[name]['val_acc']:.4f}",
+            flush=True,
+        )
+    result = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "precision": precision,
+        "examples_each": args.examples,
+        "val_records": val_records,
+        "adopt_rule": f">= {ADOPT_RATIO}x examples/s, validation within 2 standard errors",
+        "variants": compare(runs, val_records),
+        "runs": runs,
+    }
+    atomic_write_json(HERE / "train_speed.json", result)
+    print(json.dumps(result["variants"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
