@@ -141,12 +141,11 @@ class JsonContract:
             return None  # the client went away
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            reason = (
-                f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-                if isinstance(exc, json.JSONDecodeError)
-                else "not UTF-8"
-            )
+        except (ValueError, RecursionError) as exc:
+            # Besides a decode error, the parser refuses an integer of more than 4,300 digits
+            # (ValueError) and a value nested past the interpreter's recursion limit: each is
+            # the client's body, so each is a 400 now, never an unhandled error.
+            reason = _parse_failure(exc)
             return await send_error(
                 send,
                 400,
@@ -207,6 +206,16 @@ class JsonContract:
                 },
             }
         return document
+
+
+def _parse_failure(exc: ValueError | RecursionError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "a number too large to read" if "digits" in str(exc) else "not readable as JSON"
 
 
 def shaped_errors(send: Send) -> Send:

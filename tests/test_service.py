@@ -178,6 +178,32 @@ def test_bad_input_is_a_400_naming_the_field(served, route, body, field):
     assert served["server"].alive()
 
 
+DEEP = "[" * 1000 + "]" * 1000  # 2 KB: past the parser's recursion limit
+HUGE_INT = '{"premise": ' + "7" * 5000 + ', "hypothesis": "b"}'  # past its 4,300 digits
+REFUSED_BY_THE_PARSER = [
+    ("/api", DEEP, "nested too deeply"),
+    ("/predict", '{"pairs": ' + DEEP + "}", "nested too deeply"),
+    ("/api", HUGE_INT, "a number too large to read"),
+    ("/predict", "[" + "9" * 5000 + "]", "a number too large to read"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "reason"), REFUSED_BY_THE_PARSER)
+def test_a_body_the_parser_refuses_is_a_400_at_once(served, route, body, reason):
+    """Not only decode errors: a value nested 1,000 deep or a 5,000-digit integer makes the
+    JSON parser raise something else; each is the project's 400, well under a second."""
+    started = time.perf_counter()
+    resp = post(served["url"] + route, body, headers={"Content-Type": "application/json"})
+    elapsed = time.perf_counter() - started
+    assert resp.status_code == 400, resp.text[:300]
+    assert resp.json() == {
+        "error": f"the body is not valid JSON ({reason})",
+        "detail": [{"loc": ["body"], "msg": reason}],
+    }
+    assert elapsed < 1.0, elapsed
+    assert served["server"].alive()
+
+
 def test_wrong_content_type_and_odd_unicode(served):
     url = served["url"]
     resp = requests.post(
