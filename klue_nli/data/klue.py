@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,13 +77,17 @@ def _source(record: dict) -> str:
     return "unknown"
 
 
-def read_split(raw_dir: str | Path, split: str) -> list[Example]:
-    path = Path(raw_dir) / split_filename(split)
+def read_raw(path: Path, parse: Callable[[bytes, str], list[Example]]) -> list[Example]:
+    """A downloaded file parsed by `parse`; missing, it says which stage writes it."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: missing; run the download stage first (dvc repro)") from None
-    return parse_examples(data, str(path))
+    return parse(data, str(path))
+
+
+def read_split(raw_dir: str | Path, split: str) -> list[Example]:
+    return read_raw(Path(raw_dir) / split_filename(split), parse_examples)
 
 
 def clean_examples(examples: list[Example]) -> tuple[list[Example], int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from klue_nli.core.errors import DataError
 from klue_nli.core.labels import KNOWN_LABELS
-from klue_nli.data.klue import Example
+from klue_nli.data.klue import Example, read_raw
 
 SPLITS: tuple[str, ...] = ("dev", "test")
 SOURCE = "kornli-xnli"  # the source name its pairs carry in meta.json and reports
@@ -52,9 +52,4 @@ def parse_tsv(data: bytes, name: str) -> list[Example]:
 
 
 def read_kornli(raw_dir: str | Path, split: str) -> list[Example]:
-    path = Path(raw_dir) / kornli_filename(split)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing; run the download stage first (dvc repro)") from None
-    return parse_tsv(data, str(path))
+    return read_raw(Path(raw_dir) / kornli_filename(split), parse_tsv)
