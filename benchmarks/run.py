@@ -43,9 +43,12 @@ def committed() -> Params:
     return params_from_dict(committed_tree(ROOT / "params.yaml"))
 
 
-def bench_params(klue: str, kcbert: str) -> Params:
+def bench_params(klue: str | None, kcbert: str, kornli: str | None = None) -> Params:
+    """The committed params on the benchmark's data: KLUE-NLI and KorNLI mirrors (None: the
+    official downloads) and a random-init model with `kcbert`'s vocabulary."""
     raw = params_to_dict(committed())
     raw["data"]["mirror"] = klue
+    raw["data"]["kornli"]["mirror"] = kornli
     raw["model"].update({"name_or_path": kcbert, "init": "random"})
     return params_from_dict(raw)
 
@@ -307,6 +310,7 @@ def targets(r: dict) -> list[dict]:
 def main() -> None:
     apply_quiet_defaults()
     klue = os.environ.get("KLUE_NLI_MIRROR") or None
+    kornli = os.environ.get("KORNLI_MIRROR") or None
     kcbert = os.environ.get("KCBERT_DIR") or "beomi/kcbert-base"
     if Path(kcbert).exists():  # a folder: absolute, since the benchmark runs elsewhere
         kcbert = str(Path(kcbert).resolve())
@@ -317,7 +321,11 @@ def main() -> None:
         os.chdir(work)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
         os.environ["BENTOML_HOME"] = str(work / "bentoml")
-        params = bench_params(str(Path(cwd, klue).resolve()) if klue else None, kcbert)
+        params = bench_params(
+            str(Path(cwd, klue).resolve()) if klue else None,
+            kcbert,
+            str(Path(cwd, kornli).resolve()) if kornli else None,
+        )
         download(params)
         featurize(params)  # the sample's features, for the training probes
         results = {

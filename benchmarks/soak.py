@@ -82,14 +82,22 @@ def save_demo_model(params, folder: Path) -> Path:
     return folder
 
 
-def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: str) -> dict:
-    """Serve the demo model from `work` and load it; `klue` is a KLUE-NLI mirror (None: the
-    official download), `kcbert` the tokenizer (a Hub id or an absolute folder)."""
+def soak(
+    work: Path,
+    duration_s: float,
+    clients: int,
+    klue: str | None,
+    kcbert: str,
+    kornli: str | None = None,
+) -> dict:
+    """Serve the demo model from `work` and load it; `klue` and `kornli` are KLUE-NLI and
+    KorNLI mirrors (None: the official downloads), `kcbert` the tokenizer (a Hub id or an
+    absolute folder)."""
     from benchmarks.run import bench_params, store_in_bentoml
     from benchmarks.serving import load, warm
     from stages.download import download
 
-    params = bench_params(klue, kcbert)
+    params = bench_params(klue, kcbert, kornli)
     cwd = os.getcwd()
     os.chdir(work)
     try:
@@ -137,15 +145,17 @@ def soak(work: Path, duration_s: float, clients: int, klue: str | None, kcbert: 
 def main() -> None:
     apply_quiet_defaults()
     klue = os.environ.get("KLUE_NLI_MIRROR") or None
+    kornli = os.environ.get("KORNLI_MIRROR") or None
     kcbert = os.environ.get("KCBERT_DIR") or "beomi/kcbert-base"
     # absolute: the soak runs in a scratch folder
     klue = str(Path(klue).resolve()) if klue and Path(klue).exists() else klue
+    kornli = str(Path(kornli).resolve()) if kornli and Path(kornli).exists() else kornli
     kcbert = str(Path(kcbert).resolve()) if Path(kcbert).exists() else kcbert
     duration = float(os.environ.get("SOAK_DURATION", "300"))
     clients = int(os.environ.get("SOAK_CLIENTS", "16"))
     work = Path(tempfile.mkdtemp(prefix="klue-soak-"))
     try:
-        result = soak(work, duration, clients, klue, kcbert)
+        result = soak(work, duration, clients, klue, kcbert, kornli)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     atomic_write_json(HERE / "soak.json", result)

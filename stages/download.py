@@ -65,6 +65,7 @@ class Release:
     filename: Callable[[str], str]
     parse: Callable[[bytes, str], list]
     official: dict[str, Checksums]
+    mirror_key: str  # what an offline user sets instead: the param and the recipes' variable
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -84,13 +85,21 @@ def download(params: Params) -> dict:
     """Fetch, verify and write every file; return per-file counts and checksums."""
     data = params.data
     releases = {
-        "klue": Release(data.base_url, data.mirror, split_filename, parse_examples, OFFICIAL),
+        "klue": Release(
+            data.base_url,
+            data.mirror,
+            split_filename,
+            parse_examples,
+            OFFICIAL,
+            "data.mirror (KLUE_NLI_MIRROR for the recipes)",
+        ),
         "kornli": Release(
             data.kornli.base_url,
             data.kornli.mirror,
             kornli.kornli_filename,
             kornli.parse_tsv,
             KORNLI_OFFICIAL,
+            "data.kornli.mirror (KORNLI_MIRROR for the recipes)",
         ),
     }
     summary: dict = {}
@@ -108,7 +117,12 @@ def _fetch_release(release: Release, dest_dir: Path, data_params: DataParams) ->
         filename = release.filename(split)
         url = base.rstrip("/") + "/" + filename
         dest = dest_dir / filename
-        fetch(url, dest, data_params)
+        try:
+            fetch(url, dest, data_params)
+        except DataError as exc:
+            if mirror is not None:
+                raise
+            raise DataError(f"{exc}; offline, set {release.mirror_key} to a local copy") from None
         data = dest.read_bytes()
         if mirror is None:
             verify(data, expected, url)

@@ -87,6 +87,15 @@ def test_gives_up_after_the_configured_retries_and_writes_nothing(workdir, make_
     assert not (workdir / "data").exists() or os.listdir(workdir / "data") == []
 
 
+def test_an_unreachable_official_source_names_the_mirror_to_set(workdir, make_params, loopback):
+    loopback.faults[split_filename("train")] = [502] * 2
+    params = make_params(data={"mirror": None, "base_url": loopback.url, "retries": 1})
+    hint = r"failed after 2 attempts.*offline, set data.mirror \(KLUE_NLI_MIRROR"
+    with pytest.raises(DataError, match=hint):
+        dl.download(params)
+    assert raw_files(workdir) == []
+
+
 def test_tampered_official_file_fails_its_checksum(workdir, make_params, loopback, monkeypatch):
     train = loopback.folder / split_filename("train")
     good = dl.Checksums(sha256=hashlib.sha256(train.read_bytes()).hexdigest())

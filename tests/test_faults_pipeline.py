@@ -69,12 +69,15 @@ def temps(project: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_featurize_and_mid_epoch_then_repro_completes(tmp_path, kcbert, klue_dir):
+def test_sigkill_mid_featurize_and_mid_epoch_then_repro_completes(
+    tmp_path, kcbert, klue_dir, kornli_dir
+):
     env = project_env(KLUE_NLI_MIRROR=str(klue_dir), KCBERT_DIR=kcbert)
     project = make_project(ROOT, tmp_path / "project", env)
+    kornli = yaml.safe_load((project / "params.yaml").read_text())["data"]["kornli"]
     set_params(
         project,
-        data={"mirror": str(klue_dir)},
+        data={"mirror": str(klue_dir), "kornli": {**kornli, "mirror": str(kornli_dir)}},
         model={
             "name_or_path": kcbert,
             "init": "random",

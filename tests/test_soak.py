@@ -18,9 +18,10 @@ def test_rss_growth_is_measured_from_the_end_of_warm_up():
 
 
 @pytest.mark.slow
-def test_a_short_soak_has_no_errors_and_bounded_memory(tmp_path, klue_dir, kcbert):
+def test_a_short_soak_has_no_errors_and_bounded_memory(tmp_path, klue_dir, kornli_dir, kcbert):
     # soak() stores the model under tmp_path/bentoml: the store this test's BentoML is pinned to
-    result = soak(tmp_path, duration_s=30, clients=8, klue=str(klue_dir), kcbert=kcbert)
+    data = {"klue": str(klue_dir), "kornli": str(kornli_dir)}
+    result = soak(tmp_path, duration_s=30, clients=8, kcbert=kcbert, **data)
     assert result["requests"] > 300, result
     assert result["errors"] == 0, result
     assert result["server_alive"], result
