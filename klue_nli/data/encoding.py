@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from klue_nli.core.errors import UserError
+from klue_nli.core.errors import UserError, load_failure
 
 if TYPE_CHECKING:  # a serving worker imports neither (klue_nli/inference/tokenizer.py)
     import torch
@@ -34,7 +34,7 @@ def load_tokenizer(
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load a tokenizer from {name_or_path!r}: {exc}") from None
+        raise UserError(load_failure("a tokenizer", name_or_path, exc)) from None
     if not tokenizer.is_fast:
         raise UserError(f"{name_or_path!r} has no fast tokenizer; the pipeline needs one")
     return tokenizer

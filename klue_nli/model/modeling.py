@@ -13,7 +13,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from klue_nli.core.errors import UserError
+from klue_nli.core.errors import UserError, load_failure
 from klue_nli.core.params import ModelParams
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.model.encoders import resolve
@@ -90,9 +90,7 @@ def load_config(source: str) -> PretrainedConfig:
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise UserError(
-            f"model.name_or_path: cannot load a model config from {source!r}: {exc}"
-        ) from None
+        raise UserError(load_failure("a model config", source, exc)) from None
     if config.model_type not in SUPPORTED_TYPES:
         raise UserError(
             f"model.name_or_path: {source!r} holds a {config.model_type!r} model; this "
@@ -136,9 +134,7 @@ def _load_pretrained(source: str, id2label: dict, label2id: dict) -> PreTrainedM
             output_loading_info=True,
         )
     except (OSError, ValueError, RuntimeError) as exc:
-        raise UserError(
-            f"model.name_or_path: cannot load the weights of {source!r}: {exc}"
-        ) from None
+        raise UserError(load_failure("the weights", source, exc)) from None
     # A checkpoint whose parameter names do not match would leave the encoder random without
     # an error: refuse that, so "pretrained" always means the encoder came from the checkpoint.
     missing = [k for k in info["missing_keys"] if not k.startswith(new_params(model.config))]

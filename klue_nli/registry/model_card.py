@@ -9,6 +9,7 @@ klue_nli/registry/versions.py writes them.
 from __future__ import annotations
 
 from klue_nli.core.params import RegistryParams
+from klue_nli.registry.policy import rules
 
 RECIPE_KEYS = (
     "model.name_or_path",
@@ -80,22 +81,16 @@ def version_card(provenance: dict, report: dict, run_params: dict[str, str]) -> 
 
 def policy_card(name: str, policy: RegistryParams) -> str:
     """Markdown for the registered model: how versions become champion and when they go."""
-    floor = policy.min_behaviour_pass
     return (
         "\n".join(
             [
-                f"## {name}: KLUE-NLI classifiers (kcbert) trained by the klue-nli pipeline",
+                f"## {name}: KLUE-NLI classifiers trained by the klue-nli pipeline",
                 "",
                 "Aliases: `champion` is served (`make export`), `previous` is the champion it "
                 "replaced (`klue-nli rollback`).",
                 "",
                 "### Promotion policy (params.yaml `registry`)",
-                f"- dev accuracy at least the champion's + {policy.min_accuracy_gain}",
-                f"- no class's dev F1 more than {policy.max_f1_drop} below the champion's",
-                f"- behaviour suite pass rate at least {floor}"
-                if floor is not None
-                else "- behaviour suite: reported, not required",
-                "- compared only on the same dev file (sha256); the artifact must load and verify",
+                *(f"- {rule}" for rule in rules(policy)),
                 "",
                 "### Retention",
                 f"- `make gc` keeps the newest {policy.keep_versions} versions and always "

@@ -14,6 +14,24 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
+def rules(policy: RegistryParams) -> list[str]:
+    """The policy in words, from the same values `decide` compares (the model card and the
+    docs state it from here)."""
+    floor = policy.min_behaviour_pass
+    return [
+        f"the served runtime gives the trained model's answer on at least "
+        f"{policy.min_served_agreement} of dev (`min_served_agreement`)",
+        f"dev accuracy as served more than the champion's + {policy.min_accuracy_gain} "
+        "(`min_accuracy_gain`; a tie keeps the champion)",
+        f"no class's dev F1 more than {policy.max_f1_drop} below the champion's (`max_f1_drop`)",
+        f"behaviour suite pass rate at least {floor} (`min_behaviour_pass`)"
+        if floor is not None
+        else "behaviour suite: reported, not required (`min_behaviour_pass`: null)",
+        "the first version needs only the agreement and behaviour minimums",
+        "compared only on the same dev file (its sha256); the artifact must load and verify",
+    ]
+
+
 def decide(
     candidate: dict[str, float], champion: dict[str, float] | None, policy: RegistryParams
 ) -> Decision:
