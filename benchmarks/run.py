@@ -242,7 +242,7 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     return {"noop_repro_s": noop_repro, "noop_flow_s": noop_flow}
 
 
-# The e5 demo service's figure at 32 clients before issue 27's work (req/s, 2026-12-01).
+# The e5 demo service's figure at 32 clients on 2026-12-01 (req/s), the e5 target's reference.
 E5_BEFORE_RPS = 175.0
 BENCH_MAX_S = 30 * 60
 
@@ -258,7 +258,7 @@ def overload_row(name: str, over: dict) -> tuple:
 
 def variant_rows(name: str, v: dict) -> list[tuple]:
     """The served graph keeps PyTorch fp32's answers, and no faster variant that keeps them
-    is left unused (issue 27's rule for the CPU default)."""
+    is left unused (the rule for the CPU default)."""
     rows, served = v["variants"], v["served"]
     agree = rows[served]["agreement"]
     best = variants.fastest_keeping(rows)
@@ -277,7 +277,7 @@ def targets(r: dict) -> list[dict]:
     ratio = s["c32"]["ratio_vs_flask"]["median"]
     share = s["c32"]["fraction_of_ceiling"]["median"]
     rows = [
-        ("base serve, 32 clients: x the tutorial's Flask (moonshot 10x)", ratio, ">= 8x",
+        ("base serve, 32 clients: x the tutorial's Flask", ratio, ">= 8x",
          ratio >= 8),
         ("base serve, 32 clients: share of the served runtime's in-process ceiling", share,
          ">= 0.90", share >= 0.90),

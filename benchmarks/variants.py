@@ -202,7 +202,7 @@ SERVED = {
     ("torch", "bf16"): "pytorch bf16",
 }
 REFERENCE = "pytorch fp32"
-MIN_AGREEMENT = 0.99  # issue 27's rule for the CPU default: the answers kept...
+MIN_AGREEMENT = 0.99  # the rule for the CPU default: the answers kept...
 MAX_ACCURACY_LOSS = 0.005  # ...and at most half a point of dev accuracy lost
 
 

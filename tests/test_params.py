@@ -429,6 +429,26 @@ def test_sweep_queues_one_experiment_per_grid_point_up_to_train():
     }
 
 
+def test_one_at_a_time_varies_each_axis_around_the_first_values():
+    from flows.sweep import points, queue_commands
+
+    grid = {
+        "train.warmup_ratio": ["0.1", "0.0"],
+        "train.layer_decay": ["1.0", "0.8", "0.9"],
+        "train.ema_decay": ["null", "0.999"],
+    }
+    assert len(points(grid)) == 12  # every combination
+    assert points(grid, one_at_a_time=True) == [
+        ("0.1", "1.0", "null"),
+        ("0.0", "1.0", "null"),
+        ("0.1", "0.8", "null"),
+        ("0.1", "0.9", "null"),
+        ("0.1", "1.0", "0.999"),
+    ]
+    names = [c[5] for c in queue_commands(grid, [], one_at_a_time=True)]
+    assert len(set(names)) == 5 and names[0] == "sweep-wu0.1-ld1.0-emanull"
+
+
 def test_sweep_axes_given_replace_the_demo_s_values_and_empty_ones_keep_them(capsys):
     """--ema and --xnli given: each experiment sets them once; the learning rate not swept
     here keeps the demo recipe's value (1e-4), not the params.yaml default."""

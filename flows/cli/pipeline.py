@@ -55,8 +55,11 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
 @click.option("--layer-decay", default="", help="train.layer_decay")
 @click.option("--ema", default="", help="train.ema_decay (null: off)")
 @click.option("--xnli", default="", help="data.kornli.add_dev_to_train (false true)")
+@click.option(
+    "--one-at-a-time", is_flag=True, help="vary one axis at a time around each's first value"
+)
 @click.option("--dry-run", is_flag=True, help="print the experiments' commands only")
-def sweep(dry_run: bool, **axes: str) -> None:
+def sweep(dry_run: bool, one_at_a_time: bool, **axes: str) -> None:
     """DVC experiments on the demo recipe over a grid, ranked by validation accuracy."""
     from flows.ranking import GRID_KEYS
     from flows.sweep import sweep as run_sweep
@@ -65,7 +68,7 @@ def sweep(dry_run: bool, **axes: str) -> None:
     names = ("pairs", "epochs", "lr", "pooling", "precision", "warmup", "weight_decay")
     names += ("layer_decay", "ema", "xnli")
     values = [_split(axes[name]) for name in names]
-    run_sweep(dict(zip(GRID_KEYS, values, strict=True)), dry_run)
+    run_sweep(dict(zip(GRID_KEYS, values, strict=True)), dry_run, one_at_a_time)
 
 
 @click.command()
