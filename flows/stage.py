@@ -1,5 +1,6 @@
 """Run one DVC stage as a Prefect task: `dvc repro --single-item <stage>`, so DVC still decides
-what is up to date and writes dvc.lock, while Prefect shows the stage's state, time and log."""
+what is up to date and writes dvc.lock, while Prefect shows the stage's state, time and log.
+Whether it is up to date comes from `dvc status --json` (flows/dvc_state.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 from prefect import get_run_logger, task
+
+from flows.dvc_state import stage_changed
 
 
 class StageFailed(RuntimeError):
@@ -26,6 +29,9 @@ def tool_env() -> dict[str, str]:
 def dvc_stage(stage: str) -> str:
     """Run one DVC stage if it is out of date; 'ran' or 'up to date'."""
     logger = get_run_logger()
+    if not stage_changed(stage, env=tool_env()):
+        logger.info(f"{stage}: up to date")
+        return "up to date"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
         stdout=subprocess.PIPE,
@@ -43,4 +49,4 @@ def dvc_stage(stage: str) -> str:
         own = [ln for ln in lines if ln.startswith(f"{stage}: error:")]
         message = own[-1] if own else "\n".join(lines[-5:])
         raise StageFailed(message)
-    return "up to date" if any("didn't change, skipping" in ln for ln in lines) else "ran"
+    return "ran"

@@ -17,12 +17,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from flows.dvc_state import queue_busy
 from flows.ranking import GRID, GRID_KEYS, markdown, ranked
 from flows.recipes import SOURCE_KEYS, recipe_args
 from klue_nli.core.cli import require_command
@@ -69,19 +69,18 @@ def queue_commands(
     return commands
 
 
-def wait_for_queue(env: dict, poll_s: float = 15.0) -> None:
-    """Until `dvc queue status` lists no queued or running experiment."""
+def wait_for_queue(poll_s: float = 15.0) -> None:
+    """Until DVC's queue holds no queued or running experiment."""
     seen = ""
     while True:
-        status = subprocess.run(
-            ["dvc", "queue", "status"], check=True, env=env, capture_output=True, text=True
-        ).stdout
-        busy = [line for line in status.splitlines() if re.search(r"\b(Queued|Running)\b", line)]
+        busy = queue_busy()
         if not busy:
             return
-        if busy[0] != seen:  # progress, one line per experiment started
-            seen = busy[0]
-            print(f"sweep: {len(busy)} to go; {' '.join(seen.split()[:2])}", flush=True)
+        running = next((t for t in busy if t["status"] == "Running"), busy[0])
+        now = f"{running.get('name') or running['rev'][:7]} {running['status'].lower()}"
+        if now != seen:  # progress, one line per experiment started
+            seen = now
+            print(f"sweep: {len(busy)} to go; {now}", flush=True)
         time.sleep(poll_s)
 
 
@@ -116,7 +115,7 @@ def sweep(grid: dict[str, list[str]], dry_run: bool = False, one_at_a_time: bool
         # is started and then polled, rather than `dvc exp run --run-all`, which can hang
         # after the last experiment has finished.
         subprocess.run(["dvc", "queue", "start", "-j", "1"], check=True, env=env)
-        wait_for_queue(env)
+        wait_for_queue()
         # the commit the experiments were queued from, even if HEAD has moved on since
         shown = subprocess.run(
             ["dvc", "exp", "show", "--json", "--rev", baseline],
