@@ -1,36 +1,63 @@
 """A crashed serving worker replaced within a second, not ten.
 
-`bentoml serve` supervises its workers with circus, whose arbiter looks for dead processes
-only every `check_delay` seconds, and BentoML sets that to 10 s. A worker killed under load was
-measured back only after 17 s on 2 cores (10 s unnoticed, 7 s starting). The arbiter is
-created after the service's deployment hooks run, in the same process, so the hook sets the
-delay here: one second of polling costs nothing measurable, and requests that arrive
-meanwhile wait in the listening socket's backlog, which the arbiter keeps open.
-(circus's Arbiter is internal to BentoML: tests/test_service.py kills a worker under load
-and fails if the replacement is late.)
+`bentoml serve` supervises its workers with a circus arbiter that looks for dead processes
+only every `check_delay` seconds; BentoML builds it in one function,
+`bentoml._internal.utils.circus.create_standalone_arbiter`, which gives its own `Arbiter`
+class `check_delay` (10 s, no configuration option) by keyword. A worker killed under load
+was measured back only after 17 s on 2 cores (10 s unnoticed, 7 s starting). The arbiter is
+built after the service's deployment hooks run, in the same process, so a hook gives that
+class a `check_delay` of one second: the polling costs nothing measurable, and requests that
+arrive meanwhile wait in the listening socket's backlog, which the arbiter keeps open.
+
+This is the one place the project touches BentoML's internals. If the class moves or stops
+taking the keyword, `prompt_respawn` fails with the versions installed and pinned, and
+tests/test_service.py kills a worker under load and fails if the replacement is late.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+from importlib.metadata import version
 
 CHECK_DELAY_S = 1.0
+PINNED = {"bentoml": "1.4.39"}  # constraints.txt: the version this seam is tested against
 
 
 def prompt_respawn(check_delay_s: float = CHECK_DELAY_S) -> None:
-    """Make every circus arbiter created from now on in this process check its workers every
-    `check_delay_s` seconds."""
-    from circus.arbiter import Arbiter
+    """Make every arbiter `bentoml serve` builds from now on in this process check its workers
+    every `check_delay_s` seconds.
 
-    original = Arbiter.__init__
+    `bentoml serve` binds `create_standalone_arbiter` before the service module (and so this
+    hook) is loaded, so the function itself cannot be swapped; the class it builds, BentoML's
+    own `Arbiter` subclass (the threaded one derives from it), gets the keyword instead."""
+    try:
+        from bentoml._internal.utils import circus as bento_circus
+
+        arbiter = bento_circus.Arbiter
+        source = inspect.getsource(bento_circus.create_standalone_arbiter)
+        takes_keywords = any(
+            p.kind is inspect.Parameter.VAR_KEYWORD
+            for p in inspect.signature(arbiter.__init__).parameters.values()
+        )
+    except (ImportError, AttributeError, OSError, TypeError) as exc:
+        raise RuntimeError(_moved(f"{type(exc).__name__}: {exc}")) from None
+    if not takes_keywords or "check_delay=" not in source:
+        raise RuntimeError(_moved("the arbiter no longer takes check_delay as a keyword"))
+    original = arbiter.__init__
     if getattr(original, "__wrapped__", None) is not None:  # once per process
         return
 
     @functools.wraps(original)
-    def init(self, watchers, endpoint, pubsub_endpoint, *args, **kwargs) -> None:
-        kwargs.pop("check_delay", None)
-        if args:  # check_delay given by position
-            args = args[1:]
-        original(self, watchers, endpoint, pubsub_endpoint, check_delay_s, *args, **kwargs)
+    def init(self, *args, **kwargs) -> None:
+        kwargs["check_delay"] = check_delay_s
+        original(self, *args, **kwargs)
 
-    Arbiter.__init__ = init
+    arbiter.__init__ = init
+
+
+def _moved(why: str) -> str:
+    return (
+        f"klue-nli service: BentoML {version('bentoml')} (the project pins "
+        f"{PINNED['bentoml']}) no longer builds its arbiter as service/respawn.py expects: {why}"
+    )

@@ -109,7 +109,12 @@ class NLIService:
         # A worker (the first, or one replacing a crashed one) then checks that no file
         # changed since, instead of hashing the folder again (0.7 s of its start for e5).
         os.environ[CHECKED_ENV] = fingerprint
-        prompt_respawn()  # a crashed worker replaced within a second (service/respawn.py)
+
+    @bentoml.on_deployment
+    def respawn_crashed_workers_promptly() -> None:
+        """Runs once in `bentoml serve`, before its arbiter is built: a crashed worker is
+        replaced within a second (service/respawn.py)."""
+        prompt_respawn()
 
     def __init__(self) -> None:
         model = self.bento_model  # resolved by BentoML to the stored model at run time
