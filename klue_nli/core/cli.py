@@ -21,13 +21,10 @@ QUIET_ENV = Path(__file__).with_name("quiet.env")
 
 
 def quiet_defaults() -> dict[str, str]:
-    """quiet.env's variables and values."""
-    pairs = {}
-    for line in QUIET_ENV.read_text(encoding="utf-8").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            pairs[key.strip()] = value.strip()
-    return pairs
+    """quiet.env's variables and values (python-dotenv reads it, as .env files are read)."""
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(QUIET_ENV).items() if v is not None}
 
 
 def apply_quiet_defaults() -> None:
