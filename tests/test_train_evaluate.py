@@ -368,8 +368,9 @@ def val_history(project: Path) -> list[tuple[int, float]]:
 
 def test_the_best_epoch_is_kept_when_it_is_not_the_last(workdir, make_params, tmp_path, klue_dir):
     """Validation at every epoch's end picks the checkpoint. On a task a tiny model learns
-    (tests/pretrained.py), a warm-up that ramps the step size past what it can take makes a
-    middle epoch the best (0.33, 0.64, 0.67, 0.61 here): that epoch's weights are exported."""
+    (tests/pretrained.py), a warm-up that ramps the step size over the whole run, past what
+    the model can take, makes a middle epoch the best (0.33, 0.64, 0.64, 0.44 on 2 cores):
+    that epoch's weights are exported."""
     task = write_transfer_task(klue_dir, tmp_path / "task")
     params = make_params(
         data={"mirror": str(task)},
@@ -378,7 +379,7 @@ def test_the_best_epoch_is_kept_when_it_is_not_the_last(workdir, make_params, tm
             "max_steps": -1,
             "batch_size": 64,
             "learning_rate": 3e-2,
-            "warmup_ratio": 0.9,
+            "warmup_ratio": 0.99,  # the step size still rising in the last epoch
         },
     )
     download(params)

@@ -3,6 +3,9 @@
 `os.cpu_count()` counts the host's cores. In a container limited to 2 CPUs on a 64-core node
 (docs/serving.md, Containers) each serving worker would otherwise start dozens of threads,
 and ONNX Runtime copies that count: they contend for the 2 CPUs the quota allows.
+Hand-written, not joblib's `cpu_count` (pinned through scikit-learn), which reads the same
+files: it rounds a fractional quota up (1.5 CPUs: 2 threads, throttled), and the service's
+image ships no joblib.
 """
 
 from __future__ import annotations
