@@ -29,6 +29,7 @@ from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
 from klue_nli.data.klue import read_split
 from klue_nli.inference.bento import store_model
+from klue_nli.inference.cpus import cpu_description
 from klue_nli.inference.predictor import Predictor
 from klue_nli.model.encoders import HUB_ID
 from stages.download import download
@@ -333,6 +334,7 @@ def main() -> None:
             "machine": {
                 "cores": os.cpu_count(),
                 "processor": platform.machine(),
+                "cpu": cpu_description(),
                 "torch_threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

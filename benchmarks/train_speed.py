@@ -21,13 +21,13 @@ import argparse
 import json
 import math
 import os
-import platform
 from pathlib import Path
 
 from benchmarks.base import train_probe
 from flows.recipes import committed_tree
 from klue_nli.core.io import atomic_write_json
 from klue_nli.core.params import PARAMS_FILE, params_from_dict
+from klue_nli.inference.cpus import cpu_description
 from klue_nli.model.lightning import resolve_precision
 
 HERE = Path(__file__).resolve().parent
@@ -40,16 +40,6 @@ VARIANTS = {
     "padded": (32, 1e-4, ["--padding", "dynamic"]),
 }
 ADOPT_RATIO = 1.2
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def compare(runs: dict[str, dict], val_records: int) -> dict:
@@ -101,7 +91,7 @@ def main() -> None:
             flush=True,
         )
     result = {
-        "cpu": cpu_model(),
+        "cpu": cpu_description(),
         "cores": os.cpu_count(),
         "precision": precision,
         "examples_each": args.examples,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from klue_nli.core.io import atomic_write_json
 from klue_nli.data.encoding import pad_arrays
 from klue_nli.data.features import FeatureSplit, split_file
 from klue_nli.data.klue import read_split, split_filename
+from klue_nli.inference.cpus import cpu_description
 from klue_nli.inference.onnx import OnnxForward, export_graph
 from klue_nli.inference.predictor import Predictor
 
@@ -331,7 +331,7 @@ def main() -> None:
             raise SystemExit(1)
         model_dir = Path(model.path)
     result = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
         "clock_ghz": clock_ghz(),
         **measure(model_dir, args.dev, features, args.rounds),
     }

@@ -20,12 +20,16 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flows.dvc_state import queue_busy
 from flows.ranking import GRID, GRID_KEYS, markdown, ranked
 from flows.recipes import SOURCE_KEYS, recipe_args
 from klue_nli.core.cli import require_command
+from klue_nli.core.io import atomic_write_text
+from klue_nli.core.params import load_params
+from klue_nli.inference.cpus import cpu_description
 from klue_nli.registry.tracking import DEFAULT_TRACKING_URI
 
 
@@ -116,26 +120,45 @@ def sweep(grid: dict[str, list[str]], dry_run: bool = False, one_at_a_time: bool
         # after the last experiment has finished.
         subprocess.run(["dvc", "queue", "start", "-j", "1"], check=True, env=env)
         wait_for_queue()
-        # the commit the experiments were queued from, even if HEAD has moved on since
+    except subprocess.CalledProcessError as exc:
+        failed = " ".join(exc.cmd)
+        print(f"sweep: error: `{failed}` failed (exit {exc.returncode})", file=sys.stderr)
+        raise SystemExit(1) from None
+    report(baseline, env)
+
+
+def report(rev: str = "HEAD", env: dict | None = None) -> list[dict]:
+    """Rank the sweep experiments queued from commit `rev` (even if HEAD has moved on since),
+    print the table and write it to paths.sweep_table with how it was measured."""
+    try:
         shown = subprocess.run(
-            ["dvc", "exp", "show", "--json", "--rev", baseline],
+            ["dvc", "exp", "show", "--json", "--rev", rev],
             check=True,
             env=env,
             capture_output=True,
             text=True,
         )
     except subprocess.CalledProcessError as exc:
-        failed = " ".join(exc.cmd)
-        print(f"sweep: error: `{failed}` failed (exit {exc.returncode})", file=sys.stderr)
+        print(f"sweep: error: dvc exp show failed: {exc.stderr.strip()}", file=sys.stderr)
         raise SystemExit(1) from None
     rows = ranked(json.loads(shown.stdout))
     if not rows:
         print("sweep: no experiment finished; see `dvc queue logs`", file=sys.stderr)
         raise SystemExit(1)
-    print(markdown(rows))
     best = rows[0]
-    print(
-        f"\nbest on validation: {best['name']} "
+    verdict = (
+        f"best on validation: {best['name']} "
         f"({', '.join(f'{key}={best[key]}' for key in GRID_KEYS)}); "
         f"`dvc exp apply {best['name']}` applies it"
     )
+    table = markdown(rows)
+    print(f"{table}\n\n{verdict}")
+    cpu = cpu_description()["model"]
+    heading = (
+        f"# make sweep, {datetime.now(UTC).date()}\n\n"
+        f"Validation accuracy (never dev) of the experiments queued from commit {rev[:10]}, "
+        f"on {os.cpu_count()} CPUs ({cpu}); train s is the cost of each (training and "
+        "validation).\n\n"
+    )
+    atomic_write_text(load_params().paths.sweep_table, f"{heading}{table}\n\n{verdict}\n")
+    return rows

@@ -77,3 +77,18 @@ def test_an_onnx_runtime_predictor_keeps_no_pytorch_model(model_dir):
         "print(len(alive), p.model is None)"
     )
     assert out == "0 True"
+
+
+def test_the_cpu_a_figure_holds_on_is_named_with_its_notable_flags(tmp_path):
+    from klue_nli.inference.cpus import cpu_description
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    )
+    assert cpu_description(info) == {
+        "model": "AMD EPYC 9B45",
+        "flags": ["avx2", "avx512f", "avx512_bf16"],
+    }
+    assert cpu_description(tmp_path / "absent")["flags"] == []

@@ -67,6 +67,7 @@ class PathParams(Section):
     train_live: str  # DVCLive: metrics.json + plots/metrics/**.tsv
     eval_metrics: str
     confusion: str
+    sweep_table: str  # `make sweep`'s ranking (markdown), as its last run wrote it
 
     @field_validator("*")
     @classmethod

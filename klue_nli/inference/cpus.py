@@ -58,3 +58,35 @@ def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
 def threads_per_worker(workers: int, cgroup_root: Path = CGROUP_ROOT) -> int:
     """Each serving worker's share of the usable CPUs: more threads only fight each other."""
     return max(1, usable_cpus(cgroup_root) // workers)
+
+
+# The instruction sets that decide which inference variant is fastest (bf16, int8, AMX).
+NOTABLE_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU a figure was measured on: its model name and the notable flags it has."""
+    import platform
+
+    model, flags = "", set()
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model or platform.processor() or platform.machine(),
+        "flags": [flag for flag in NOTABLE_FLAGS if flag in flags],
+    }
