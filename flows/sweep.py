@@ -127,12 +127,13 @@ def sweep(grid: dict[str, list[str]], dry_run: bool = False, one_at_a_time: bool
     report(baseline, env)
 
 
-def report(rev: str = "HEAD", env: dict | None = None) -> list[dict]:
-    """Rank the sweep experiments queued from commit `rev` (even if HEAD has moved on since),
-    print the table and write it to paths.sweep_table with how it was measured."""
+def report(rev: str = "HEAD", env: dict | None = None, commits: int = 1) -> list[dict]:
+    """Rank the sweep experiments queued from commit `rev` (even if HEAD has moved on since)
+    and the `commits` - 1 before it, print the table and write it to paths.sweep_table with
+    how it was measured."""
     try:
         shown = subprocess.run(
-            ["dvc", "exp", "show", "--json", "--rev", rev],
+            ["dvc", "exp", "show", "--json", "--rev", rev, "-n", str(commits)],
             check=True,
             env=env,
             capture_output=True,
@@ -156,7 +157,9 @@ def report(rev: str = "HEAD", env: dict | None = None) -> list[dict]:
     cpu = cpu_description()["model"]
     heading = (
         f"# make sweep, {datetime.now(UTC).date()}\n\n"
-        f"Validation accuracy (never dev) of the experiments queued from commit {rev[:10]}, "
+        f"Validation accuracy (never dev) of the experiments queued from commit {rev[:10]}"
+        + (f" and the {commits - 1} before it" if commits > 1 else "")
+        + ", "
         f"on {os.cpu_count()} CPUs ({cpu}); train s is the cost of each (training and "
         "validation).\n\n"
     )

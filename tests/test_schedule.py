@@ -45,9 +45,9 @@ def test_layer_decay_gives_each_depth_its_rate_and_off_keeps_two_groups(kcbert):
     rates = {g["name"]: g["lr"] for g in groups}
     # three layers: head at the full rate, layer 2 at half, ..., embeddings at 1/16
     assert rates["decay"] == pytest.approx(1e-4)
-    assert rates["decay/depth3"] == pytest.approx(0.5e-4)
-    assert rates["decay/depth1"] == pytest.approx(0.125e-4)
-    assert rates["decay/depth0"] == pytest.approx(0.0625e-4)
+    assert rates["decay_depth3"] == pytest.approx(0.5e-4)
+    assert rates["decay_depth1"] == pytest.approx(0.125e-4)
+    assert rates["decay_depth0"] == pytest.approx(0.0625e-4)
     assert all(g["weight_decay"] == 0 for g in groups if g["name"].startswith("no_decay"))
     counted = sum(p.numel() for g in groups for p in g["params"])
     assert counted == sum(p.numel() for p in model.parameters())  # each parameter once

@@ -203,7 +203,8 @@ def param_groups(model: torch.nn.Module, cfg: TrainParams) -> list[dict]:
     """AdamW's groups: no decay on biases and LayerNorm weights (as in BERT's and the KLUE
     baseline's recipe), and with train.layer_decay < 1 one learning rate per depth. The top
     groups keep the names `decay` and `no_decay`, which LearningRateMonitor logs as
-    train/lr/decay and train/lr/no_decay."""
+    train/lr/decay and train/lr/no_decay; deeper ones `decay_depth3` and so on (a name with a
+    slash would nest under `decay`, a number already, in DVCLive's metrics)."""
     layers = int(model.config.num_hidden_layers)
     groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
@@ -219,7 +220,7 @@ def param_groups(model: torch.nn.Module, cfg: TrainParams) -> list[dict]:
                 "params": params,
                 "weight_decay": cfg.weight_decay if decays else 0.0,
                 "lr": cfg.learning_rate * cfg.layer_decay ** (layers + 1 - depth),
-                "name": name if depth == layers + 1 else f"{name}/depth{depth}",
+                "name": name if depth == layers + 1 else f"{name}_depth{depth}",
             }
         )
     return out
