@@ -154,14 +154,17 @@ def report(rev: str = "HEAD", env: dict | None = None, commits: int = 1) -> list
     )
     table = markdown(rows)
     print(f"{table}\n\n{verdict}")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short=10", rev], capture_output=True, text=True
+    ).stdout.strip()
     cpu = cpu_description()["model"]
     heading = (
         f"# make sweep, {datetime.now(UTC).date()}\n\n"
-        f"Validation accuracy (never dev) of the experiments queued from commit {rev[:10]}"
+        f"Validation accuracy (never dev) of the experiments queued from commit {commit or rev}"
         + (f" and the {commits - 1} before it" if commits > 1 else "")
         + ", "
         f"on {os.cpu_count()} CPUs ({cpu}); train s is the cost of each (training and "
-        "validation).\n\n"
+        "validation), comparable only between experiments run in one sweep.\n\n"
     )
     atomic_write_text(load_params().paths.sweep_table, f"{heading}{table}\n\n{verdict}\n")
     return rows
