@@ -73,7 +73,11 @@ def test_a_folder_without_tokenizer_json_is_one_line(tmp_path):
 
 def test_a_hub_id_that_cannot_load_says_how_to_run_offline(monkeypatch):
     """No network and no cache (HF_HOME is per test): one line, with the stand-in to set."""
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # read once at import: set it where the library looks, so nothing waits on a network
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(UserError) as info:
         load_tokenizer("intfloat/multilingual-e5-small")
     message = str(info.value)
