@@ -34,7 +34,8 @@ def stage_changed(stage: str, env: dict[str, str] | None = None, cwd: Path | Non
         cwd=cwd,
     )
     if proc.returncode != 0:
-        raise UserError(f"dvc status {stage}: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise UserError(f"dvc status {stage}: {last}")
     try:
         status = json.loads(proc.stdout or "{}")
         return any(name == stage or name.endswith(f":{stage}") for name in status)

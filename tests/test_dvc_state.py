@@ -13,9 +13,9 @@ from flows.dvc_state import queue_busy, stage_changed
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid"}
-    for key, value in {**env, "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}.items():
-        monkeypatch.setenv(key, value)
+    for role in ("AUTHOR", "COMMITTER"):  # an identity for git where the machine has none
+        monkeypatch.setenv(f"GIT_{role}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "t@example.invalid")
     (tmp_path / "a.txt").write_text("one\n")
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n  copy:\n    cmd: cp a.txt b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n"

@@ -1,5 +1,7 @@
 """Errors a user can act on: stages print them as one line, never as a traceback."""
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """A problem with input, configuration or the environment, explained in one line."""
@@ -16,8 +18,6 @@ class DataError(UserError):
 def load_failure(what: str, source: str, exc: BaseException) -> str:
     """One line for a model or tokenizer that would not load: the library's first line, and for
     a Hub id (not a folder here) the way to run offline."""
-    from pathlib import Path
-
     first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
     line = f"model.name_or_path: cannot load {what} from {source!r}: {first}"
     if not Path(source).exists():

@@ -11,6 +11,7 @@ image ships no joblib.
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -74,8 +75,6 @@ NOTABLE_FLAGS = (
 
 def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     """The CPU a figure was measured on: its model name and the notable flags it has."""
-    import platform
-
     model, flags = "", set()
     try:
         for line in cpuinfo.read_text().splitlines():
