@@ -1,5 +1,5 @@
 """A serving worker killed under load: how long until the service answers again, and what is
-lost. The test suite asserts on it (tests/test_service.py); `make recovery` measures the
+lost. The test suite asserts on it (tests/e2e/test_service.py); `make recovery` measures the
 demo's model with the ONNX graph made at worker start and stored by `make export`, side by
 side, into benchmarks/recovery.json.
 

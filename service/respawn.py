@@ -11,7 +11,7 @@ arrive meanwhile wait in the listening socket's backlog, which the arbiter keeps
 
 This is the one place the project touches BentoML's internals. If the class moves or stops
 taking the keyword, `prompt_respawn` fails with the versions installed and pinned, and
-tests/test_service.py kills a worker under load and fails if the replacement is late.
+tests/e2e/test_service.py kills a worker under load and fails if the replacement is late.
 """
 
 from __future__ import annotations

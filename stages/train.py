@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, WeightAveraging
-from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers import Logger, MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.optim.swa_utils import get_ema_avg_fn
 
 from klue_nli.core.cli import run_stage, scoped_env
-from klue_nli.core.params import Params, flatten, params_to_dict
+from klue_nli.core.params import Params, TrainParams, flatten, params_to_dict
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.data.features import TOKENIZER_DIR, read_meta
 from klue_nli.model.checkpoints import checkpoint_dir, resume_step
@@ -34,6 +34,7 @@ from klue_nli.model.lightning import (
 )
 from klue_nli.model.live import live_logger, publish
 from klue_nli.model.modeling import build_model
+from klue_nli.model.quiet import quiet_lightning
 from klue_nli.registry import tracking
 
 
@@ -46,42 +47,16 @@ def train(params: Params) -> dict:
     last = ckpt_dir / "last.ckpt"
     resumed_at = resume_step(last)
     run_file = ckpt_dir.with_name(ckpt_dir.name + ".mlflow_run_id")  # beside, not inside
-    feature_stats = {
-        f"features/{k}": v for k, v in flatten(meta).items() if isinstance(v, int | float)
-    }
-    # Under torchrun or SLURM every process runs this stage; rank 0 alone owns the MLflow run
-    # (Lightning's loggers log from rank 0 only), so the other ranks open none.
-    run_id = (
-        tracking.start_run(flatten(params_to_dict(params)), feature_stats, run_file)
-        if rank_zero_only.rank == 0
-        else None
-    )
+    live_dir = ckpt_dir.with_name(ckpt_dir.name + ".dvclive")  # beside the checkpoints
+    run_id = _open_run(params, meta, run_file)
 
+    quiet_lightning()
     pl.seed_everything(params.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(str(features_dir / TOKENIZER_DIR))
     module = NLIModule(build_model(params.model, params.labels, tokenizer), cfg)
     data = NLIDataModule(features_dir, cfg, tokenizer.pad_token_id, params.seed)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max")
-    # last.ckpt after every epoch, improved or not (save_last writes it only beside a new
-    # best, so a run killed after an epoch that did not improve would train that epoch again).
-    # After `best` in the list: the state it saves holds this epoch's best already.
-    latest = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
-    )
-    live_dir = ckpt_dir.with_name(ckpt_dir.name + ".dvclive")  # beside the checkpoints
     live = live_logger(live_dir, resumed_at)
-    # Rank 0 only: the logger opens the tracking store on creation, and ranks racing to
-    # create a fresh sqlite store's tables fail (seen with torchrun --nnodes 2).
-    loggers = [live]
-    if run_id is not None:
-        loggers.insert(
-            0,
-            MLFlowLogger(
-                experiment_name=tracking.experiment_name(),
-                tracking_uri=tracking.tracking_uri(),
-                run_id=run_id,
-            ),
-        )
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
@@ -89,16 +64,8 @@ def train(params: Params) -> dict:
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=resolve_precision(cfg),
-        logger=loggers,
-        # validation at every epoch's end, and where train.max_steps stops the run
-        callbacks=[
-            best,
-            latest,
-            LearningRateMonitor(logging_interval="step"),
-            *([StopAtStep(cfg.max_steps)] if cfg.max_steps > 0 else []),
-            # validated, checkpointed and exported as the average (Lightning swaps it in)
-            *([WeightAveraging(avg_fn=get_ema_avg_fn(cfg.ema_decay))] if cfg.ema_decay else []),
-        ],
+        logger=_loggers(live, run_id),
+        callbacks=_callbacks(cfg, best, ckpt_dir),
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -120,14 +87,76 @@ def train(params: Params) -> dict:
         **tracking.dvc_hashes(),
     }
     export_best(module, best.best_model_path, tokenizer, model_dir, provenance)
-    steps_here = trainer.global_step - (resumed_at or 0)
-    metrics = {
+    metrics = _metrics(trainer, best, cfg, meta, resumed_at or 0, seconds)
+    live.experiment.summary.update(metrics)
+    live.experiment.make_summary()
+    publish(live_dir, paths.train_live)
+    tracking.log_model(run_id, model_dir)
+    for folder in (ckpt_dir, live_dir):  # finished: nothing left to resume
+        shutil.rmtree(folder, ignore_errors=True)
+    run_file.unlink(missing_ok=True)
+    return metrics
+
+
+def _open_run(params: Params, meta: dict, run_file: Path) -> str | None:
+    """The MLflow run of this training (resumed from `run_file` if one was left). Under
+    torchrun or SLURM every process runs this stage; rank 0 alone owns the run (Lightning's
+    loggers log from rank 0 only), so the other ranks open none."""
+    if rank_zero_only.rank != 0:
+        return None
+    feature_stats = {
+        f"features/{k}": v for k, v in flatten(meta).items() if isinstance(v, int | float)
+    }
+    return tracking.start_run(flatten(params_to_dict(params)), feature_stats, run_file)
+
+
+def _loggers(live: Logger, run_id: str | None) -> list[Logger]:
+    # Rank 0 only: the MLflow logger opens the tracking store on creation, and ranks racing
+    # to create a fresh sqlite store's tables fail (seen with torchrun --nnodes 2).
+    if run_id is None:
+        return [live]
+    mlflow_logger = MLFlowLogger(
+        experiment_name=tracking.experiment_name(),
+        tracking_uri=tracking.tracking_uri(),
+        run_id=run_id,
+    )
+    return [mlflow_logger, live]
+
+
+def _callbacks(cfg: TrainParams, best: ModelCheckpoint, ckpt_dir: Path) -> list[pl.Callback]:
+    # last.ckpt after every epoch, improved or not (save_last writes it only beside a new
+    # best, so a run killed after an epoch that did not improve would train that epoch again).
+    # After `best` in the list: the state it saves holds this epoch's best already.
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
+    )
+    return [
+        best,
+        latest,
+        LearningRateMonitor(logging_interval="step"),
+        # validation at every epoch's end, and where train.max_steps stops the run
+        *([StopAtStep(cfg.max_steps)] if cfg.max_steps > 0 else []),
+        # validated, checkpointed and exported as the average (Lightning swaps it in)
+        *([WeightAveraging(avg_fn=get_ema_avg_fn(cfg.ema_decay))] if cfg.ema_decay else []),
+    ]
+
+
+def _metrics(
+    trainer: pl.Trainer,
+    best: ModelCheckpoint,
+    cfg: TrainParams,
+    meta: dict,
+    resumed_at: int,
+    seconds: float,
+) -> dict:
+    steps_here = trainer.global_step - resumed_at
+    return {
         # picked on the premises held out of the train file; the dev score is evaluate's
         "best_val_acc": float(best.best_model_score),
         "val_records": meta["val"]["records"],
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "resumed_from_step": resumed_at or 0,
+        "resumed_from_step": resumed_at,
         "train_seconds": round(seconds, 2),
         "train_examples_per_s": round(
             steps_here * cfg.batch_size * trainer.world_size / seconds, 1
@@ -137,14 +166,6 @@ def train(params: Params) -> dict:
         # train.batch_size is per process (as in Lightning): the optimiser sees this many
         "effective_batch_size": cfg.batch_size * trainer.world_size,
     }
-    live.experiment.summary.update(metrics)
-    live.experiment.make_summary()
-    publish(live_dir, paths.train_live)
-    tracking.log_model(run_id, model_dir)
-    for folder in (ckpt_dir, live_dir):  # finished: nothing left to resume
-        shutil.rmtree(folder, ignore_errors=True)
-    run_file.unlink(missing_ok=True)
-    return metrics
 
 
 main = partial(run_stage, train)  # the thin main(): params.yaml in, a summary or one error out

@@ -1,5 +1,5 @@
 """Run the training flow once and print a JSON summary of its task runs (used by
-tests/test_flows.py in a scratch project: `python flow_probe.py '<flow params as JSON>'`)."""
+tests/e2e/test_flows.py in a scratch project: `python flow_probe.py '<flow params as JSON>'`)."""
 
 import json
 import sys

@@ -17,6 +17,7 @@ from klue_nli.core.errors import UserError, load_failure
 from klue_nli.core.params import ModelParams
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.model.encoders import resolve
+from klue_nli.model.quiet import without_load_report
 from klue_nli.network.pooling import with_pooling
 
 # The encoder families the KLUE baselines use: BERT (kcbert-base, klue/bert-base,
@@ -126,13 +127,14 @@ def _load_pretrained(source: str, id2label: dict, label2id: dict) -> PreTrainedM
             "set model.init: random to train a small BERT from scratch"
         )
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            num_labels=len(id2label),
-            id2label=id2label,
-            label2id=label2id,
-            output_loading_info=True,
-        )
+        with without_load_report():  # the missing keys are checked below, in one line
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                num_labels=len(id2label),
+                id2label=id2label,
+                label2id=label2id,
+                output_loading_info=True,
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(load_failure("the weights", source, exc)) from None
     # A checkpoint whose parameter names do not match would leave the encoder random without

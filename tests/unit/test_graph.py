@@ -17,7 +17,7 @@ from klue_nli.core.manifest import MANIFEST_FILE, verify_model_dir, write_manife
 from klue_nli.data.klue import read_split
 from klue_nli.inference.onnx import GRAPH_DIR, GRAPH_INFO, OnnxForward, export_graph, store_graph
 from klue_nli.inference.predictor import Predictor
-from tests.test_pooling import LONG, SHORT, saved_model
+from tests.unit.test_pooling import LONG, SHORT, saved_model
 
 PREMISES, HYPOTHESES = [SHORT[0], LONG[0]], [SHORT[1], LONG[1]]
 

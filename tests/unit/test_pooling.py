@@ -15,7 +15,7 @@ from klue_nli.inference.predictor import Predictor
 from klue_nli.model.modeling import build_model
 from klue_nli.network.pooling import MeanPooled
 from tests.conftest import default_params
-from tests.test_families import tiny_checkpoint
+from tests.stage.test_families import tiny_checkpoint
 
 LABELS = ("entailment", "contradiction", "neutral")
 SHORT = ("고양이가 잔다.", "동물이 자고 있다.")

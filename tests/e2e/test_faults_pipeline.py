@@ -18,7 +18,7 @@ import yaml
 
 from devtools.sandbox import make_project, project_env, run_module
 from tests.conftest import ROOT
-from tests.test_train_evaluate import assert_three_epochs
+from tests.stage.test_train_evaluate import assert_three_epochs
 
 
 def set_params(project: Path, **sections: dict) -> None:

@@ -30,7 +30,7 @@ from klue_nli.registry.versions import (
 )
 from tests.conftest import ROOT, default_params, write_params
 from tests.helpers import KillingProxy
-from tests.test_policy import LABELS, metrics
+from tests.unit.test_policy import LABELS, metrics
 
 NAME = "klue-nli"
 

@@ -26,9 +26,9 @@ from klue_nli.registry.client import CHAMPION, PREVIOUS
 from klue_nli.registry.retention import logged_model_id, purge_artifacts, retire_old_versions
 from klue_nli.registry.versions import promote
 from tests.conftest import ROOT
-from tests.test_flows import FAST as FAST_FLOW
-from tests.test_pipeline import sh
-from tests.test_registry import NAME, aliases, candidate
+from tests.e2e.test_flows import FAST as FAST_FLOW
+from tests.e2e.test_pipeline import sh
+from tests.e2e.test_registry import NAME, aliases, candidate
 
 pytestmark = pytest.mark.slow
 KEPT = "klue-nli-retention"
