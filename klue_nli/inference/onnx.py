@@ -82,7 +82,8 @@ def fuse_graph(path: Path, out: Path, config) -> dict[str, int] | None:
         warnings.simplefilter("ignore")
         fused = optimize_model(
             str(path),
-            model_type="bert",  # its fusions cover RoBERTa and ELECTRA too (tests/unit/test_graph.py)
+            # its fusions cover RoBERTa and ELECTRA too (tests/unit/test_graph.py)
+            model_type="bert",
             num_heads=config.num_attention_heads,
             hidden_size=config.hidden_size,
             opt_level=0,
