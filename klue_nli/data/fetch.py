@@ -2,7 +2,13 @@
 timeout and retries with exponential backoff for what is worth another try (5xx, 429, a
 dropped connection, a timeout, a short body), waiting at least what a 429's or 503's
 Retry-After asks. What no retry can fix (an invalid URL, a redirect loop, a 404) fails at
-once. This is the pipeline's one retry layer: the Prefect flow does not retry on top of it."""
+once. This is the pipeline's one retry layer: the Prefect flow does not retry on top of it.
+
+Why not urllib3's `Retry` on a requests adapter: it retries only until a response starts,
+while three of the faults tests/stage/test_download.py serves (a reset, a stall and a short
+body) happen while the body streams, after it has handed the response over. Those need this
+loop anyway; one loop keeps one attempt count and prints one line per retry, where two
+nested layers would multiply the attempts and retry silently (urllib3 logs at debug)."""
 
 from __future__ import annotations
 

@@ -53,7 +53,9 @@ class LengthGroupedSampler(Sampler[int]):
     batches, then shuffle the order of those batches (sorted order alone would feed each
     window longest-first, a length curriculum nobody asked for). The window's longest batch
     stays first, so a run that would run out of memory does so at once. Windows are whole
-    batches (50 of them), so the loader's batches are exactly these."""
+    batches (50 of them), so the loader's batches are exactly these. transformers'
+    `LengthGroupedSampler` differs in just that order: it yields each window longest to
+    shortest (and draws from torch's global generator rather than its own seed)."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int) -> None:
         self.lengths = lengths
