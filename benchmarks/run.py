@@ -25,11 +25,11 @@ from benchmarks.loadgen import PAIRS
 from devtools.sandbox import make_project, project_env, run_module
 from flows.recipes import committed_tree
 from klue_nli.core.cli import apply_quiet_defaults
+from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
 from klue_nli.data.klue import read_split
 from klue_nli.inference.bento import store_model
-from klue_nli.inference.cpus import cpu_description
 from klue_nli.inference.predictor import Predictor
 from klue_nli.model.encoders import HUB_ID
 from stages.download import download

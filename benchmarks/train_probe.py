@@ -25,8 +25,9 @@ from flows.recipes import committed_tree
 from klue_nli.core.params import PARAMS_FILE, params_from_dict
 from klue_nli.data.encoding import load_tokenizer, pad_batch
 from klue_nli.data.features import TOKENIZER_DIR
-from klue_nli.model.lightning import Collate, NLIDataModule, NLIModule
+from klue_nli.model.datamodule import Collate, NLIDataModule
 from klue_nli.model.modeling import build_model
+from klue_nli.model.module import NLIModule
 
 FIXED_LENGTH = 64
 

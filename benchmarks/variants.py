@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_json
 from klue_nli.data.encoding import pad_arrays
 from klue_nli.data.features import FeatureSplit, split_file
 from klue_nli.data.klue import read_split, split_filename
-from klue_nli.inference.cpus import cpu_description
 from klue_nli.inference.onnx import OnnxForward, export_graph
 from klue_nli.inference.predictor import Predictor
 

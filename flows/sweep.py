@@ -27,9 +27,9 @@ from flows.dvc_state import queue_busy
 from flows.ranking import GRID, GRID_KEYS, markdown, ranked
 from flows.recipes import SOURCE_KEYS, recipe_args
 from klue_nli.core.cli import require_command
+from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_text
 from klue_nli.core.params import load_params
-from klue_nli.inference.cpus import cpu_description
 from klue_nli.registry.tracking import DEFAULT_TRACKING_URI
 
 

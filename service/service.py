@@ -21,13 +21,13 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from klue_nli.core.cpus import threads_per_worker
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import stat_fingerprint, verify_model_dir
 from klue_nli.core.params import load_params
 from klue_nli.data.text import clean_text
 from klue_nli.inference.batching import MicroBatcher, Overloaded
 from klue_nli.inference.bento import BENTO_MODEL
-from klue_nli.inference.cpus import threads_per_worker
 from klue_nli.inference.predictor import Predictor
 from service.answers import Answer, BatchAnswer, Result, tutorial_answer
 from service.arrival import ARRIVED, Arrival

@@ -25,15 +25,12 @@ from klue_nli.core.params import Params, TrainParams, flatten, params_to_dict
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.data.features import TOKENIZER_DIR, read_meta
 from klue_nli.model.checkpoints import checkpoint_dir, resume_step
-from klue_nli.model.lightning import (
-    NLIDataModule,
-    NLIModule,
-    StopAtStep,
-    export_best,
-    resolve_precision,
-)
+from klue_nli.model.datamodule import NLIDataModule
+from klue_nli.model.export import export_best
 from klue_nli.model.live import live_logger, publish
 from klue_nli.model.modeling import build_model
+from klue_nli.model.module import NLIModule, StopAtStep
+from klue_nli.model.precision import resolve_precision
 from klue_nli.model.quiet import quiet_lightning
 from klue_nli.registry import tracking
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from klue_nli.core.cpus import usable_cpus
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import verify_model_dir
 from klue_nli.data.encoding import length_chunks, pad_arrays
 from klue_nli.data.text import clean_pair
-from klue_nli.inference.cpus import usable_cpus
 from klue_nli.inference.tokenizer import PairTokenizer
 
 if TYPE_CHECKING:  # a worker serving a stored ONNX graph imports neither (1.5 s + 0.7 s)

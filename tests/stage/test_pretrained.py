@@ -21,8 +21,9 @@ from torch.utils.data import DataLoader
 from klue_nli.core.errors import UserError
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.data.features import FeatureSplit, split_file
-from klue_nli.model.lightning import Collate, FeatureDataset, NLIModule
+from klue_nli.model.datamodule import Collate, FeatureDataset
 from klue_nli.model.modeling import build_model
+from klue_nli.model.module import NLIModule
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from klue_nli.data.encoding import load_tokenizer
-from klue_nli.model.lightning import layer_depth, param_groups
 from klue_nli.model.modeling import build_model
+from klue_nli.model.module import layer_depth, param_groups
 from stages.download import download
 from stages.featurize import featurize
 from stages.train import train

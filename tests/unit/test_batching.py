@@ -181,7 +181,7 @@ def test_bad_limits_are_refused():
 def test_length_grouped_sampler_groups_lengths_without_a_length_curriculum():
     import numpy as np
 
-    from klue_nli.model.lightning import LengthGroupedSampler
+    from klue_nli.model.datamodule import LengthGroupedSampler
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 65, size=3200 + 100)  # two whole windows and a partial one

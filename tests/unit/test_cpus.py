@@ -1,4 +1,4 @@
-"""Serving threads come from the CPUs the process may use (klue_nli/inference/cpus.py), not
+"""Serving threads come from the CPUs the process may use (klue_nli/core/cpus.py), not
 the host's core count; and an ONNX Runtime predictor holds the model once (no PyTorch copy)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from klue_nli.inference.cpus import threads_per_worker, usable_cpus
+from klue_nli.core.cpus import threads_per_worker, usable_cpus
 from tests.conftest import ROOT
 
 
@@ -33,7 +33,7 @@ def test_a_restricted_affinity_gives_one_thread_per_worker():
     all its cores, but the service's share is one thread."""
     out = run_python(
         "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
-        "from klue_nli.inference.cpus import usable_cpus, threads_per_worker; "
+        "from klue_nli.core.cpus import usable_cpus, threads_per_worker; "
         "print(os.cpu_count(), usable_cpus(), threads_per_worker(1), threads_per_worker(2))"
     )
     host, usable, one_worker, two_workers = map(int, out.split())
@@ -80,7 +80,7 @@ def test_an_onnx_runtime_predictor_keeps_no_pytorch_model(model_dir):
 
 
 def test_the_cpu_a_figure_holds_on_is_named_with_its_notable_flags(tmp_path):
-    from klue_nli.inference.cpus import cpu_description
+    from klue_nli.core.cpus import cpu_description
 
     info = tmp_path / "cpuinfo"
     info.write_text(
@@ -92,3 +92,17 @@ def test_the_cpu_a_figure_holds_on_is_named_with_its_notable_flags(tmp_path):
         "flags": ["avx2", "avx512f", "avx512_bf16"],
     }
     assert cpu_description(tmp_path / "absent")["flags"] == []
+
+
+def test_bf16_is_auto_only_where_the_cpu_computes_it_natively(tmp_path):
+    from klue_nli.model.precision import cpu_has_bf16
+
+    def cpuinfo(flags: str):
+        path = tmp_path / f"cpuinfo-{len(flags)}"
+        path.write_text(f"processor\t: 0\nmodel name\t: some CPU\nflags\t\t: fpu {flags}\n")
+        return path
+
+    assert cpu_has_bf16(cpuinfo("avx2 avx512f avx512_bf16"))
+    assert cpu_has_bf16(cpuinfo("avx2 avx512f amx_tile amx_bf16"))
+    assert not cpu_has_bf16(cpuinfo("avx2 avx512f"))  # bf16 emulated: slower than fp32
+    assert not cpu_has_bf16(tmp_path / "absent")

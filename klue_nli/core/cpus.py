@@ -15,6 +15,7 @@ import platform
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 def _cgroup_quota(root: Path) -> float | None:
@@ -73,7 +74,7 @@ NOTABLE_FLAGS = (
 )
 
 
-def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+def cpu_description(cpuinfo: Path = CPUINFO) -> dict:
     """The CPU a figure was measured on: its model name and the notable flags it has."""
     model, flags = "", set()
     try:

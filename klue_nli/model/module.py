@@ -1,0 +1,117 @@
+"""The LightningModule: loss, metrics, optimiser and schedule, with one step shared by
+training and validation; AdamW's parameter groups (weight decay, layer-wise lr decay); and
+the callback that ends a run at train.max_steps."""
+
+from __future__ import annotations
+
+import re
+
+import pytorch_lightning as pl
+import torch
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from klue_nli.core.params import TrainParams
+
+
+class NLIModule(pl.LightningModule):
+    def __init__(self, model: PreTrainedModel, train: TrainParams) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = train
+        if train.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.model(**batch).logits
+
+    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        labels = batch.pop("labels")
+        logits = self(**batch)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        acc = (logits.argmax(dim=-1) == labels).float().mean()
+        on_step = stage == "train"
+        self.log_dict(
+            {f"{stage}/loss": loss, f"{stage}/acc": acc},
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=labels.shape[0],
+            sync_dist=not on_step,  # epoch means over all DDP ranks; steps stay per rank
+        )
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg), lr=self.cfg.learning_rate)
+        total = int(self.trainer.estimated_stepping_batches)
+        if self.cfg.max_steps > 0 and self.trainer.max_steps == -1:
+            # train's Trainer has no step limit (StopAtStep ends the run at train.max_steps):
+            # the schedule ends there too. A Trainer given its own max_steps is followed.
+            total = min(total, self.cfg.max_steps)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(total * self.cfg.warmup_ratio), total
+        )
+        # interval=step: the original tutorial's scheduler never stepped; this one does.
+        # The name is what LearningRateMonitor logs it as (train/lr/decay, train/lr/no_decay).
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+        }
+
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """0 for the embeddings, i + 1 for encoder layer i, num_layers + 1 for what sits on top
+    (pooler, classifier head)."""
+    if ".embeddings." in f".{name}":
+        return 0
+    found = _LAYER.search(name)
+    return int(found.group(1)) + 1 if found else num_layers + 1
+
+
+def param_groups(model: torch.nn.Module, cfg: TrainParams) -> list[dict]:
+    """AdamW's groups: no decay on biases and LayerNorm weights (as in BERT's and the KLUE
+    baseline's recipe), and with train.layer_decay < 1 one learning rate per depth. The top
+    groups keep the names `decay` and `no_decay`, which LearningRateMonitor logs as
+    train/lr/decay and train/lr/no_decay; deeper ones `decay_depth3` and so on (a name with a
+    slash would nest under `decay`, a number already, in DVCLive's metrics)."""
+    layers = int(model.config.num_hidden_layers)
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:  # train.freeze_embeddings leaves the word embeddings out
+            continue
+        depth = layer_depth(name, layers) if cfg.layer_decay < 1 else layers + 1
+        groups.setdefault((depth, param.ndim >= 2), []).append(param)
+    out = []
+    for (depth, decays), params in sorted(groups.items(), reverse=True):
+        name = "decay" if decays else "no_decay"
+        out.append(
+            {
+                "params": params,
+                "weight_decay": cfg.weight_decay if decays else 0.0,
+                "lr": cfg.learning_rate * cfg.layer_decay ** (layers + 1 - depth),
+                "name": name if depth == layers + 1 else f"{name}_depth{depth}",
+            }
+        )
+    return out
+
+
+class StopAtStep(pl.Callback):
+    """train.max_steps: stop after that many optimiser steps, and validate there (as early
+    stopping does, through Trainer.should_stop). Validation still runs at every epoch end
+    before it, so the best epoch is chosen as in a full run, and a stop beyond the schedule
+    simply never comes."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True
