@@ -9,13 +9,13 @@ from prefect import task
 
 from flows.stage import StageFailed, tool_env
 from klue_nli.core.params import load_params
-from klue_nli.registry import versions as registry
+from klue_nli.registry.export import export_champion
 
 
 @task
 def package(params_file: str) -> str:
     """`make export` + `bentoml build`; the model's and the Bento's tags."""
-    tag = registry.export_champion(load_params(params_file))
+    tag = export_champion(load_params(params_file))
     proc = subprocess.run(
         [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
         capture_output=True,

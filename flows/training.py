@@ -28,8 +28,9 @@ from flows.stage import dvc_stage
 from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import PARAMS_FILE, load_params
-from klue_nli.registry import versions as registry
 from klue_nli.registry.client import CHAMPION, alias_version, client
+from klue_nli.registry.promotion import comparison, promote
+from klue_nli.registry.register import register
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STAGES = ("download", "featurize", "train", "evaluate")
@@ -41,13 +42,13 @@ def register_and_promote(params_file: str) -> dict[str, Any]:
     params = load_params(params_file)
     name = params.registry.model_name
     before = alias_version(client(), name, CHAMPION)
-    version = registry.register(params)
-    version, decision = registry.promote(params, version.version)
+    version = register(params)
+    version, decision = promote(params, version.version)
     return {
         "version": str(version.version),
         "promoted": decision.promote,
         "reasons": decision.reasons,
-        "comparison": registry.comparison(version, before),
+        "comparison": comparison(version, before),
     }
 
 

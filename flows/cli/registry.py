@@ -19,7 +19,7 @@ def _params(params_file: str) -> Params:
 @params_option
 def register(params_file: str) -> None:
     """Register the evaluated model (models/best) as a new version."""
-    from klue_nli.registry.versions import register as register_version
+    from klue_nli.registry.register import register as register_version
 
     params = _params(params_file)
     version = register_version(params)
@@ -33,8 +33,8 @@ def register(params_file: str) -> None:
 def promote(version: str | None, params_file: str) -> None:
     """Make a version champion if the promotion policy of params.yaml holds."""
     from klue_nli.registry.client import CHAMPION, alias_version, client
-    from klue_nli.registry.versions import comparison
-    from klue_nli.registry.versions import promote as promote_version
+    from klue_nli.registry.promotion import comparison
+    from klue_nli.registry.promotion import promote as promote_version
 
     params = _params(params_file)
     name = params.registry.model_name
@@ -49,7 +49,7 @@ def promote(version: str | None, params_file: str) -> None:
 @params_option
 def rollback(params_file: str) -> None:
     """Make the previous champion the champion again."""
-    from klue_nli.registry.versions import rollback as rollback_version
+    from klue_nli.registry.promotion import rollback as rollback_version
 
     params = _params(params_file)
     version = rollback_version(params)
@@ -72,7 +72,7 @@ def show(params_file: str) -> None:
 @params_option
 def export(params_file: str) -> None:
     """Copy the champion and its ONNX graph into the BentoML store (what serve serves)."""
-    from klue_nli.registry.versions import export_champion
+    from klue_nli.registry.export import export_champion
 
     print(f"BentoML model {export_champion(_params(params_file))}")
 

@@ -3,7 +3,7 @@
 A version's description says what the model is and how far to trust it: the data (and its
 hashes), the recipe, validation and dev metrics next to the baselines, and its lineage. The
 registered model's description states the promotion and retention policy. Pure functions;
-klue_nli/registry/versions.py writes them.
+klue_nli/registry/register.py writes them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The promotion policy, pure: given the candidate's and the champion's dev metrics, promote
-or not, and why. klue_nli/registry/versions.py applies it to MLflow model versions."""
+or not, and why. klue_nli/registry/promotion.py applies it to MLflow model versions."""
 
 from __future__ import annotations
 

@@ -19,15 +19,10 @@ from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import PROVENANCE_FILE, weights_sha256, write_manifest
 from klue_nli.inference.bento import BENTO_MODEL
 from klue_nli.registry import tracking
-from klue_nli.registry.versions import (
-    CHAMPION,
-    PREVIOUS,
-    export_champion,
-    promote,
-    register,
-    register_run,
-    rollback,
-)
+from klue_nli.registry.client import CHAMPION, PREVIOUS
+from klue_nli.registry.export import export_champion
+from klue_nli.registry.promotion import promote, rollback
+from klue_nli.registry.register import register, register_run
 from tests.conftest import ROOT, default_params, write_params
 from tests.helpers import KillingProxy
 from tests.unit.test_policy import LABELS, metrics

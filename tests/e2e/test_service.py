@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 from devtools.sandbox import SERVICE, bentoml_server, free_port, run_module
 from klue_nli.data.klue import read_split
 from klue_nli.inference.predictor import Predictor
-from klue_nli.registry.versions import export_champion, promote, register
+from klue_nli.registry.export import export_champion
+from klue_nli.registry.promotion import promote
+from klue_nli.registry.register import register
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize

@@ -23,8 +23,8 @@ from devtools.team import BUCKET, REGION, TeamStack
 from klue_nli.data.klue import read_split
 from klue_nli.inference.predictor import Predictor
 from klue_nli.registry.client import CHAMPION, PREVIOUS
+from klue_nli.registry.promotion import promote
 from klue_nli.registry.retention import logged_model_id, purge_artifacts, retire_old_versions
-from klue_nli.registry.versions import promote
 from tests.conftest import ROOT
 from tests.e2e.test_flows import FAST as FAST_FLOW
 from tests.e2e.test_pipeline import sh

@@ -13,7 +13,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from klue_nli.registry import tracking
-from klue_nli.registry.versions import register
+from klue_nli.registry.register import register
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
