@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import subprocess
+import time
 
 import click
 
@@ -39,8 +40,17 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
         print(shlex.join(overrides))
         return
     dvc = require_command("dvc", "klue-nli recipe")
+    started = time.time()
     # an argument list, not a shell line: a path with spaces stays one argument
-    raise SystemExit(subprocess.run([dvc, "exp", "run", *overrides]).returncode)
+    code = subprocess.run([dvc, "exp", "run", *overrides]).returncode
+    if code == 0:
+        from flows.records import write_record
+
+        # after the run, params.yaml holds the recipe's values (dvc exp run wrote them)
+        written = write_record(name, started, time.time() - started)
+        if written is not None:
+            print(f"klue-nli recipe: the run's figures: {written}")
+    raise SystemExit(code)
 
 
 @click.command()

@@ -68,6 +68,7 @@ class PathParams(Section):
     eval_metrics: str
     confusion: str
     sweep_table: str  # `make sweep`'s ranking (markdown), as its last run wrote it
+    recipe_records: str  # a folder: NAME.json, what `klue-nli recipe NAME --run` measured
 
     @field_validator("*")
     @classmethod
