@@ -41,7 +41,7 @@ export GIT_COMMITTER_NAME := klue-nli pipeline
 export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
-.PHONY: help venv docs demo quick sweep run run-e5 repro test test-fast lint format metrics plots mlflow-ui clean \
+.PHONY: help venv docs demo quick sweep run run-e5 figures repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
 	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants train-speed \
 	gc team-up team-down postgres
@@ -81,6 +81,9 @@ run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes the other reci
 	klue-nli recipe full --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
+
+figures: $(STAMP) ## The model tables of README.md and docs/model.md, from the records make demo and make run-e5 wrote (paths.recipe_records)
+	python -m flows.records
 
 champion: register promote export ## register + promote + export (after a pipeline run)
 

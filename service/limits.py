@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from service.contract import error_body, replay_body
+from service.contract import replay_body
+from service.errors import error_body
 
 
 class BodyLimit:

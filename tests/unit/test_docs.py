@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from flows import records
+from tests.conftest import ROOT, default_params
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # [text](target) and ![alt](target); the target up to a space or ")"
@@ -54,3 +55,41 @@ def test_the_docs_site_builds_without_warnings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "WARNING" not in proc.stderr, proc.stderr
     assert (tmp_path / "s" / "model" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("page", records.PAGES)
+def test_recipe_figures_on_the_pages_are_the_records_runs_wrote(page: str):
+    """The model tables of the README and docs/model.md are rendered from
+    paths.recipe_records (`make figures`): a figure typed by hand, or a record changed
+    without rendering again, fails here."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    assert records.START in text, f"{page}: no recipe figures block"
+    block = text.split(records.START)[1].split(records.END)[0]
+    folder = default_params().paths.recipe_records
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)  # the records folder is relative to the project root
+        expected = records.page_table(page, folder)
+    finally:
+        os.chdir(cwd)
+    assert block == expected, f"{page}: run `make figures`"
+    assert set(records.load_records(ROOT / folder)) == set(records.SHOWN)
+
+
+def test_a_hand_edited_figure_is_seen(tmp_path):
+    record = {
+        "recipe": "demo", "date": "2026-12-03", "commit": "abc", "cpus": 2, "cpu": "X",
+        "gpu": None, "wall_s": 600.0,
+        "train": {"train_seconds": 400.0, "epochs": 2, "train_examples_per_s": 40.0,
+                  "precision": "bf16-mixed", "best_val_acc": 0.7, "val_records": 1246},
+        "eval": {"accuracy": 0.65, "macro_f1": 0.64, "n": 2400,
+                 "baselines": {"hypothesis_only": 0.41, "majority": 1 / 3},
+                 "served": {"runtime": "onnxruntime", "quantize": "none",
+                            "argmax_agreement": 1.0, "accuracy": 0.65}},
+    }  # fmt: skip
+    table = records.render({"demo": record}, "metrics/recipes")
+    assert "**65.0 %** / 64.0 % (2,400 pairs)" in table
+    page = f"intro\n{records.START}{table}{records.END}\nmore\n"
+    assert records.render_page(page, table) == page
+    edited = page.replace("65.0 %", "67.0 %", 1)
+    assert records.render_page(edited, table) == page != edited
