@@ -69,6 +69,8 @@ class PathParams(Section):
     confusion: str
     sweep_table: str  # `make sweep`'s ranking (markdown), as its last run wrote it
     recipe_records: str  # a folder: NAME.json, what `klue-nli recipe NAME --run` measured
+    feedback_store: str  # the SQLite file of the feedback store (no database_url)
+    feedback_pairs: str  # the accepted feedback, exported: featurize trains on it
 
     @field_validator("*")
     @classmethod
@@ -267,6 +269,13 @@ class ServeParams(Section):
         return runtime
 
 
+class FeedbackParams(Section):
+    """Where corrections of the served model's answers are stored (klue_nli/data/feedback.py)."""
+
+    # A SQLAlchemy URL (postgresql://... in team mode); null: SQLite at paths.feedback_store.
+    database_url: str | None
+
+
 class Params(Section):
     seed: Annotated[int, Field(ge=0)]
     # Label order defines the class ids (0, 1, 2) of the model head.
@@ -278,6 +287,7 @@ class Params(Section):
     train: TrainParams
     evaluate: EvaluateParams
     registry: RegistryParams
+    feedback: FeedbackParams
     serve: ServeParams
 
     @field_validator("labels")
