@@ -94,6 +94,7 @@ PROJECT_FILES = [
     "service",
     "dvc.yaml",
     "params.yaml",
+    "feedback/accepted.jsonl",
     "bentofile.yaml",
     "prefect.yaml",
     ".dvc/config",

@@ -19,7 +19,7 @@ from klue_nli.core.cli import run_stage, scoped_env
 from klue_nli.core.errors import ParamsError, UserError
 from klue_nli.core.io import atomic_dir, atomic_write_json
 from klue_nli.core.params import Params
-from klue_nli.data import kornli
+from klue_nli.data import feedback, kornli
 from klue_nli.data.encoding import (
     encode_pairs,
     load_tokenizer,
@@ -78,6 +78,19 @@ def featurize(params: Params) -> dict:
         extra = kornli.read_kornli(params.paths.raw_dir, "dev")
         stats["extra_train"] = {kornli.SOURCE: len(extra)}
         train = train + extra
+    # Accepted corrections of the served model (klue-nli feedback export), as their own
+    # source: training only, and never a pair whose premise validation holds (export has
+    # dropped dev's already), so neither the epoch nor promotion is picked on what it saw.
+    val_premises = {e.premise for e in val}
+    corrections = feedback.read_export(params.paths.feedback_pairs, params.labels)
+    kept_corrections = [e for e in corrections if e.premise not in val_premises]
+    if corrections:
+        stats["extra_train"] = {
+            **stats.get("extra_train", {}),
+            feedback.SOURCE: len(kept_corrections),
+        }
+        stats["feedback_dropped_as_validation"] = len(corrections) - len(kept_corrections)
+        train = train + kept_corrections
     # train and val are both carved out of the train file; dev is only ever evaluated.
     parts = {"train": train, "val": val}
     # The Rust tokenizer on every core (about 1.4x the pairs/s on 2); off elsewhere in the

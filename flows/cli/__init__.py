@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from flows.cli import pipeline, registry, tools
+from flows.cli import feedback, pipeline, registry, tools
 from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.errors import UserError
 
@@ -35,7 +35,7 @@ def cli(ctx: click.Context) -> None:
         click.echo(ctx.get_help())
 
 
-for module in (pipeline, registry, tools):
+for module in (pipeline, registry, feedback, tools):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,31 @@ def test_kornli_dev_joins_training_only_as_its_own_source(raw, make_params):
     assert len(FeatureSplit.load(split_file("data/features", "train")).labels) == (
         stats["train"]["records"] - stats["train"]["dropped"]
     )
+
+
+def test_accepted_feedback_joins_training_only_as_its_own_source(raw, make_params):
+    """paths.feedback_pairs (klue-nli feedback export): its pairs are training pairs of
+    their own source; one whose premise validation holds is left out; validation is
+    unchanged."""
+    params = make_params(data={"train_pairs": 600})
+    without = featurize(params)
+    _, val = split_by_premise(read_split("data/raw", "train"), params.data.val_fraction)
+    rows = [
+        {"feedback_id": 1, "premise": "새로운 전제 하나", "hypothesis": "가설", "label": "neutral"},
+        {
+            "feedback_id": 2,
+            "premise": "새로운 전제 둘",
+            "hypothesis": "가설",
+            "label": "entailment",
+        },
+        {"feedback_id": 3, "premise": val[0].premise, "hypothesis": "가설", "label": "neutral"},
+    ]
+    export = Path(params.paths.feedback_pairs)
+    export.parent.mkdir(parents=True, exist_ok=True)
+    export.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    stats = featurize(params)
+    assert stats["extra_train"] == {"feedback": 2}
+    assert stats["feedback_dropped_as_validation"] == 1
+    assert stats["train"]["by_source"]["feedback"] == 2
+    assert stats["train"]["records"] == without["train"]["records"] + 2
+    assert stats["val"] == without["val"]

@@ -1,0 +1,79 @@
+"""`klue-nli feedback list | accept | reject | export`: reviewing corrections of the served
+model's answers; only accepted ones leave the store, as the training pairs featurize reads."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from klue_nli.core.params import PARAMS_FILE, Params, load_params
+
+params_option = click.option("--params", "params_file", default=PARAMS_FILE, show_default=True)
+
+
+def _store(params: Params):
+    from klue_nli.data.feedback import FeedbackStore, store_url
+
+    url = store_url(params.feedback.database_url, params.paths.feedback_store)
+    return FeedbackStore(url)
+
+
+@click.group()
+def feedback() -> None:
+    """Corrections of the served model's answers: review them, export the accepted ones."""
+
+
+@feedback.command("list")
+@click.option("--status", type=click.Choice(["pending", "accepted", "rejected"]))
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@params_option
+def list_(status: str | None, limit: int, as_json: bool, params_file: str) -> None:
+    """The stored corrections (oldest first), and how many there are of each status."""
+    store = _store(load_params(params_file))
+    for row in store.rows(status, limit):
+        if as_json:
+            shown = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+            print(json.dumps(shown, ensure_ascii=False, sort_keys=True))
+        else:
+            said = f"{row['answered'] or '?'} -> {row['label']}"
+            print(f"{row['id']:>6}  {row['status']:<8}  {said:<28}  {row['premise'][:40]!r}")
+    counts = store.counts()
+    click.echo(", ".join(f"{n} {status}" for status, n in counts.items()), err=True)
+
+
+@feedback.command()
+@click.argument("ids", nargs=-1, type=int, required=True)
+@params_option
+def accept(ids: tuple[int, ...], params_file: str) -> None:
+    """Accept corrections by id: the next export trains on them."""
+    n = _store(load_params(params_file)).review(ids, "accepted")
+    print(f"accepted {n}")
+
+
+@feedback.command()
+@click.argument("ids", nargs=-1, type=int, required=True)
+@params_option
+def reject(ids: tuple[int, ...], params_file: str) -> None:
+    """Reject corrections by id: they never leave the store."""
+    n = _store(load_params(params_file)).review(ids, "rejected")
+    print(f"rejected {n}")
+
+
+@feedback.command()
+@params_option
+def export(params_file: str) -> None:
+    """Write the accepted corrections to paths.feedback_pairs (featurize's input); pairs
+    whose premise is in KLUE's dev file are left out (dev only ever reports)."""
+    from klue_nli.data.feedback import export_accepted
+
+    params = load_params(params_file)
+    written, dropped = export_accepted(_store(params), params)
+    print(
+        f"{params.paths.feedback_pairs}: {written} accepted pair(s)"
+        + (f"; {dropped} left out: their premise is in KLUE dev" if dropped else "")
+    )
+
+
+COMMANDS = (feedback,)
