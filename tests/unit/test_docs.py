@@ -79,7 +79,7 @@ def test_recipe_figures_on_the_pages_are_the_records_runs_wrote(page: str):
 def test_a_hand_edited_figure_is_seen(tmp_path):
     record = {
         "recipe": "demo", "date": "2026-12-03", "commit": "abc", "cpus": 2, "cpu": "X",
-        "gpu": None, "wall_s": 600.0,
+        "gpu": None, "wall_s": 600.0, "wall_covers": "x",
         "train": {"train_seconds": 400.0, "epochs": 2, "train_examples_per_s": 40.0,
                   "precision": "bf16-mixed", "best_val_acc": 0.7, "val_records": 1246},
         "eval": {"accuracy": 0.65, "macro_f1": 0.64, "n": 2400,
