@@ -39,6 +39,7 @@ from klue_nli.data.klue import Example, read_split, split_filename
 
 STATUSES = ("pending", "accepted", "rejected")
 SOURCE = "feedback"  # the pairs' source in featurize's meta.json
+HEADER = "klue-nli feedback"  # the export's first line: {"export": HEADER, "pairs": n}
 
 metadata = MetaData()
 FEEDBACK = Table(
@@ -187,7 +188,10 @@ class FeedbackStore:
             for r in self.rows("accepted")
             if r["premise"] not in exclude_premises
         ]
-        atomic_write_text(dest, "".join(f"{line}\n" for line in lines))
+        # a header first: the file is never empty (DVC warns about an empty dependency), and a
+        # reader sees what it holds
+        header = json.dumps({"export": HEADER, "pairs": len(lines)})
+        atomic_write_text(dest, "".join(f"{line}\n" for line in [header, *lines]))
         return len(lines)
 
 
@@ -216,6 +220,8 @@ def read_export(path: str | Path, labels: Iterable[str]) -> list[Example]:
             continue
         try:
             row = json.loads(line)
+            if number == 1 and row.get("export") == HEADER:
+                continue
             example = Example(
                 f"{SOURCE}-{row['feedback_id']}",
                 SOURCE,
@@ -223,7 +229,7 @@ def read_export(path: str | Path, labels: Iterable[str]) -> list[Example]:
                 row["hypothesis"],
                 row["label"],
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}:{number}: not an exported feedback line ({exc})") from None
         if example.label not in labels:
             raise DataError(f"{path}:{number}: label {example.label!r} is not one of {labels}")

@@ -87,7 +87,8 @@ def test_only_accepted_pairs_leave_the_store_and_never_a_dev_premise(store, work
     params = default_params(paths={"raw_dir": "raw", "feedback_pairs": "out/accepted.jsonl"})
     assert export_accepted(store, params) == (2, 1)
     lines = (workdir / "out" / "accepted.jsonl").read_text(encoding="utf-8").splitlines()
-    exported = [json.loads(line) for line in lines]
+    assert json.loads(lines[0]) == {"export": "klue-nli feedback", "pairs": 2}
+    exported = [json.loads(line) for line in lines[1:]]
     assert [e["feedback_id"] for e in exported] == ids[:2]
     assert exported[0]["corrects"] == {"model_version": "3", "answer": "entailment"}
     examples = read_export(workdir / "out" / "accepted.jsonl", LABELS)
@@ -176,7 +177,7 @@ def test_the_cli_lists_reviews_and_exports(workdir):
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.strip() == f"{params.paths.feedback_pairs}: 2 accepted pair(s)"
     lines = (workdir / params.paths.feedback_pairs).read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["feedback_id"] for line in lines] == [ids[0], ids[2]]
+    assert [json.loads(line)["feedback_id"] for line in lines[1:]] == [ids[0], ids[2]]
     missing = _cli(workdir, "accept", "999")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "klue-nli: error: no feedback with id 999"
