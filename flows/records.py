@@ -136,7 +136,7 @@ def _rows(r: dict[str, Any]) -> list[str]:
         f"{r['wall_s']:,.0f} s ({r['wall_s'] / 60:.1f} min; {r['wall_covers']})",
         f"{t['train_seconds']:,.0f} s, {t['epochs']} epochs at {t['train_examples_per_s']} "
         f"examples/s ({t['precision']})",
-        f"{_pct(t['best_val_acc'])} ({t.get('val_records', '?')} pairs)",
+        f"{_pct(t['best_val_acc'])} ({t['val_records']:,} pairs)",
         f"**{_pct(e['accuracy'])}** / {_pct(e['macro_f1'])} ({e['n']:,} pairs)",
         f"{_pct(e['baselines']['hypothesis_only'])} / {_pct(e['baselines']['majority'])}",
         f"{_pct(ood['accuracy'])} / {_pct(ood['macro_f1'])} ({ood['n']:,} pairs)"
