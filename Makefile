@@ -83,7 +83,7 @@ run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes the other reci
 	$(MAKE) --no-print-directory champion
 
 figures: $(STAMP) ## The model tables of README.md and docs/model.md, from the records make demo and make run-e5 wrote (paths.recipe_records)
-	python -m flows.records
+	klue-nli figures
 
 champion: register promote export ## register + promote + export (after a pipeline run)
 

@@ -204,13 +204,10 @@ def page_table(page: str | Path, folder: str) -> str:
 
 
 def main() -> None:
-    """`make figures`: rewrite the pages' record blocks from paths.recipe_records."""
+    """`klue-nli figures` (make figures): rewrite the pages' record blocks from
+    paths.recipe_records."""
     folder = load_params().paths.recipe_records
     for page in PAGES:
         text = Path(page).read_text(encoding="utf-8")
         atomic_write_text(page, render_page(text, page_table(page, folder)))
         print(f"figures: {page}")
-
-
-if __name__ == "__main__":
-    main()

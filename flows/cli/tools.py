@@ -1,4 +1,5 @@
-"""`klue-nli params | convert-e5`: checking the configuration, preparing the offline encoder."""
+"""`klue-nli params | convert-e5 | figures`: checking the configuration, preparing the offline
+encoder, rendering the recipe records into the pages."""
 
 from __future__ import annotations
 
@@ -39,4 +40,12 @@ def convert_e5(package_file: Path | None, out: Path | None) -> None:
         print(encoders.build_once(source, encoders.cache_root()))
 
 
-COMMANDS = (params, convert_e5)
+@click.command()
+def figures() -> None:
+    """Render the model tables of README.md and docs/model.md from the recipe records."""
+    from flows.records import main as render
+
+    render()
+
+
+COMMANDS = (params, convert_e5, figures)

@@ -16,7 +16,8 @@ SCRIPT = Path(sys.executable).parent / "klue-nli"  # what `make venv` installs
 COMMANDS = {
     "recipe", "sweep", "flow", "deploy",
     "register", "promote", "rollback", "show", "export", "gc",
-    "params", "convert-e5",
+    "feedback",
+    "params", "convert-e5", "figures",
 }  # fmt: skip
 
 
