@@ -17,6 +17,7 @@ from typing import Any
 from klue_nli.core.cpus import cpu_description, usable_cpus
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import PARAMS_FILE, load_params
+from klue_nli.model.behaviour import HARD
 
 TRAIN_KEYS = (
     "best_val_acc",
@@ -100,14 +101,6 @@ PAGES = ("README.md", "docs/model.md")
 START, END = "<!-- recipes:start -->\n", "<!-- recipes:end -->"
 SHOWN = ("demo", "e5-full")  # the columns, in this order, where a record exists
 BASIC = ("identity", "negation", "word_order", "negation_raises_contradiction")
-HARD = (
-    "subject_object_swap",
-    "numbers",
-    "antonyms",
-    "quantifiers",
-    "double_negation",
-    "time_order",
-)
 
 
 def load_records(folder: str | Path) -> dict[str, dict[str, Any]]:

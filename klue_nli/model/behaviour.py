@@ -73,6 +73,15 @@ ANTONYMS = (
 )
 GROUPS = ("학생", "손님", "직원", "아이", "선수", "회원")
 CASES_PER_CAPABILITY = 30
+# The six capabilities where NLI models are known to fail (the other five are the basics).
+HARD = (
+    "subject_object_swap",
+    "numbers",
+    "antonyms",
+    "quantifiers",
+    "double_negation",
+    "time_order",
+)
 
 
 def _has_final_consonant(word: str) -> bool:

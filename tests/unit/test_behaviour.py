@@ -9,19 +9,9 @@ import numpy as np
 import pytest
 
 from klue_nli.data.encoding import load_tokenizer
-from klue_nli.model.behaviour import Case, build_suite, obj, run_suite, subject, topic
+from klue_nli.model.behaviour import HARD, Case, build_suite, obj, run_suite, subject, topic
 
 LABELS = ("entailment", "contradiction", "neutral")
-
-
-HARD = (
-    "subject_object_swap",
-    "numbers",
-    "antonyms",
-    "quantifiers",
-    "double_negation",
-    "time_order",
-)
 
 
 def test_suite_has_30_cases_for_each_of_the_basic_and_the_hard_capabilities():
