@@ -104,6 +104,16 @@ class TeamStack:
             raise
         return self
 
+    def start_postgres(self, base_env: dict) -> TeamStack:
+        """PostgreSQL alone (the feedback store's tests need no other server)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._postgres(base_env)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def stop(self) -> None:
         for server in reversed(list(self.servers.values())):  # clients of PostgreSQL first
             server.stop()
