@@ -385,7 +385,7 @@ def val_history(project: Path) -> list[tuple[int, float]]:
 def test_the_best_epoch_is_kept_when_it_is_not_the_last(workdir, make_params, tmp_path, klue_dir):
     """Validation at every epoch's end picks the checkpoint. On a task a tiny model learns
     (tests/pretrained.py), a warm-up that ramps the step size over the whole run, past what
-    the model can take, makes a middle epoch the best (0.33, 0.64, 0.64, 0.44 on 2 cores):
+    the model can take, makes a middle epoch the best (0.33, 0.64, 0.64, 0.56 on 2 cores):
     that epoch's weights are exported."""
     task = write_transfer_task(klue_dir, tmp_path / "task")
     params = make_params(
@@ -396,6 +396,9 @@ def test_the_best_epoch_is_kept_when_it_is_not_the_last(workdir, make_params, tm
             "batch_size": 64,
             "learning_rate": 3e-2,
             "warmup_ratio": 0.99,  # the step size still rising in the last epoch
+            # validation and the predictor below in the same arithmetic: under bf16-mixed
+            # (auto on a CPU with AVX512-BF16) one of 36 pairs can flip between the two
+            "precision": "32-true",
         },
     )
     download(params)
