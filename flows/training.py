@@ -1,6 +1,7 @@
 """Prefect flow: retrain, evaluate, register, promote and package the KLUE-NLI model.
 
-The flow calls one small task per job: each DVC stage (flows/stage.py), registration and
+The flow calls one small task per job: each DVC stage (flows/stage.py), the export of the
+accepted corrections (flows/feedback.py) between download and featurize, registration and
 promotion (below), publishing to the team's remotes (flows/publish.py), the Bento
 (flows/bento.py) and the run's report (flows/report.py). Its parameters (a recipe, and keys to
 set) become `-S key=value` overrides applied as `dvc exp run -S` applies them
@@ -20,6 +21,7 @@ from filelock import FileLock, Timeout
 from prefect import flow, task
 
 from flows.bento import package
+from flows.feedback import export_feedback
 from flows.overrides import apply_sets
 from flows.publish import publish
 from flows.recipes import recipe_args
@@ -86,7 +88,11 @@ def training_flow(
             print(f"params.yaml overrides: {changed}")
         # No task retries: the download stage retries transient failures itself (data.retries,
         # with backoff), under `dvc repro` as here; one layer, not 4 x 4 attempts.
-        states = {stage: dvc_stage(stage=stage) for stage in STAGES}
+        states = {"download": dvc_stage(stage="download")}
+        # accepted corrections join the training pairs: featurize runs again only when the
+        # export changed (nothing new accepted: the same bytes, and the run stays a no-op)
+        feedback = export_feedback(PARAMS_FILE)
+        states.update({stage: dvc_stage(stage=stage) for stage in STAGES[1:]})
         promotion = register_and_promote(PARAMS_FILE)
         if publish_results:
             verdict = "promoted" if promotion["promoted"] else "not promoted"
@@ -94,6 +100,6 @@ def training_flow(
             print(f"published: {publish(PARAMS_FILE, f'Retrained: {line}')}")
         bento = package(PARAMS_FILE) if promotion["promoted"] and build_bento else None
         write_report(states, promotion, bento)
-        return {"stages": states, "promotion": promotion, "bento": bento}
+        return {"stages": states, "feedback": feedback, "promotion": promotion, "bento": bento}
     finally:
         lock.release()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from klue_nli.core.labels import KOREAN_NAMES
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+ANSWER_ID_DOC = "names this answer in POST /feedback (the service keeps its recent answers)"
 
 
 class Answer(BaseModel):
@@ -32,17 +33,26 @@ class Answer(BaseModel):
     neutral_width: str
     truncated: bool = Field(description="the pair was cut to the model's maximum length")
     model_version: str
+    answer_id: str = Field(description=ANSWER_ID_DOC)
 
 
 class Result(BaseModel):
     label: str
     probabilities: dict[str, Probability]
     truncated: bool = Field(description="the pair was cut to the model's maximum length")
+    answer_id: str = Field(description=ANSWER_ID_DOC)
 
 
 class BatchAnswer(BaseModel):
     model_version: str
     results: list[Result]
+
+
+class Acknowledged(BaseModel):
+    """POST /feedback: the correction is committed, waiting for review."""
+
+    feedback_id: int
+    status: str = Field(examples=["pending"])
 
 
 def bars(probs: dict[str, float]) -> dict[str, str]:
@@ -56,7 +66,12 @@ def bars(probs: dict[str, float]) -> dict[str, str]:
 
 
 def tutorial_answer(
-    premise: str, hypothesis: str, probs: dict[str, float], truncated: bool, version: str
+    premise: str,
+    hypothesis: str,
+    probs: dict[str, float],
+    truncated: bool,
+    version: str,
+    answer_id: str,
 ) -> Answer:
     best = max(probs, key=probs.get)
     return Answer(
@@ -67,5 +82,6 @@ def tutorial_answer(
         probabilities=probs,
         truncated=truncated,
         model_version=version,
+        answer_id=answer_id,
         **bars(probs),
     )

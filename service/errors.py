@@ -20,6 +20,13 @@ ERRORS = {
     415: "the request body is not JSON",
     503: "the service is overloaded: try again shortly",
 }
+# Only where a route gives them (POST /feedback): the answer it corrects is no longer held,
+# and one client sent too many.
+FEEDBACK_ERRORS = {
+    404: "the answer named is not held any more: send the pair",
+    429: "too many corrections from this address",
+    503: "the feedback store is unavailable: try again shortly",
+}
 ERROR_SCHEMA = {
     "type": "object",
     "title": "ErrorResponse",
@@ -46,7 +53,11 @@ def error_body(message: str, detail: list[dict[str, Any]] | None = None) -> byte
 
 
 async def send_error(
-    send: Send, status: int, message: str, detail: list[dict[str, Any]] | None = None
+    send: Send,
+    status: int,
+    message: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     body = error_body(message, detail)
     await send(
@@ -56,6 +67,7 @@ async def send_error(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -122,7 +134,8 @@ def shaped_errors(send: Send) -> Send:
             text = original.get("error") if isinstance(original, dict) else None
         except (UnicodeDecodeError, json.JSONDecodeError):
             text = state["body"].decode("utf-8", "replace").strip() or None
-        body = error_body(str(text or ERRORS.get(status, "the request failed")))
+        fallback = ERRORS.get(status) or FEEDBACK_ERRORS.get(status, "the request failed")
+        body = error_body(str(text or fallback))
         headers = [
             (k, v)
             for k, v in start.get("headers", [])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import bentoml
 
+from klue_nli.inference.drift import CONFIDENCE_BUCKETS
+
 BATCH_PAIRS = bentoml.metrics.Histogram(
     name="klue_nli_batch_pairs",
     documentation="Pairs per model call",
@@ -58,3 +60,33 @@ class BatchMetrics:
         for wait in waits:
             QUEUE_WAIT.observe(wait)
         MODEL_SECONDS.observe(model_s)
+
+
+# What the model answers, per model version: the inputs of drift monitoring (klue-nli monitor
+# compares them with the champion's dev figures). No text, only counts and sizes.
+ANSWERS = bentoml.metrics.Counter(
+    name="klue_nli_answers",
+    documentation="Answers given, by model version and predicted label",
+    labelnames=["model_version", "label"],
+)
+CONFIDENCE = bentoml.metrics.Histogram(
+    name="klue_nli_answer_confidence",
+    documentation="The predicted label's probability, by model version",
+    labelnames=["model_version"],
+    buckets=CONFIDENCE_BUCKETS,
+)
+INPUT_CHARS = bentoml.metrics.Histogram(
+    name="klue_nli_input_chars",
+    documentation="Characters of premise + hypothesis, by model version",
+    labelnames=["model_version"],
+    buckets=(16, 32, 64, 128, 256, 512, 1024, 2000),
+)
+
+
+def observe_answers(version: str, rows: list[dict[str, float]], chars: list[int]) -> None:
+    """Count each answer's label, confidence and input length under its model version."""
+    for probs, n in zip(rows, chars, strict=True):
+        label = max(probs, key=probs.get)
+        ANSWERS.labels(model_version=version, label=label).inc()
+        CONFIDENCE.labels(model_version=version).observe(probs[label])
+        INPUT_CHARS.labels(model_version=version).observe(n)

@@ -1,6 +1,6 @@
 """`/docs.json`: BentoML's OpenAPI document, made to say what the routes do: the request
-body is required and JSON only, and the 400, 413, 415 and 503 answers carry
-`ErrorResponse` (service/errors.py)."""
+body is required and JSON only, and the 400, 413, 415 and 503 answers (and /feedback's 404
+and 429) carry `ErrorResponse` (service/errors.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from service.errors import ERROR_SCHEMA, ERRORS, Receive, Send
+from service.errors import ERROR_SCHEMA, ERRORS, FEEDBACK_ERRORS, Receive, Send
+
+# error answers a route gives besides the common ones
+ROUTE_ERRORS = {"/feedback": FEEDBACK_ERRORS}
 
 
 async def serve_document(app, routes: Iterable[str], scope, receive: Receive, send: Send) -> None:
@@ -47,6 +50,7 @@ def patch(document: dict, routes: Iterable[str]) -> dict:
             "application/json": request.get("content", {}).get("application/json", {"schema": {}})
         }
         ok = operation.get("responses", {}).get("200")
+        errors = {**ERRORS, **ROUTE_ERRORS.get(path, {})}
         operation["responses"] = {
             "200": ok,
             **{
@@ -54,7 +58,7 @@ def patch(document: dict, routes: Iterable[str]) -> dict:
                     "description": description,
                     "content": {"application/json": {"schema": ref}},
                 }
-                for status, description in ERRORS.items()
+                for status, description in sorted(errors.items())
             },
         }
     return document

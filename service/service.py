@@ -13,32 +13,30 @@ import gc
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from klue_nli.core.cpus import threads_per_worker
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import stat_fingerprint, verify_model_dir
-from klue_nli.core.params import load_params
-from klue_nli.data.text import clean_text
 from klue_nli.inference.batching import MicroBatcher, Overloaded
 from klue_nli.inference.bento import BENTO_MODEL
 from klue_nli.inference.predictor import Predictor
-from service.answers import Answer, BatchAnswer, Result, tutorial_answer
+from service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_answer
 from service.arrival import ARRIVED, Arrival
 from service.contract import JsonContract
+from service.feedback import Corrections, Given, RecentAnswers
+from service.inputs import PARAMS, SERVE, Batch, Correction, Pair
 from service.limits import BodyLimit
-from service.metrics import BatchMetrics
+from service.metrics import BatchMetrics, observe_answers
+from service.ratelimit import RateLimit
 from service.respawn import prompt_respawn
 
-# Serving knobs only (batching, request limits); the decorators below need them at import.
+# Serving knobs (service/inputs.py reads them from params.yaml: batching, request limits).
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
-SERVE = load_params(Path(__file__).resolve().parent.parent / "params.yaml").serve
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 # Loopback unless told otherwise: the container image sets KLUE_NLI_HOST=0.0.0.0
 # (bentofile.yaml's docker section); `bentoml serve --host` still overrides both.
@@ -49,32 +47,6 @@ MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 
 # Set by the deployment hook once the model folder passed its checksums, for the workers
 # (they inherit the server's environment): the folder's stat_fingerprint then.
 CHECKED_ENV = "KLUE_NLI_MODEL_CHECKED"
-
-
-# The rule of clean_text (klue_nli/data/text.py) as a JSON Schema pattern, so the OpenAPI document
-# states it: no control characters but tab/newline/CR, and at least one non-space character.
-_OK = r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
-TEXT_PATTERN = rf"^{_OK}*[^\s\x00-\x1F\x7F-\x9F]{_OK}*$"
-Text = Annotated[
-    str,
-    Field(min_length=1, max_length=SERVE.max_text_chars, pattern=TEXT_PATTERN),
-    AfterValidator(clean_text),
-]
-
-
-class Pair(BaseModel):
-    """One premise/hypothesis pair (POST /api)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    premise: Text
-    hypothesis: Text
-
-
-class Batch(BaseModel):
-    """Several pairs (POST /predict)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    pairs: list[Pair] = Field(min_length=1, max_length=SERVE.max_pairs_per_request)
 
 
 ui = FastAPI()
@@ -135,6 +107,8 @@ class NLIService:
             )
         self.version = model.info.labels.get("registry_version", "unknown")
         self.labels = list(self.predictor.labels)
+        self.recent = RecentAnswers(PARAMS.feedback.recent_answers)
+        self.corrections = Corrections(PARAMS, self.recent)
         self.batcher = MicroBatcher(
             self._forward,
             SERVE.max_batch_size,
@@ -163,25 +137,59 @@ class NLIService:
             raise ServiceUnavailable(str(exc)) from None
         return [(dict(zip(self.labels, probs, strict=True)), cut) for probs, cut in rows]
 
+    def _given(self, premise: str, hypothesis: str, probs: dict[str, float]) -> str:
+        """Remember an answer (for a correction naming it); its answer id."""
+        label = max(probs, key=probs.get)
+        return self.recent.remember(Given(premise, hypothesis, label, self.version))
+
     @bentoml.api(route="/api", input_spec=Pair)
     async def api(self, premise: str, hypothesis: str) -> Answer:
         """One pair, answered as the tutorial's web app expects."""
         [(probs, truncated)] = await self._infer([(premise, hypothesis)])
-        return tutorial_answer(premise, hypothesis, probs, truncated, self.version)
+        observe_answers(self.version, [probs], [len(premise) + len(hypothesis)])
+        answer_id = self._given(premise, hypothesis, probs)
+        return tutorial_answer(premise, hypothesis, probs, truncated, self.version, answer_id)
 
     @bentoml.api(route="/predict", input_spec=Batch)
     async def predict(self, pairs: list[Pair]) -> BatchAnswer:
         """Several pairs: labels, probabilities and truncation, in request order."""
         named = await self._infer([(p.premise, p.hypothesis) for p in pairs])
+        rows = [row for row, _ in named]
+        observe_answers(self.version, rows, [len(p.premise) + len(p.hypothesis) for p in pairs])
         results = [
-            Result(label=max(row, key=row.get), probabilities=row, truncated=cut)
-            for row, cut in named
+            Result(
+                label=max(row, key=row.get),
+                probabilities=row,
+                truncated=cut,
+                answer_id=self._given(p.premise, p.hypothesis, row),
+            )
+            for p, (row, cut) in zip(pairs, named, strict=True)
         ]
         return BatchAnswer(model_version=self.version, results=results)
 
+    @bentoml.api(route="/feedback", input_spec=Correction)
+    async def feedback(
+        self,
+        label: str,
+        answer_id: str | None = None,
+        premise: str | None = None,
+        hypothesis: str | None = None,
+        note: str | None = None,
+    ) -> Acknowledged:
+        """A correction: the label that is right for an answer given (answer_id) or for a
+        pair. 200 once it is committed to the feedback store, for review
+        (`klue-nli feedback list`)."""
+        row = await self.corrections.submit(label, answer_id, premise, hypothesis, note)
+        return Acknowledged(feedback_id=row, status="pending")
 
-# Outermost first: the arrival stamp, the size limit before anything reads a body, then the
-# JSON contract.
+
+# Outermost first: the arrival stamp, the size limit before anything reads a body, the
+# corrections' rate limit, then the JSON contract.
 NLIService.add_asgi_middleware(Arrival)
 NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-NLIService.add_asgi_middleware(JsonContract, models={"/api": Pair, "/predict": Batch})
+NLIService.add_asgi_middleware(
+    RateLimit, path="/feedback", per_minute=PARAMS.feedback.per_client_per_minute
+)
+NLIService.add_asgi_middleware(
+    JsonContract, models={"/api": Pair, "/predict": Batch, "/feedback": Correction}
+)

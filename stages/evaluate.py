@@ -25,6 +25,7 @@ from klue_nli.core.manifest import PROVENANCE_FILE, weights_sha256
 from klue_nli.core.params import Params, flatten
 from klue_nli.data import kornli
 from klue_nli.data.klue import Example, clean_examples, read_split, split_filename
+from klue_nli.inference import drift
 from klue_nli.inference.predictor import Predictor
 from klue_nli.model.behaviour import build_suite, run_suite
 from klue_nli.model.metrics import (
@@ -37,21 +38,15 @@ from klue_nli.registry import tracking
 
 def evaluate(params: Params) -> dict:
     """Predict dev, compute the report and baselines, write metrics and plots, log to MLflow."""
-    paths = params.paths
-    model_dir = Path(paths.model_dir)
+    model_dir = Path(params.paths.model_dir)
     predictor = Predictor.from_dir(model_dir)
     # The same text rule as featurize and the service: a pair they would refuse is counted.
-    dev, dropped = clean_examples(read_split(paths.raw_dir, "dev"))
-    preds, truncated = _predict(predictor, dev, params.evaluate.batch_size, "evaluate dev")
+    dev, dropped = clean_examples(read_split(params.paths.raw_dir, "dev"))
+    probs, truncated = _predict(predictor, dev, params.evaluate.batch_size, "evaluate dev")
+    preds = [predictor.labels[i] for i in probs.argmax(axis=1)]
     gold = [e.label for e in dev]
     report = classification_report(gold, preds, predictor.labels, [e.source for e in dev])
-    # What promotion checks before comparing two versions: the very same dev data.
-    dev_file = Path(paths.raw_dir) / split_filename("dev")
-    report["data"] = {
-        "dev_sha256": hashlib.sha256(dev_file.read_bytes()).hexdigest(),
-        "dropped": dropped,
-        "truncated": truncated,
-    }
+    report["data"] = _dev_data(params, dropped, truncated)
     # the model these figures belong to: register refuses them for any other
     report["model"] = {
         "mlflow_run_id": _run_id(model_dir),
@@ -59,38 +54,10 @@ def evaluate(params: Params) -> dict:
     }
     report["behaviour"] = run_suite(predictor.predict_proba, predictor.labels, build_suite())
     report["out_of_domain"] = _out_of_domain(predictor, params)
-    # The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32;
-    # loaded and run again only when that is another model (the options apply on CPU only).
-    serve = params.serve
-    served, served_preds = predictor, preds
-    if predictor.device == "cpu" and (serve.runtime, serve.quantize) != ("torch", "none"):
-        served = Predictor.from_dir(model_dir, quantize=serve.quantize, runtime=serve.runtime)
-        served_preds = served.predict([e.premise for e in dev], [e.hypothesis for e in dev])
-    report["served"] = {
-        "runtime": served.runtime,
-        "quantize": serve.quantize,
-        "accuracy": float(np.mean(np.asarray(served_preds) == np.asarray(gold))),
-        "argmax_agreement": float(np.mean(np.asarray(served_preds) == np.asarray(preds))),
-    }
-
-    train = read_split(paths.raw_dir, "train")
-    report["baselines"] = {
-        "majority": majority_baseline([e.label for e in train], gold),
-        "hypothesis_only": hypothesis_only_baseline(
-            predictor.tokenizer.tokenize,
-            [e.hypothesis for e in train],
-            [e.label for e in train],
-            [e.hypothesis for e in dev],
-            gold,
-        ),
-    }
+    report["served"] = _as_served(predictor, params, dev, probs, gold)
+    report["baselines"] = _baselines(predictor, params, dev)
     matrix = report.pop("confusion_matrix")
-    atomic_write_json(paths.eval_metrics, report)
-    rows = io.StringIO()
-    writer = csv.writer(rows, lineterminator="\n")
-    writer.writerow(["actual", "predicted"])
-    writer.writerows(zip(gold, preds, strict=True))
-    atomic_write_text(paths.confusion, rows.getvalue())
+    _write(params, report, gold, preds)
     _log_to_mlflow(model_dir, report, matrix, predictor.labels)
     return {
         "accuracy": report["accuracy"],
@@ -101,20 +68,82 @@ def evaluate(params: Params) -> dict:
     }
 
 
+def _dev_data(params: Params, dropped: int, truncated: int) -> dict:
+    """What promotion checks before comparing two versions: the very same dev data."""
+    dev_file = Path(params.paths.raw_dir) / split_filename("dev")
+    return {
+        "dev_sha256": hashlib.sha256(dev_file.read_bytes()).hexdigest(),
+        "dropped": dropped,
+        "truncated": truncated,
+    }
+
+
+def _as_served(
+    predictor: Predictor, params: Params, dev: list[Example], probs: np.ndarray, gold: list[str]
+) -> dict:
+    """The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32;
+    loaded and run again only when that is another model (the options apply on CPU only).
+    Its dev profile (label shares, confidence) is what drift monitoring compares with."""
+    serve = params.serve
+    served, served_probs = predictor, probs
+    if predictor.device == "cpu" and (serve.runtime, serve.quantize) != ("torch", "none"):
+        served = Predictor.from_dir(
+            params.paths.model_dir, quantize=serve.quantize, runtime=serve.runtime
+        )
+        served_probs = served.predict_proba(
+            [e.premise for e in dev], [e.hypothesis for e in dev], params.evaluate.batch_size
+        )
+    labels = np.asarray(predictor.labels)
+    served_preds, preds = labels[served_probs.argmax(axis=1)], labels[probs.argmax(axis=1)]
+    return {
+        "runtime": served.runtime,
+        "quantize": serve.quantize,
+        "accuracy": float(np.mean(served_preds == np.asarray(gold))),
+        "argmax_agreement": float(np.mean(served_preds == preds)),
+        "profile": drift.profile(served_probs, predictor.labels),
+    }
+
+
+def _baselines(predictor: Predictor, params: Params, dev: list[Example]) -> dict:
+    train = read_split(params.paths.raw_dir, "train")
+    gold = [e.label for e in dev]
+    return {
+        "majority": majority_baseline([e.label for e in train], gold),
+        "hypothesis_only": hypothesis_only_baseline(
+            predictor.tokenizer.tokenize,
+            [e.hypothesis for e in train],
+            [e.label for e in train],
+            [e.hypothesis for e in dev],
+            gold,
+        ),
+    }
+
+
+def _write(params: Params, report: dict, gold: list[str], preds: list[str]) -> None:
+    """eval.json (DVC metrics) and the confusion pairs (DVC plots)."""
+    atomic_write_json(params.paths.eval_metrics, report)
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["actual", "predicted"])
+    writer.writerows(zip(gold, preds, strict=True))
+    atomic_write_text(params.paths.confusion, rows.getvalue())
+
+
 def _predict(
     predictor: Predictor, examples: list[Example], batch_size: int, desc: str
-) -> tuple[list[str], int]:
-    """The predicted labels, and how many pairs were cut to the model's maximum length."""
-    preds: list[str] = []
+) -> tuple[np.ndarray, int]:
+    """The class probabilities (n, labels), and how many pairs were cut to the model's
+    maximum length."""
+    chunks: list[np.ndarray] = []
     truncated = 0
     for start in tqdm(range(0, len(examples), batch_size), desc=desc):
         batch = examples[start : start + batch_size]
         probs, cut = predictor.predict_proba_truncated(
             [e.premise for e in batch], [e.hypothesis for e in batch]
         )
-        preds += [predictor.labels[i] for i in probs.argmax(axis=1)]
+        chunks.append(probs)
         truncated += int(cut.sum())
-    return preds, truncated
+    return np.concatenate(chunks), truncated
 
 
 def _out_of_domain(predictor: Predictor, params: Params) -> dict:
@@ -122,7 +151,8 @@ def _out_of_domain(predictor: Predictor, params: Params) -> dict:
     Reported only: no epoch, recipe or promotion is chosen on it."""
     pairs, _ = clean_examples(kornli.read_kornli(params.paths.raw_dir, "test"))
     pairs = pairs[: params.evaluate.out_of_domain_pairs]
-    preds, _ = _predict(predictor, pairs, params.evaluate.batch_size, "evaluate out-of-domain")
+    probs, _ = _predict(predictor, pairs, params.evaluate.batch_size, "evaluate out-of-domain")
+    preds = [predictor.labels[i] for i in probs.argmax(axis=1)]
     scores = classification_report(
         [e.label for e in pairs], preds, predictor.labels, [e.source for e in pairs]
     )

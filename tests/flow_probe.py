@@ -27,6 +27,6 @@ with get_client(sync_client=True) as client:
                 "history": history,
             }
         )
-print(
-    "SUMMARY " + json.dumps({"state": state.type.value, "message": state.message, "tasks": tasks})
-)
+result = state.result() if state.is_completed() else None  # what the flow returned
+summary = {"state": state.type.value, "message": state.message, "tasks": tasks, "result": result}
+print("SUMMARY " + json.dumps(summary, default=str))

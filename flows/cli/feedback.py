@@ -1,5 +1,6 @@
 """`klue-nli feedback list | accept | reject | export`: reviewing corrections of the served
-model's answers; only accepted ones leave the store, as the training pairs featurize reads."""
+model's answers; only accepted ones leave the store, as the training pairs featurize reads.
+`klue-nli monitor`: whether the served answers drifted from the champion's dev profile."""
 
 from __future__ import annotations
 
@@ -76,4 +77,43 @@ def export(params_file: str) -> None:
     )
 
 
-COMMANDS = (feedback,)
+@click.command()
+@click.option("--url", default="http://127.0.0.1:3000", show_default=True, help="the service")
+@click.option(
+    "--since",
+    "state_file",
+    metavar="FILE",
+    help="compare only the answers since the check that wrote FILE (updated here)",
+)
+@click.option("--min-answers", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="PSI over which it is drift [default: 0.2]",
+)
+@click.option("--webhook", metavar="URL", help="POST the result as JSON to URL when it is drift")
+@click.option("--json", "as_json", is_flag=True, help="the result as JSON")
+@params_option
+def monitor(
+    url: str,
+    state_file: str | None,
+    min_answers: int,
+    threshold: float | None,
+    webhook: str | None,
+    as_json: bool,
+    params_file: str,
+) -> None:
+    """Drift of the served champion's answers (label shares, confidence) against its KLUE dev
+    profile, by the population stability index: one line, or JSON."""
+    from klue_nli.inference.drift import THRESHOLD
+    from klue_nli.registry.monitor import check, notify, one_line
+
+    params = load_params(params_file)
+    result = check(url, params.registry.model_name, state_file, min_answers, threshold or THRESHOLD)
+    print(json.dumps(result, sort_keys=True) if as_json else one_line(result))
+    if webhook and result["drift"]:
+        notify(webhook, result)
+
+
+COMMANDS = (feedback, monitor)

@@ -274,6 +274,12 @@ class FeedbackParams(Section):
 
     # A SQLAlchemy URL (postgresql://... in team mode); null: SQLite at paths.feedback_store.
     database_url: str | None
+    # POST /feedback: corrections one client address may send in a minute (a token bucket of
+    # this size, refilled evenly), so one script cannot flood the review queue
+    per_client_per_minute: Positive
+    # the answers a worker remembers (pair, label, model version; in memory, never logged),
+    # so a correction can name the answer it corrects by its answer_id
+    recent_answers: Positive
 
 
 class Params(Section):

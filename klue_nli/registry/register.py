@@ -20,6 +20,8 @@ from klue_nli.registry.client import client
 from klue_nli.registry.model_card import policy_card, version_card
 
 DEV_DATA_TAG = "data.dev_sha256"  # the dev file a version was evaluated on
+# the served model's label shares and confidence on dev (JSON): what drift is measured against
+PROFILE_TAG = "eval.served.profile"
 LINEAGE_PARAMS = ("model", "train", "featurize", "seed", "labels")
 
 
@@ -63,6 +65,7 @@ def eval_tags(report: dict) -> dict[str, float | str]:
         ),
         **{f"eval.served.{k}": served[k] for k in ("accuracy", "argmax_agreement") if k in served},
         **{f"served.{k}": served[k] for k in ("runtime", "quantize") if k in served},
+        **({PROFILE_TAG: json.dumps(served["profile"])} if "profile" in served else {}),
         DEV_DATA_TAG: report.get("data", {}).get("dev_sha256", "unknown"),
         **{f"baseline.{k}": v for k, v in report.get("baselines", {}).items()},
     }

@@ -14,7 +14,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from devtools.sandbox import Server, free_port, make_project, project_env, run_module
+from klue_nli.core.params import load_params
+from klue_nli.data.feedback import FeedbackStore
+from klue_nli.data.klue import read_split, split_by_premise
 from tests.conftest import ROOT
+from tests.pretrained import NEGATION, write_transfer_task
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "featurize", "train", "evaluate")
@@ -204,3 +208,69 @@ def test_scheduled_deployment_runs_on_a_process_worker(tmp_path, loopback, kcber
         if worker:
             worker.stop()
         server.stop()
+
+
+def test_the_schedule_learns_from_feedback_and_the_gate_refuses_a_poisoned_model(
+    tmp_path, klue_dir, kcbert
+):
+    """On a task a tiny BERT learns (tests/pretrained.py): the first flow run makes a champion;
+    a second with no new accepted feedback runs no stage (its time printed); then 200 accepted
+    corrections with the task's labels flipped are exported by the flow, featurize counts them
+    as their own source, and the model trained on them is refused by the promotion gate: the
+    champion stays."""
+    task = write_transfer_task(klue_dir, tmp_path / "task")
+    env = prefect_env(tmp_path, KLUE_NLI_MIRROR=str(task), KCBERT_DIR=kcbert)
+    project = make_project(ROOT, tmp_path / "project", env)
+    learnable = {
+        **FAST,
+        "train.max_steps": -1,
+        "train.epochs": 3,
+        "train.batch_size": 32,
+        "train.learning_rate": 3e-3,
+        "model.random.hidden_size": 64,
+        "model.random.intermediate_size": 128,
+    }
+    run = {"recipe": "quick", "set_params": learnable, "build_bento": False}
+    first = summary(flow_once(project, env, run))
+    assert first["state"] == "COMPLETED", first
+    champion = first["result"]["promotion"]["version"]
+    assert first["result"]["promotion"]["promoted"], first["result"]["promotion"]
+    assert first["result"]["feedback"]["exported"] == 0
+
+    started = time.perf_counter()
+    again = summary(flow_once(project, env, run))
+    took = time.perf_counter() - started
+    print(f"no-op flow run: {took:.1f} s")
+    assert again["state"] == "COMPLETED", again
+    assert set(again["result"]["stages"].values()) == {"up to date"}, again["result"]["stages"]
+    assert again["result"]["promotion"]["version"] == champion  # nothing new registered
+
+    # 200 corrections that teach the task backwards: a premise "entails" its negation, and
+    # "contradicts" itself, on premises of the training split
+    _, validation = split_by_premise(
+        read_split(project / "data/raw", "train"),
+        load_params(project / "params.yaml").data.val_fraction,
+    )
+    held = {e.premise for e in validation}
+    train_premises = sorted({e.premise for e in read_split(project / "data/raw", "train")} - held)
+    store = FeedbackStore(f"sqlite:///{project / 'feedback/feedback.db'}")
+    ids = []
+    for premise in train_premises[:100]:
+        ids.append(store.add(premise, NEGATION + premise, "entailment", answered="contradiction"))
+        ids.append(
+            store.add(premise, premise.rstrip(".!? "), "contradiction", answered="entailment")
+        )
+    assert store.review(ids, "accepted") == 200
+
+    poisoned = summary(flow_once(project, env, run))
+    assert poisoned["state"] == "COMPLETED", poisoned
+    result = poisoned["result"]
+    assert result["feedback"]["exported"] == 200
+    assert result["stages"]["featurize"] == "ran" and result["stages"]["train"] == "ran"
+    meta = json.loads((project / "data/features/meta.json").read_text())
+    assert meta["train"]["by_source"]["feedback"] == 200, meta["train"]
+    promotion = result["promotion"]
+    print(json.dumps(promotion["comparison"], default=str))
+    assert promotion["version"] != champion and not promotion["promoted"], promotion
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    assert client.get_model_version_by_alias("klue-nli", "champion").version == champion

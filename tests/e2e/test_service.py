@@ -21,69 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.sandbox import SERVICE, bentoml_server, free_port, run_module
-from klue_nli.data.klue import read_split
-from klue_nli.inference.predictor import Predictor
-from klue_nli.registry.export import export_champion
-from klue_nli.registry.promotion import promote
-from klue_nli.registry.register import register
-from stages.download import download
-from stages.evaluate import evaluate
-from stages.featurize import featurize
-from stages.train import train
-from tests.conftest import ROOT, tiny_params
-from tests.helpers import bentoml_home
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, klue_dir, kcbert):
-    work = tmp_path_factory.mktemp("service")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(work)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
-        mp.setenv("BENTOML_HOME", str(work / "bentoml"))
-        mp.setenv("HF_HOME", str(work / "hf"))
-        import mlflow
-
-        mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
-        params = tiny_params(str(klue_dir), kcbert, train={"max_steps": 30})
-        for stage in (download, featurize, train, evaluate):
-            stage(params)
-        version = register(params)
-        promote(params, version.version)
-        with bentoml_home(work / "bentoml"):  # a module fixture: pin it here too
-            tag = export_champion(params)
-        assert tag.startswith("klue-nli:")
-        port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        # no --host: the default must be loopback
-        server = bentoml_server(ROOT, port, work / "bentoml-serve.log", env)
-        try:
-            server.wait_ready(timeout=180)
-            dev = read_split(work / "data/raw", "dev")[:16]
-            # the model as the service runs it (serve.quantize), as evaluate's `served` reports
-            serve = params.serve
-            predictor = Predictor.from_dir(
-                work / "models/best", quantize=serve.quantize, runtime=serve.runtime
-            )
-            yield {
-                "url": f"http://127.0.0.1:{port}",
-                "server": server,
-                "dev": dev,
-                "probs": predictor.predict_proba(
-                    [e.premise for e in dev], [e.hypothesis for e in dev]
-                ),
-                "labels": predictor.labels,
-                "version": str(version.version),
-                "bentoml_home": work / "bentoml",
-                "bento_model": tag,
-            }
-        finally:
-            server.stop()
-            if server.proc.returncode not in (0, -15):
-                print(server.tail())
 
 
 def post(url: str, body, **kwargs) -> requests.Response:

@@ -32,7 +32,9 @@ def test_fields_are_the_tutorials_strings_byte_for_byte():
 
 def test_tutorial_answer_fields():
     probs = {"entailment": 0.2, "contradiction": 0.7, "neutral": 0.1}
-    answer = tutorial_answer("전제.", "가설.", probs, truncated=True, version="3")
+    answer = tutorial_answer(
+        "전제.", "가설.", probs, truncated=True, version="3", answer_id="a" * 32
+    )
     assert answer.prediction == "거짓 (contradiction)" and answer.label == "contradiction"
     assert answer.probabilities == probs  # raw, unrounded, for clients that compute
     assert answer.truncated is True and answer.model_version == "3"

@@ -1,0 +1,76 @@
+"""The end-to-end tier's shared server: one `bentoml serve` of a tiny champion for the
+service's test modules (test_feedback_service.py, test_service.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from devtools.sandbox import bentoml_server, free_port
+from klue_nli.data.klue import read_split
+from klue_nli.inference.predictor import Predictor
+from klue_nli.registry.export import export_champion
+from klue_nli.registry.promotion import promote
+from klue_nli.registry.register import register
+from service.feedback import STORE_ENV
+from stages.download import download
+from stages.evaluate import evaluate
+from stages.featurize import featurize
+from stages.train import train
+from tests.conftest import ROOT, tiny_params
+from tests.helpers import bentoml_home
+
+
+@pytest.fixture(scope="package")
+def served(tmp_path_factory, klue_dir, kcbert):
+    """A tiny model trained by the real stages, registered, promoted and exported, served on a
+    free loopback port, its corrections stored in a scratch SQLite file."""
+    work = tmp_path_factory.mktemp("service")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        mp.setenv("BENTOML_HOME", str(work / "bentoml"))
+        mp.setenv("HF_HOME", str(work / "hf"))
+        import mlflow
+
+        mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+        params = tiny_params(str(klue_dir), kcbert, train={"max_steps": 30})
+        for stage in (download, featurize, train, evaluate):
+            stage(params)
+        version = register(params)
+        promote(params, version.version)
+        with bentoml_home(work / "bentoml"):  # a module fixture: pin it here too
+            tag = export_champion(params)
+        assert tag.startswith("klue-nli:")
+        port = free_port()
+        feedback_url = f"sqlite:///{work / 'feedback.db'}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), STORE_ENV: feedback_url}
+        # no --host: the default must be loopback
+        server = bentoml_server(ROOT, port, work / "bentoml-serve.log", env)
+        try:
+            server.wait_ready(timeout=180)
+            dev = read_split(work / "data/raw", "dev")[:16]
+            # the model as the service runs it (serve.quantize), as evaluate's `served` reports
+            serve = params.serve
+            predictor = Predictor.from_dir(
+                work / "models/best", quantize=serve.quantize, runtime=serve.runtime
+            )
+            yield {
+                "url": f"http://127.0.0.1:{port}",
+                "server": server,
+                "dev": dev,
+                "probs": predictor.predict_proba(
+                    [e.premise for e in dev], [e.hypothesis for e in dev]
+                ),
+                "labels": predictor.labels,
+                "version": str(version.version),
+                "bentoml_home": work / "bentoml",
+                "bento_model": tag,
+                "feedback_url": feedback_url,
+                "log": work / "bentoml-serve.log",
+            }
+        finally:
+            server.stop()
+            if server.proc.returncode not in (0, -15):
+                print(server.tail())
