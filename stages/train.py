@@ -54,19 +54,7 @@ def train(params: Params) -> dict:
     data = NLIDataModule(features_dir, cfg, tokenizer.pad_token_id, params.seed)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max")
     live = live_logger(live_dir, resumed_at)
-    trainer = pl.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=resolve_precision(cfg),
-        logger=_loggers(live, run_id),
-        callbacks=_callbacks(cfg, best, ckpt_dir),
-        log_every_n_steps=cfg.log_every_n_steps,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = _trainer(cfg, _loggers(live, run_id), _callbacks(cfg, best, ckpt_dir))
     started = time.perf_counter()
     # DDP workers start in here and log to the same run; a later train() in this process
     # must not inherit it
@@ -77,13 +65,7 @@ def train(params: Params) -> dict:
         return {}
 
     model_dir = Path(paths.model_dir)
-    provenance = {
-        "mlflow_run_id": run_id,
-        "git_commit": tracking.git_commit(),
-        "best_checkpoint_val_acc": float(best.best_model_score),
-        **tracking.dvc_hashes(),
-    }
-    export_best(module, best.best_model_path, tokenizer, model_dir, provenance)
+    export_best(module, best.best_model_path, tokenizer, model_dir, _provenance(run_id, best))
     metrics = _metrics(trainer, best, cfg, meta, resumed_at or 0, seconds)
     live.experiment.summary.update(metrics)
     live.experiment.make_summary()
@@ -93,6 +75,34 @@ def train(params: Params) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
     run_file.unlink(missing_ok=True)
     return metrics
+
+
+def _trainer(cfg: TrainParams, loggers: list, callbacks: list) -> pl.Trainer:
+    """Lightning's Trainer as train.* says: epochs, devices, precision (auto: what the
+    hardware computes natively), no sanity validation (the first epoch validates)."""
+    return pl.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=resolve_precision(cfg),
+        logger=loggers,
+        callbacks=callbacks,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+def _provenance(run_id: str | None, best: ModelCheckpoint) -> dict:
+    """What the exported folder records of where it came from."""
+    return {
+        "mlflow_run_id": run_id,
+        "git_commit": tracking.git_commit(),
+        "best_checkpoint_val_acc": float(best.best_model_score),
+        **tracking.dvc_hashes(),
+    }
 
 
 def _open_run(params: Params, meta: dict, run_file: Path) -> str | None:
