@@ -16,7 +16,7 @@ SCRIPT = Path(sys.executable).parent / "klue-nli"  # what `make venv` installs
 COMMANDS = {
     "recipe", "sweep", "flow", "deploy",
     "register", "promote", "rollback", "show", "export", "gc",
-    "feedback",
+    "feedback", "monitor",
     "params", "convert-e5", "figures",
 }  # fmt: skip
 

@@ -157,7 +157,6 @@ def test_recipes_override_and_full_recipe_undoes_them():
     assert quick["model.name_or_path"] == "../shared/kcbert-base"
     assert quick["train.freeze_embeddings"] == "false"  # the demo's setting undone
     assert args("full", after_demo, {}) == {
-        "data.train_pairs": "null",
         "model.pooling": "cls",
         "train.learning_rate": "5e-05",
         "featurize.max_seq_length": "64",
