@@ -15,7 +15,14 @@ import json
 from pydantic import BaseModel, ValidationError
 
 from service import openapi
-from service.errors import Receive, Send, send_error, shaped_errors, validation_failure
+from service.errors import (
+    ROUTE_ERRORS,
+    Receive,
+    Send,
+    send_error,
+    shaped_errors,
+    validation_failure,
+)
 
 
 class JsonContract:
@@ -33,8 +40,9 @@ class JsonContract:
         if path == "/docs.json" and method == "GET":
             return await openapi.serve_document(self.app, self.models, scope, receive, send)
         model = self.models.get(path)
+        shaped = shaped_errors(send, ROUTE_ERRORS.get(path))
         if model is None or method != "POST":
-            return await self.app(scope, receive, shaped_errors(send))
+            return await self.app(scope, receive, shaped)
         content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
         media = content_type.split(";")[0].strip().lower()
         if media != "application/json":
@@ -66,7 +74,7 @@ class JsonContract:
         except ValidationError as exc:
             message, detail = validation_failure(exc)
             return await send_error(send, 400, message, detail)
-        return await self.app(scope, replay_body(body, receive), shaped_errors(send))
+        return await self.app(scope, replay_body(body, receive), shaped)
 
 
 def _parse_failure(exc: ValueError | RecursionError) -> str:

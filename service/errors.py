@@ -27,6 +27,8 @@ FEEDBACK_ERRORS = {
     429: "too many corrections from this address",
     503: "the feedback store is unavailable: try again shortly",
 }
+# error answers a route gives besides the common ones (its 503 said its own way)
+ROUTE_ERRORS = {"/feedback": FEEDBACK_ERRORS}
 ERROR_SCHEMA = {
     "type": "object",
     "title": "ErrorResponse",
@@ -113,9 +115,24 @@ def validation_failure(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]
     return f"{n} field{'s' if n > 1 else ''} invalid: {parts}", detail
 
 
-def shaped_errors(send: Send) -> Send:
+def _app_message(body: bytes) -> str | None:
+    """The message of an error answer the app gave: its `error` (BentoML sends a 4xx as a
+    one-item list holding that object), or its text."""
+    try:
+        original = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return body.decode("utf-8", "replace").strip() or None
+    if isinstance(original, list) and len(original) == 1:
+        original = original[0]
+    return original.get("error") if isinstance(original, dict) else None
+
+
+def shaped_errors(send: Send, fallback: dict[int, str] | None = None) -> Send:
     """`send` for the app's own answers: an error answer (4xx, 5xx) becomes
-    `{"error", "detail"}`, keeping the app's message where it gave one."""
+    `{"error", "detail"}`, keeping the app's message where it gave one. BentoML words a 5xx
+    only as "an unexpected error": the route's own line for that status (`fallback`) says
+    what happened instead."""
+    said = {**ERRORS, **(fallback or {})}
     state: dict[str, Any] = {}
 
     async def wrapped(message: dict) -> None:
@@ -129,13 +146,8 @@ def shaped_errors(send: Send) -> Send:
             return None
         start = state.pop("start")
         status = start["status"]
-        try:
-            original = json.loads(state["body"])
-            text = original.get("error") if isinstance(original, dict) else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            text = state["body"].decode("utf-8", "replace").strip() or None
-        fallback = ERRORS.get(status) or FEEDBACK_ERRORS.get(status, "the request failed")
-        body = error_body(str(text or fallback))
+        text = None if status >= 500 and status in said else _app_message(state["body"])
+        body = error_body(str(text or said.get(status, "the request failed")))
         headers = [
             (k, v)
             for k, v in start.get("headers", [])

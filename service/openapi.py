@@ -8,10 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from service.errors import ERROR_SCHEMA, ERRORS, FEEDBACK_ERRORS, Receive, Send
-
-# error answers a route gives besides the common ones
-ROUTE_ERRORS = {"/feedback": FEEDBACK_ERRORS}
+from service.errors import ERROR_SCHEMA, ERRORS, ROUTE_ERRORS, Receive, Send
 
 
 async def serve_document(app, routes: Iterable[str], scope, receive: Receive, send: Send) -> None:

@@ -21,7 +21,7 @@ from klue_nli.registry.model_card import policy_card, version_card
 
 DEV_DATA_TAG = "data.dev_sha256"  # the dev file a version was evaluated on
 # the served model's label shares and confidence on dev (JSON): what drift is measured against
-PROFILE_TAG = "eval.served.profile"
+PROFILE_TAG = "served.dev_profile"
 LINEAGE_PARAMS = ("model", "train", "featurize", "seed", "labels")
 
 

@@ -20,6 +20,7 @@ from stages.featurize import featurize
 from stages.train import train
 from tests.conftest import ROOT, tiny_params
 from tests.helpers import bentoml_home
+from tests.pretrained import write_transfer_task
 
 
 @pytest.fixture(scope="package")
@@ -35,7 +36,16 @@ def served(tmp_path_factory, klue_dir, kcbert):
         import mlflow
 
         mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
-        params = tiny_params(str(klue_dir), kcbert, train={"max_steps": 30})
+        # a task the tiny BERT learns (tests/pretrained.py, about 65 % on its dev): a model
+        # whose answers depend on the pair, so drift of its answers can be seen
+        task = write_transfer_task(klue_dir, work / "task")
+        learn = {"max_steps": -1, "epochs": 3, "batch_size": 32, "learning_rate": 3e-3}
+        params = tiny_params(
+            str(task),
+            kcbert,
+            train=learn,
+            model={"random": {"hidden_size": 64, "intermediate_size": 128}},
+        )
         for stage in (download, featurize, train, evaluate):
             stage(params)
         version = register(params)
@@ -68,6 +78,9 @@ def served(tmp_path_factory, klue_dir, kcbert):
                 "bentoml_home": work / "bentoml",
                 "bento_model": tag,
                 "feedback_url": feedback_url,
+                "raw_dir": work / "data/raw",
+                # each test has its own store (tests/conftest.py): this is the champion's
+                "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
                 "log": work / "bentoml-serve.log",
             }
         finally:
