@@ -135,7 +135,7 @@ bench: $(STAMP) ## Benchmarks vs the original approach; kcbert-base's shape and 
 recovery: $(STAMP) ## The serving worker killed under load, graph made at start vs stored by make export (after make demo) -> benchmarks/recovery.json
 	python -m benchmarks.recovery
 
-train-speed: $(STAMP) ## The demo's fine-tuning done other ways (torch.compile, batch 64, no length grouping): examples/s and validation, after make demo -> benchmarks/train_speed.json (~10 min)
+train-speed: $(STAMP) ## The demo's fine-tuning done other ways (torch.compile, batch 64, no length grouping, lowest layers frozen): examples/s and validation, after make demo -> benchmarks/train_speed.json (~12 min)
 	python -m benchmarks.train_speed
 
 variants: $(STAMP) ## The served model's ONNX graph fp32, fused, int8 (dynamic, static QDQ), PyTorch bf16 side by side (after make demo) -> benchmarks/variants.json

@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument(
         "--freeze-embeddings", action="store_true", help="train.freeze_embeddings (the demo's)"
     )
+    parser.add_argument(
+        "--freeze-layers", type=int, default=0, help="train.freeze_layers: the lowest N kept"
+    )
     parser.add_argument("--precision", default="32-true", help="train.precision (bf16-mixed)")
     parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
     parser.add_argument("--batch-size", type=int, default=32)
@@ -91,6 +94,7 @@ def main() -> None:
             "group_by_length": args.padding == "grouped",
             "learning_rate": args.lr or (5e-5 if args.pretrained else 3e-4),
             "freeze_embeddings": args.freeze_embeddings,
+            "freeze_layers": args.freeze_layers,
         }
     )
     pl.seed_everything(7, verbose=False)
@@ -161,6 +165,7 @@ def main() -> None:
                 "precision": args.precision,
                 "pooling": args.pooling,
                 "freeze_embeddings": args.freeze_embeddings,
+                "freeze_layers": args.freeze_layers,
                 "trainable_parameters": sum(
                     p.numel() for p in model.parameters() if p.requires_grad
                 ),

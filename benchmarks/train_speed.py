@@ -6,7 +6,9 @@ weights), against the demo's own way: examples/s and accuracy on the validation 
   embeddings, the precision `train.precision: auto` picks here);
 - compile: the same with the model under torch.compile (Inductor's C++ kernels on CPU);
 - batch 64: twice the batch at twice the learning rate (linear scaling), half the steps;
-- padded: batches in random order, padded to their longest pair (no length grouping).
+- padded: batches in random order, padded to their longest pair (no length grouping);
+- frozen 4 / frozen 6: the embeddings and the lowest 4 or 6 of the 12 encoder layers kept as
+  pretrained (train.freeze_layers), so backward stops above them.
 
 A variant is worth adopting at >= 1.2x the baseline's examples/s with validation accuracy
 within two standard errors of the difference. Needs `make demo` first (its feature cache).
@@ -38,6 +40,8 @@ VARIANTS = {
     "compile": (32, 1e-4, ["--compile"]),
     "batch64": (64, 2e-4, []),
     "padded": (32, 1e-4, ["--padding", "dynamic"]),
+    "frozen4": (32, 1e-4, ["--freeze-layers", "4"]),
+    "frozen6": (32, 1e-4, ["--freeze-layers", "6"]),
 }
 ADOPT_RATIO = 1.2
 
@@ -67,7 +71,14 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3840, help="training examples each")
     parser.add_argument("--features", default=None, help="default: paths.features_dir")
     parser.add_argument("--warmup", type=int, default=6, help="steps left out of the timing")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="which, comma-separated (baseline first)"
+    )
     args = parser.parse_args()
+    chosen = ["baseline", *(v for v in args.variants.split(",") if v and v != "baseline")]
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"train-speed: unknown variants {sorted(unknown)} (of {list(VARIANTS)})")
     params = params_from_dict(committed_tree(ROOT / PARAMS_FILE))
     features = Path(args.features or params.paths.features_dir)
     meta = features / "meta.json"
@@ -77,7 +88,8 @@ def main() -> None:
     model = os.environ.get("E5_MODEL") or "intfloat/multilingual-e5-small"
     precision = resolve_precision(params.train)
     runs = {}
-    for name, (batch, lr, extra) in VARIANTS.items():
+    for name in chosen:
+        batch, lr, extra = VARIANTS[name]
         probe = ["--features", str(features), "--padding", "grouped", "--pretrained"]
         probe += ["--freeze-embeddings", "--pooling", "mean", "--model", model]
         probe += ["--precision", precision, "--batch-size", str(batch), "--lr", str(lr)]

@@ -51,13 +51,29 @@ class Correction(BaseModel):
     """POST /feedback: the label a user says is right, for an answer the service gave
     (`answer_id`) or for a pair (`premise` and `hypothesis`), with an optional note."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # The rule of the validator below, in the schema too (so the OpenAPI document says it):
+    # an answer id alone, or a premise with its hypothesis.
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["answer_id"],
+                    "not": {"anyOf": [{"required": ["premise"]}, {"required": ["hypothesis"]}]},
+                },
+                {"required": ["premise", "hypothesis"]},
+            ]
+        },
+    )
+    # Optional fields default to None when left out; an explicit null is not a string (400),
+    # so the document's types are the whole truth.
     label: Literal[tuple(PARAMS.labels)]  # type: ignore[valid-type]
-    answer_id: Annotated[str, Field(pattern=ANSWER_ID)] | None = None
-    premise: Text | None = None
-    hypothesis: Text | None = None
+    answer_id: Annotated[str, Field(pattern=ANSWER_ID)] = None  # type: ignore[assignment]
+    premise: Text = None  # type: ignore[assignment]
+    hypothesis: Text = None  # type: ignore[assignment]
     # no control characters (PostgreSQL refuses a NUL in text): the rule of Text, empty allowed
-    note: Annotated[str, Field(max_length=MAX_NOTE_CHARS, pattern=rf"^{_OK}*$")] | None = None
+    note: Annotated[str, Field(max_length=MAX_NOTE_CHARS, pattern=rf"^{_OK}*$")] = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _names_what_it_corrects(self) -> Correction:

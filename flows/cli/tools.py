@@ -42,10 +42,14 @@ def convert_e5(package_file: Path | None, out: Path | None) -> None:
 
 @click.command()
 def figures() -> None:
-    """Render the model tables of README.md and docs/model.md from the recipe records."""
+    """Render the model tables of README.md and docs/model.md from the recipe records, and
+    the performance blocks from the benchmarks' files."""
+    from flows import bench_figures
     from flows.records import main as render
 
     render()
+    for page in bench_figures.write_pages():
+        print(f"figures: {page} (performance)")
 
 
 COMMANDS = (params, convert_e5, figures)

@@ -174,6 +174,9 @@ class TrainParams(Section):
     # Keep the word-embedding matrix as pretrained: in multilingual-e5-small it is 96 M of the
     # 118 M parameters, so freezing it skips most of the gradient and optimiser work.
     freeze_embeddings: bool
+    # Keep every embedding and the lowest N encoder layers as pretrained (0: none). Backward
+    # then stops at layer N: fewer gradients to compute, not only fewer to apply.
+    freeze_layers: Annotated[int, Field(ge=0)]
     # Layer-wise learning-rate decay: the top encoder layer (and the head) train at
     # learning_rate, each layer below at this factor of the one above, the embeddings
     # lowest (Clark et al., 2020). 1.0: every parameter at learning_rate.

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
+from klue_nli.core.errors import ParamsError
 from klue_nli.core.params import TrainParams
 
 
@@ -20,6 +21,8 @@ class NLIModule(pl.LightningModule):
         self.cfg = train
         if train.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
+        if train.freeze_layers:
+            freeze_lowest(model, train.freeze_layers)
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.model(**batch).logits
@@ -65,6 +68,18 @@ class NLIModule(pl.LightningModule):
 
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def freeze_lowest(model: PreTrainedModel, n: int) -> None:
+    """Keep the embeddings and encoder layers 0 .. n-1 as they are (train.freeze_layers)."""
+    layers = int(model.config.num_hidden_layers)
+    if n >= layers:
+        raise ParamsError(
+            f"train.freeze_layers: {n} leaves no encoder layer to train (the model has {layers})"
+        )
+    for name, param in model.named_parameters():
+        if layer_depth(name, layers) <= n:
+            param.requires_grad_(False)
 
 
 def layer_depth(name: str, num_layers: int) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import records
+from flows import bench_figures, records
 from tests.conftest import ROOT, default_params
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -74,6 +74,33 @@ def test_recipe_figures_on_the_pages_are_the_records_runs_wrote(page: str):
         os.chdir(cwd)
     assert block == expected, f"{page}: run `make figures`"
     assert set(records.load_records(ROOT / folder)) == set(records.SHOWN)
+
+
+def test_the_readmes_performance_block_is_the_benchs_own_files():
+    """The README's performance figures are rendered from benchmarks/results.json and
+    recovery.json (`make figures`); a figure typed by hand there fails here."""
+    text = (ROOT / bench_figures.PAGE).read_text(encoding="utf-8")
+    assert bench_figures.START in text, "README.md: no performance block"
+    block = text.split(bench_figures.START)[1].split(bench_figures.END)[0]
+    results, recovery = bench_figures.load(ROOT)
+    assert block == bench_figures.render(results, recovery), "README.md: run `make figures`"
+    # and a changed figure changes the block: the check can fail
+    results["targets"][0]["figure"] = results["targets"][0]["figure"] * 2 + 1
+    assert bench_figures.render(results, recovery) != block
+
+
+def test_the_ways_of_training_are_the_train_speed_runs_own_file():
+    """docs/performance.md's ways-of-training table is rendered from
+    benchmarks/train_speed.json (`make figures`)."""
+    text = (ROOT / bench_figures.SPEED_PAGE).read_text(encoding="utf-8")
+    start, end = bench_figures.SPEED_START, bench_figures.SPEED_END
+    assert start in text, "docs/performance.md: no train-speed block"
+    block = text.split(start)[1].split(end)[0]
+    speed = bench_figures.load_train_speed(ROOT)
+    assert block == bench_figures.render_train_speed(speed), "run `make figures`"
+    name = next(iter(speed["variants"]))
+    speed["variants"][name]["examples_per_s"] += 1.0
+    assert bench_figures.render_train_speed(speed) != block
 
 
 def test_a_hand_edited_figure_is_seen(tmp_path):
