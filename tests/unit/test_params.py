@@ -162,6 +162,8 @@ def test_recipes_override_and_full_recipe_undoes_them():
         "featurize.max_seq_length": "64",
         "train.epochs": "5",
         "train.freeze_embeddings": "false",
+        "train.freeze_layers": "0",
+        "train.max_steps": "-1",
         "train.group_by_length": "false",
         "data.mirror": "null",
         "model.name_or_path": "beomi/kcbert-base",
