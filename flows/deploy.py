@@ -14,6 +14,7 @@ from flows.training import PROJECT_DIR, training_flow
 
 POOL = "klue-nli"
 DEPLOYMENT = "weekly-retraining"
+MONITOR_DEPLOYMENT = "hourly-drift"
 
 
 def scheduled_cron() -> str:
@@ -73,3 +74,26 @@ def alert_on_failure(webhook_url: str, deployment: str | None = None) -> str:
         ],
     )
     return str(automation.create().id)
+
+
+def deploy_monitor(
+    service_url: str, webhook_url: str | None, cron: str | None = None, pool: str = POOL
+) -> str:
+    """The drift check of the service at `service_url`, hourly unless `cron` says otherwise,
+    posting a drift to `webhook_url`."""
+    from flows.monitor import monitor_flow
+
+    flow = monitor_flow.from_source(
+        source=str(PROJECT_DIR), entrypoint="flows/monitor.py:monitor_flow"
+    )
+    deployment_id = flow.deploy(
+        name=MONITOR_DEPLOYMENT,
+        work_pool_name=pool,
+        cron=cron or "0 * * * *",
+        parameters={"service_url": service_url, "webhook_url": webhook_url},
+        build=False,
+        push=False,
+        print_next_steps=False,
+        description="Compare the served champion's answers with its dev profile (PSI).",
+    )
+    return str(deployment_id)

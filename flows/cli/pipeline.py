@@ -117,12 +117,30 @@ def flow(
 @click.option("--pool", default="klue-nli", show_default=True, help="the process work pool")
 @click.option("--params", "flow_params", default="{}", help="the flow's parameters, as JSON")
 @click.option("--alert-webhook", metavar="URL", help="only add the failure automation to URL")
-def deploy(cron: str | None, pool: str, flow_params: str, alert_webhook: str | None) -> None:
+@click.option(
+    "--monitor",
+    "service_url",
+    metavar="URL",
+    help="instead: deploy the hourly drift check of the service at URL (posts to --alert-webhook)",
+)
+def deploy(
+    cron: str | None,
+    pool: str,
+    flow_params: str,
+    alert_webhook: str | None,
+    service_url: str | None,
+) -> None:
     """Deploy weekly retraining on a work pool of PREFECT_API_URL (make deploy)."""
     from flows.deploy import DEPLOYMENT, alert_on_failure
     from flows.deploy import deploy as deploy_flow
     from flows.training import training_flow
 
+    if service_url:
+        from flows.deploy import MONITOR_DEPLOYMENT, deploy_monitor
+
+        deployment_id = deploy_monitor(service_url, alert_webhook, cron, pool)
+        print(f"deployed klue-nli-monitor/{MONITOR_DEPLOYMENT} ({deployment_id}) on pool {pool}")
+        return
     if alert_webhook:
         automation_id = alert_on_failure(alert_webhook)
         print(f"automation klue-nli-training-failed ({automation_id}) -> {alert_webhook}")

@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,8 @@ from klue_nli.data.klue import clean_examples, read_split
 from klue_nli.registry.monitor import check, one_line
 from service.feedback import STORE_ENV
 from tests.conftest import ROOT
+from tests.e2e.test_flows import prefect_env
+from tests.helpers import Webhook
 
 LIMIT = load_params(ROOT / "params.yaml").feedback.per_client_per_minute
 PAIR = {"premise": "민수가 지수를 도왔다.", "hypothesis": "지수가 민수를 도왔다."}
@@ -58,7 +62,8 @@ def test_drift_is_none_for_dev_again_and_found_in_a_shifted_stream(served, tmp_p
     """The first test on the server (its counts hold nothing else): KLUE dev sent again is no
     drift from the champion's dev profile; then a stream of one kind of pair (the premise
     repeated as its hypothesis, which this task's model calls entailment) is, counted since
-    that check (`--since`)."""
+    that check (`--since`); the monitoring flow finds the next such stream and posts it to
+    the alert webhook."""
     url, state = served["url"], tmp_path / "monitor.json"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", served["tracking_uri"])
     dev, _ = clean_examples(read_split(served["raw_dir"], "dev"))
@@ -80,13 +85,44 @@ def test_drift_is_none_for_dev_again_and_found_in_a_shifted_stream(served, tmp_p
     print(json.dumps(moved))
     assert moved["answers"] == len(dev) and moved["drift"] is True, moved
     assert one_line(moved).startswith("drift: model version ")
+    # the scheduled check (a Prefect flow) finds the next shifted stream and posts it to the
+    # team's alert webhook
+    for start in range(0, len(shifted), 64):
+        chunk = {"pairs": shifted[start : start + 64]}
+        assert post_from("127.0.2.9", url, "/predict", chunk)[0] == 200
+    hook = Webhook()
+    try:
+        flow = {"service_url": url, "webhook_url": hook.url, "state_file": str(state)}
+        flow["min_answers"] = len(dev)
+        flow["params_file"] = str(ROOT / "params.yaml")
+        env = prefect_env(tmp_path, MLFLOW_TRACKING_URI=served["tracking_uri"])
+        code = (
+            "import json, sys; from flows.monitor import monitor_flow; "
+            "print('RESULT ' + json.dumps(monitor_flow(**json.loads(sys.argv[1]))))"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(flow)],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert json.loads(line.removeprefix("RESULT "))["drift"] is True
+        assert len(hook.received) == 1, hook.received
+        assert hook.received[0]["subject"] == "klue-nli drift: model version 1"
+        assert hook.received[0]["body"].startswith("drift: model version 1")
+    finally:
+        hook.close()
     # the CLI says the same in one line, and as JSON
     params = str(ROOT / "params.yaml")
     args = ("flows.cli", "monitor", "--url", url, "--json", "--params", params)
     cli = run_module(
         Path.cwd(), {**os.environ, "MLFLOW_TRACKING_URI": served["tracking_uri"]}, *args
     )
-    assert json.loads(cli.splitlines()[-1])["answers"] == 2 * len(dev)
+    assert json.loads(cli.splitlines()[-1])["answers"] == 3 * len(dev)
 
 
 def test_answers_carry_an_id_and_a_correction_by_id_stores_the_answer_it_corrects(served):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -29,6 +27,7 @@ from tests.conftest import ROOT
 from tests.e2e.test_flows import FAST as FAST_FLOW
 from tests.e2e.test_pipeline import sh
 from tests.e2e.test_registry import NAME, aliases, candidate
+from tests.helpers import Webhook
 
 KEPT = "klue-nli-retention"
 
@@ -110,31 +109,6 @@ def test_retention_keeps_the_newest_and_the_aliases_and_empties_the_object_store
         everything += [json.dumps(run.data.params), json.dumps(run.data.tags)]
     text = "\n".join(everything)
     assert all(secret not in text for secret in shared.secrets())
-
-
-class Webhook:
-    """A loopback HTTP server that records the JSON bodies POSTed to it."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def flow_run_state(api: str, flow_run_id: str, until: tuple[str, ...], timeout: float) -> dict:
