@@ -52,7 +52,7 @@ class Correction(BaseModel):
     (`answer_id`) or for a pair (`premise` and `hypothesis`), with an optional note."""
 
     # The rule of the validator below, in the schema too (so the OpenAPI document says it):
-    # an answer id alone, or a premise with its hypothesis.
+    # an answer id without a pair, or a premise with its hypothesis.
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
@@ -60,14 +60,13 @@ class Correction(BaseModel):
             "anyOf": [
                 {
                     "required": ["answer_id"],
-                    "not": {"anyOf": [{"required": ["premise"]}, {"required": ["hypothesis"]}]},
+                    "properties": {"label": {}, "answer_id": {}, "note": {}},
+                    "additionalProperties": False,
                 },
                 {"required": ["premise", "hypothesis"]},
             ]
         },
     )
-    # Optional fields default to None when left out; an explicit null is not a string (400),
-    # so the document's types are the whole truth.
     label: Literal[tuple(PARAMS.labels)]  # type: ignore[valid-type]
     answer_id: Annotated[str, Field(pattern=ANSWER_ID)] = None  # type: ignore[assignment]
     premise: Text = None  # type: ignore[assignment]

@@ -5,13 +5,17 @@ and 429) carry `ErrorResponse` (service/errors.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 from service.errors import ERROR_SCHEMA, ERRORS, ROUTE_ERRORS, Receive, Send
 
 
-async def serve_document(app, routes: Iterable[str], scope, receive: Receive, send: Send) -> None:
+async def serve_document(
+    app, routes: Mapping[str, type[BaseModel]], scope, receive: Receive, send: Send
+) -> None:
     """Answer GET /docs.json with the app's document, patched for the JSON `routes`."""
     captured: dict[str, Any] = {"body": b""}
 
@@ -32,20 +36,22 @@ async def serve_document(app, routes: Iterable[str], scope, receive: Receive, se
     await send({"type": "http.response.body", "body": body})
 
 
-def patch(document: dict, routes: Iterable[str]) -> dict:
-    """The document with each JSON route's body required, JSON only, and its error answers."""
+def patch(document: dict, routes: Mapping[str, type[BaseModel]]) -> dict:
+    """The document with each JSON route's body required, JSON only, its schema the route's
+    own model as pydantic states it (BentoML keeps one branch of a top-level anyOf), and its
+    error answers."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorResponse"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/ErrorResponse"}
-    for path in routes:
+    for path, model in routes.items():
         operation = document.get("paths", {}).get(path, {}).get("post")
         if operation is None:
             continue
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
         request = operation.setdefault("requestBody", {})
         request["required"] = True
-        request["content"] = {
-            "application/json": request.get("content", {}).get("application/json", {"schema": {}})
-        }
+        request["content"] = {"application/json": {"schema": schema}}
         ok = operation.get("responses", {}).get("200")
         errors = {**ERRORS, **ROUTE_ERRORS.get(path, {})}
         operation["responses"] = {
