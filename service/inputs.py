@@ -27,9 +27,24 @@ Text = Annotated[
     Field(min_length=1, max_length=SERVE.max_text_chars, pattern=TEXT_PATTERN),
     AfterValidator(clean_text),
 ]
+
+
+def _whole_unicode(value: str) -> str:
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError("must be valid Unicode (no lone surrogates)")
+    return value
+
+
+# A correction's note: no control characters (PostgreSQL refuses a NUL in text) and no lone
+# surrogates (no database stores one), as Text, but it may be empty.
+MAX_NOTE_CHARS = 500
+Note = Annotated[
+    str,
+    Field(max_length=MAX_NOTE_CHARS, pattern=rf"^{_OK}*$"),
+    AfterValidator(_whole_unicode),
+]
 # what /api and /predict hand out: uuid4's 32 hex digits
 ANSWER_ID = r"^[0-9a-f]{32}$"
-MAX_NOTE_CHARS = 500
 
 
 class Pair(BaseModel):
@@ -71,8 +86,7 @@ class Correction(BaseModel):
     answer_id: Annotated[str, Field(pattern=ANSWER_ID)] = None  # type: ignore[assignment]
     premise: Text = None  # type: ignore[assignment]
     hypothesis: Text = None  # type: ignore[assignment]
-    # no control characters (PostgreSQL refuses a NUL in text): the rule of Text, empty allowed
-    note: Annotated[str, Field(max_length=MAX_NOTE_CHARS, pattern=rf"^{_OK}*$")] = None  # type: ignore[assignment]
+    note: Note = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _names_what_it_corrects(self) -> Correction:

@@ -12,6 +12,7 @@ fuzzers spend that address's corrections.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -20,11 +21,14 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from benchmarks.recovery import worker_pids
 from devtools.sandbox import bentoml_server, free_port, run_module
@@ -178,6 +182,8 @@ BAD = [
     ({"label": "neutral", "premise": "전제만 있다."}, "body"),
     ({"label": "neutral", "answer_id": "0" * 32, "note": "a\x00b"}, "note"),
     ({"label": "neutral", "answer_id": "0" * 32, "note": "가" * 501}, "note"),
+    ({"label": "neutral", "answer_id": "0" * 32, "note": "\ud800"}, "note"),
+    ({"label": "neutral", "premise": None, "hypothesis": None}, "premise"),
     ({"label": "neutral", "answer_id": "0" * 32, "extra": 1}, "extra"),
 ]
 
@@ -334,3 +340,34 @@ def test_a_correction_clicked_on_the_page_is_in_the_store(served, tmp_path):
     assert row["hypothesis"] == hypothesis and row["label"] == "contradiction"
     assert row["answered"] in served["labels"] and row["answer_id"]
     assert row["model_version"] == served["version"]
+
+
+correction_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "label": st.sampled_from(["entailment", "contradiction", "neutral"]) | st.text(),
+        "answer_id": st.text(alphabet="0123456789abcdef", min_size=30, max_size=34) | st.integers(),
+        "premise": st.text(max_size=1200) | st.none(),
+        "hypothesis": st.text(max_size=1200),
+        "note": st.text(max_size=600),
+        "extra": st.booleans(),
+    },
+)
+SENT = itertools.count()
+
+
+@given(body=correction_like)
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+def test_property_any_correction_is_stored_or_refused_never_a_5xx(served, body):
+    """Whatever fields and values a correction has: a 200 is a stored row, anything else is
+    the project's 400 or 404 (or 429 past the limit), never a 5xx. Each example comes from
+    an address of its own (250 in turn), so the limit is met only where it should be."""
+    source = f"127.0.4.{next(SENT) % 250 + 1}"
+    status, _, answer = post_from(source, served["url"], "/feedback", body)
+    assert status in (200, 400, 404, 429), (body, status, answer)
+    if status == 200:
+        row = stored(served["feedback_url"])[answer["feedback_id"]]
+        premise = unicodedata.normalize("NFC", body["premise"])  # the one text rule
+        assert row["label"] == body["label"] and row["premise"] == premise
+    else:
+        assert set(answer) == {"error", "detail"}, answer
