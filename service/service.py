@@ -2,7 +2,8 @@
 
 One service in one process: it validates input, batches concurrent requests adaptively in
 process (klue_nli/inference/batching.py), predicts through the shared `Predictor`, formats
-answers as the tutorial's web app did, and serves the page at `/`.
+answers as the tutorial's web app did, takes corrections of its answers (POST /feedback,
+service/feedback.py), counts what it answers for drift monitoring, and serves the page at `/`.
 
     bentoml serve service.service:NLIService          # from the project root
 """
