@@ -66,13 +66,15 @@ def served(tmp_path_factory, klue_dir, kcbert):
             predictor = Predictor.from_dir(
                 work / "models/best", quantize=serve.quantize, runtime=serve.runtime
             )
+            probs, truncated = predictor.predict_proba_truncated(
+                [e.premise for e in dev], [e.hypothesis for e in dev]
+            )
             yield {
                 "url": f"http://127.0.0.1:{port}",
                 "server": server,
                 "dev": dev,
-                "probs": predictor.predict_proba(
-                    [e.premise for e in dev], [e.hypothesis for e in dev]
-                ),
+                "probs": probs,
+                "truncated": truncated.tolist(),
                 "labels": predictor.labels,
                 "version": str(version.version),
                 "bentoml_home": work / "bentoml",
