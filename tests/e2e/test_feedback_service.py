@@ -58,6 +58,15 @@ def post_from(source: str, url: str, path: str, body: dict, timeout: float = 60)
         conn.close()
 
 
+def own_home(served: dict, tmp_path: Path) -> str:
+    """A copy of the shared server's BentoML home, for a second server: BentoML keeps its
+    Prometheus files under the home and clears them when a server starts, which would empty
+    the shared server's counts."""
+    home = tmp_path / "second-server-home"
+    shutil.copytree(served["bentoml_home"], home, ignore=shutil.ignore_patterns("prometheus*"))
+    return str(home)
+
+
 def stored(url: str) -> dict[int, dict]:
     return {row["id"]: row for row in FeedbackStore(url).rows()}
 
@@ -225,7 +234,7 @@ def test_with_the_store_down_feedback_is_503_and_the_model_keeps_answering(serve
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "BENTOML_HOME": str(served["bentoml_home"]),
+        "BENTOML_HOME": own_home(served, tmp_path),
         STORE_ENV: f"postgresql://klue:klue@127.0.0.1:{free_port()}/feedback",
     }
     server = bentoml_server(ROOT, port, tmp_path / "serve.log", env)
@@ -252,7 +261,7 @@ def test_every_acknowledged_correction_of_1000_survives_a_killed_worker(served, 
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "BENTOML_HOME": str(served["bentoml_home"]),
+        "BENTOML_HOME": own_home(served, tmp_path),
         STORE_ENV: store,
     }
     server = bentoml_server(ROOT, port, tmp_path / "serve.log", env)
