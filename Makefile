@@ -103,7 +103,7 @@ export: $(STAMP) ## Copy the champion into the BentoML model store (what make se
 serve: $(STAMP) ## Serve the champion with BentoML on 127.0.0.1:$PORT (default 3000)
 	@bentoml models get klue-nli:latest >/dev/null 2>&1 || \
 	  { echo "no champion exported to BentoML yet: run 'make demo' or 'make champion'"; exit 1; }
-	bentoml serve service.service:NLIService --host 127.0.0.1 --port $(PORT)
+	bentoml serve klue_nli.service.service:NLIService --host 127.0.0.1 --port $(PORT)
 
 gc: $(STAMP) ## Registry retention: delete versions beyond registry.keep_versions and their artifacts
 	klue-nli gc

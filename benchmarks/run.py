@@ -23,17 +23,17 @@ import torch
 from benchmarks import base, report, serving, variants
 from benchmarks.loadgen import PAIRS
 from devtools.sandbox import make_project, project_env, run_module
-from flows.recipes import committed_tree
-from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
+from klue_nli.core.stage_runner import apply_quiet_defaults
 from klue_nli.data.klue import read_split
 from klue_nli.inference.bento import store_model
 from klue_nli.inference.predictor import Predictor
 from klue_nli.model.encoders import HUB_ID
-from stages.download import download
-from stages.featurize import featurize
+from klue_nli.pipeline.recipes import committed_tree
+from klue_nli.stages.download import download
+from klue_nli.stages.featurize import featurize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -235,11 +235,11 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     env.pop("PREFECT_API_URL", None)
     project = make_project(ROOT, work / "project", env)
     fast = ["-S", "train.max_steps=20"]
-    recipe = shlex.split(run_module(project, env, "flows.cli", "recipe", "quick"))
+    recipe = shlex.split(run_module(project, env, "klue_nli.cli", "recipe", "quick"))
     run_module(project, env, "dvc", "exp", "run", *recipe, *fast)
     run_module(project, env, "dvc", "repro")  # warm the OS caches first
     noop_repro, _ = timed(run_module, project, env, "dvc", "repro")
-    noop_flow, _ = timed(run_module, project, env, "flows.cli", "flow", "--no-bento")
+    noop_flow, _ = timed(run_module, project, env, "klue_nli.cli", "flow", "--no-bento")
     return {"noop_repro_s": noop_repro, "noop_flow_s": noop_flow}
 
 

@@ -238,7 +238,7 @@ def service_copy(dest: Path, **serve) -> Path:
     """The service with its own params.yaml (serve.* overridden), to run beside another."""
     import yaml
 
-    for name in ("service", "klue_nli"):
+    for name in ("klue_nli",):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["serve"].update(serve)
@@ -254,7 +254,7 @@ def start(kind: str, root: Path, work: Path, model_dir: Path | None = None) -> t
         args = ["benchmarks.flask_app", "--model-dir", str(model_dir), "--port", str(port)]
         health = "/health"
     else:
-        args = ["bentoml", "serve", "service.service:NLIService", "--host", "127.0.0.1"]
+        args = ["bentoml", "serve", "klue_nli.service.service:NLIService", "--host", "127.0.0.1"]
         args += ["--port", str(port)]
         health = "/readyz"
     url = f"http://127.0.0.1:{port}"

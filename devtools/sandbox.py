@@ -76,7 +76,7 @@ class Server:
         self._fh.close()
 
 
-SERVICE = "service.service:NLIService"
+SERVICE = "klue_nli.service.service:NLIService"
 
 
 def bentoml_server(root: Path, port: int, log: Path, env: dict, *extra: str) -> Server:
@@ -88,10 +88,7 @@ def bentoml_server(root: Path, port: int, log: Path, env: dict, *extra: str) -> 
 
 PROJECT_FILES = [
     "klue_nli",
-    "stages",
-    "flows",
     "recipes",
-    "service",
     "dvc.yaml",
     "params.yaml",
     "feedback/accepted.jsonl",

@@ -8,6 +8,10 @@
     data       KLUE-NLI files, download, text cleaning, tokenization, the feature cache
     core       params.yaml's schema, errors, atomic writes, checksums, the stage runner
 
-The entry points sit on top, outside this package: stages/ (DVC), flows/ (recipes, sweep,
-Prefect), service/ (BentoML).
+The entry points sit on top of those layers:
+
+    cli        `klue-nli`, the command-line tool
+    pipeline   recipes, sweeps, records, the Prefect flows and deployments
+    stages     the DVC stages (download, featurize, train, evaluate)
+    service    the BentoML service: contract, batching, feedback, metrics, the page
 """

@@ -16,12 +16,12 @@ import mlflow
 import pytest
 import yaml
 
-from flows.recipes import committed_tree
-from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
+from klue_nli.core.stage_runner import apply_quiet_defaults
 from klue_nli.data.klue import SPLITS, split_filename
 from klue_nli.data.kornli import SPLITS as KORNLI_SPLITS
 from klue_nli.data.kornli import kornli_filename
+from klue_nli.pipeline.recipes import committed_tree
 from tests.helpers import LoopbackServer, bentoml_home, deep_update
 
 ROOT = Path(__file__).resolve().parent.parent

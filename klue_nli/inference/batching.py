@@ -10,7 +10,7 @@ grow by themselves. An overloaded server sheds load instead of queueing without 
 - at batch start: a request whose wait so far plus the expected model call (the recent batch
   duration) would pass `max_latency_ms` is refused rather than answered late.
 The wait counts from `arrived` where the caller knows it (the service: when the HTTP request
-came in, service/arrival.py), else from the request's entry into the queue.
+came in, klue_nli/service/arrival.py), else from the request's entry into the queue.
 An answered request thus spends at most about `max_latency_ms` in the batcher (a batch that
 runs slower than the recent ones adds its difference).
 A model call that returns the wrong number of results fails only its own batch's requests

@@ -1,6 +1,6 @@
 """Drift of the served answers, seen from outside the service: the champion's answers counted
-by the service's Prometheus metrics (service/metrics.py), against the profile its version
-recorded on KLUE dev at registration (klue_nli/inference/drift.py states the test).
+by the service's Prometheus metrics (klue_nli/service/prometheus.py), against the profile its
+version recorded on KLUE dev at registration (klue_nli/inference/drift.py states the test).
 
 The window is the answers given since the last check: each check keeps the counts it saw in
 a state file, and the next compares only what came after (a restarted service, whose counts

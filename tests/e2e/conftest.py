@@ -13,11 +13,11 @@ from klue_nli.inference.predictor import Predictor
 from klue_nli.registry.export import export_champion
 from klue_nli.registry.promotion import promote
 from klue_nli.registry.register import register
-from service.feedback import STORE_ENV
-from stages.download import download
-from stages.evaluate import evaluate
-from stages.featurize import featurize
-from stages.train import train
+from klue_nli.service.feedback import STORE_ENV
+from klue_nli.stages.download import download
+from klue_nli.stages.evaluate import evaluate
+from klue_nli.stages.featurize import featurize
+from klue_nli.stages.train import train
 from tests.conftest import ROOT, tiny_params
 from tests.helpers import bentoml_home
 from tests.pretrained import write_transfer_task

@@ -153,7 +153,10 @@ def test_scheduled_deployment_runs_on_a_process_worker(tmp_path, loopback, kcber
 
         module("prefect", "work-pool", "create", "klue-nli", "--type", "process")
         deployed = module(
-            "flows.cli", "deploy", "--params", json.dumps({"recipe": "quick", "set_params": FAST})
+            "klue_nli.cli",
+            "deploy",
+            "--params",
+            json.dumps({"recipe": "quick", "set_params": FAST}),
         )
         assert "klue-nli-training/weekly-retraining" in deployed
         worker = Server(

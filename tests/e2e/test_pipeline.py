@@ -37,7 +37,7 @@ def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.
 
 
 def recipe(name: str, cwd: Path, env: dict) -> list[str]:
-    out = sh([sys.executable, "-m", "flows.cli", "recipe", name], cwd, env).stdout
+    out = sh([sys.executable, "-m", "klue_nli.cli", "recipe", name], cwd, env).stdout
     return shlex.split(out)
 
 

@@ -138,7 +138,7 @@ def test_racing_promotions_leave_one_consistent_champion(mlflow_server, model_di
             [
                 sys.executable,
                 "-m",
-                "flows.cli",
+                "klue_nli.cli",
                 "promote",
                 "--version",
                 v.version,
@@ -195,7 +195,7 @@ def test_promotion_killed_between_any_two_writes_leaves_one_champion(
             new = candidate(model_dir, 0.60, name=name)
             env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": proxy.url}
             victim = subprocess.Popen(
-                [sys.executable, "-m", "flows.cli", "promote", "--version", new.version,
+                [sys.executable, "-m", "klue_nli.cli", "promote", "--version", new.version,
                  "--params", str(params_file)],
                 env=env,
                 stdout=subprocess.PIPE,

@@ -164,7 +164,7 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     demo = {"recipe": "quick", "set_params": FAST_FLOW}
     sh([*prefect, "--no-prompt", "deploy", "--all", "--params", json.dumps(demo)], a, env_a)
     hook = Webhook()
-    sh([sys.executable, "-m", "flows.cli", "deploy", "--alert-webhook", hook.url], a, env_a)
+    sh([sys.executable, "-m", "klue_nli.cli", "deploy", "--alert-webhook", hook.url], a, env_a)
 
     # the worker: its own empty folder and Prefect home; the servers are all it shares
     worker_dir = tmp_path / "worker"
@@ -219,7 +219,7 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     dev = read_split(b / "data/raw", "dev")[:8]
     premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
     expected = Predictor.from_dir(b / "models/best").predict_proba(premises, hypotheses)
-    sh([sys.executable, "-m", "flows.cli", "export"], b, env_b)
+    sh([sys.executable, "-m", "klue_nli.cli", "export"], b, env_b)
     port = free_port()
     server = bentoml_server(b, port, tmp_path / "serve-b.log", {**env_b, "PYTHONPATH": str(b)})
     try:

@@ -28,10 +28,10 @@ from klue_nli.core.manifest import PROVENANCE_FILE
 from klue_nli.data.klue import read_split, split_by_premise
 from klue_nli.data.text import InvalidText
 from klue_nli.inference.predictor import Predictor
-from stages.download import download
-from stages.evaluate import evaluate
-from stages.featurize import featurize
-from stages.train import train
+from klue_nli.stages.download import download
+from klue_nli.stages.evaluate import evaluate
+from klue_nli.stages.featurize import featurize
+from klue_nli.stages.train import train
 from tests.conftest import ROOT, write_params
 from tests.pretrained import write_transfer_task
 
@@ -60,7 +60,7 @@ def assert_three_epochs(plots: Path) -> None:
 def stage(name: str, params_file: Path, cwd: Path, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", f"stages.{name}", "--params", str(params_file)],
+        [sys.executable, "-m", f"klue_nli.stages.{name}", "--params", str(params_file)],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -347,7 +347,7 @@ def test_two_nodes_with_torchrun_on_loopback(features, make_params, tmp_path):
         params_file = write_params(folder / "params.yaml", params)
         launch = ["--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank)]
         launch += ["--master-addr", "127.0.0.1", "--master-port", str(port)]
-        launch += ["-m", "stages.train", "--params", str(params_file)]
+        launch += ["-m", "klue_nli.stages.train", "--params", str(params_file)]
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "torch.distributed.run", *launch],

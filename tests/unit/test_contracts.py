@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = ("klue_nli", "stages", "flows", "service", "benchmarks", "devtools", "tests")
+PACKAGES = ("klue_nli", "benchmarks", "devtools", "tests")
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
 
 
@@ -57,7 +57,7 @@ VIOLATIONS = {
         "Layers: entry points > registry > inference > model > network > data > core",
     ),
     "service imports mlflow": (
-        "service/answers.py",
+        "klue_nli/service/answers.py",
         "import mlflow",
         "The service imports no MLflow",
     ),
@@ -67,7 +67,7 @@ VIOLATIONS = {
         "The service imports no MLflow",
     ),
     "product imports a test helper": (
-        "flows/recipes.py",
+        "klue_nli/pipeline/recipes.py",
         "from devtools import sandbox",
         "The product imports no test, benchmark or devtools code",
     ),
@@ -105,6 +105,10 @@ def test_the_wheel_ships_the_product_only(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     packages = {t for t in tops if not t.endswith(".dist-info")}
-    assert packages == {"klue_nli", "stages", "flows", "service"}, packages
-    layers = {n.split("/")[1] for n in zipfile.ZipFile(wheel).namelist() if n.count("/") >= 2}
+    assert packages == {"klue_nli"}, packages
+    names = zipfile.ZipFile(wheel).namelist()
+    layers = {n.split("/")[1] for n in names if n.count("/") >= 2}
     assert {"core", "data", "network", "model", "inference", "registry"} <= layers
+    entry_points = {"cli", "pipeline", "stages", "service"}
+    assert entry_points <= layers, layers
+    assert "klue_nli/service/static/index.html" in names  # the page the service serves

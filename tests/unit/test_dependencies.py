@@ -12,7 +12,7 @@ import tomllib
 
 from tests.conftest import ROOT
 
-FOLDERS = ("klue_nli", "stages", "flows", "service", "benchmarks", "devtools", "tests")
+FOLDERS = ("klue_nli", "benchmarks", "devtools", "tests")
 OWN = set(FOLDERS)
 
 
@@ -68,7 +68,10 @@ def test_the_service_imports_no_mlflow(tmp_path):
     """The registry, not the service, talks to MLflow: the Bento needs no MLflow at all."""
     import subprocess
 
-    code = "import sys, service.service; print(sorted(m for m in sys.modules if 'mlflow' in m))"
+    code = (
+        "import sys, klue_nli.service.service; "
+        "print(sorted(m for m in sys.modules if 'mlflow' in m))"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -92,4 +95,4 @@ def test_plotting_and_process_tools_are_not_runtime_dependencies():
     first_importer = imported_top_level()  # product folders are walked first
     for module in ("matplotlib", "psutil"):
         where = first_importer.get(module, "")
-        assert not where.startswith(("klue_nli", "stages", "flows", "service")), where
+        assert not where.startswith("klue_nli"), where

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import bench_figures, records
+from klue_nli.pipeline import bench_figures, records
 from tests.conftest import ROOT, default_params
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

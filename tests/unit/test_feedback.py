@@ -149,7 +149,7 @@ def test_an_unreachable_store_is_one_line_without_the_password(tmp_path):
 
 def _cli(workdir, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "feedback", *args, "--params", "params.yaml"],
+        [sys.executable, "-m", "klue_nli.cli", "feedback", *args, "--params", "params.yaml"],
         cwd=workdir,
         capture_output=True,
         text=True,

@@ -1,5 +1,5 @@
-"""A recipe run's record (flows/records.py): written from the metrics files that run wrote,
-with the hardware it ran on; a previous run's files leave no record."""
+"""A recipe run's record (klue_nli/pipeline/records.py): written from the metrics files that
+run wrote, with the hardware it ran on; a previous run's files leave no record."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from flows.records import write_record
+from klue_nli.pipeline.records import write_record
 from tests.conftest import default_params, write_params
 
 TRAIN = {"best_val_acc": 0.75, "epochs": 5, "train_seconds": 2900.5, "world_size": 1}

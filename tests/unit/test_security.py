@@ -14,13 +14,13 @@ from mlflow.tracking import MlflowClient
 
 from klue_nli.registry import tracking
 from klue_nli.registry.register import register
-from stages.download import download
-from stages.evaluate import evaluate
-from stages.featurize import featurize
-from stages.train import train
+from klue_nli.stages.download import download
+from klue_nli.stages.evaluate import evaluate
+from klue_nli.stages.featurize import featurize
+from klue_nli.stages.train import train
 from tests.conftest import ROOT
 
-CODE_DIRS = ("klue_nli", "stages", "service", "flows", "benchmarks")
+CODE_DIRS = ("klue_nli", "benchmarks")
 
 
 def calls(tree: ast.AST):
@@ -72,7 +72,7 @@ def test_no_unsafe_deserialisation_in_the_project():
 
 
 def test_every_server_default_binds_loopback():
-    from service.service import NLIService
+    from klue_nli.service.service import NLIService
 
     assert NLIService.config["http"]["host"] == "127.0.0.1"
     makefile = (ROOT / "Makefile").read_text()
@@ -159,7 +159,7 @@ def test_telemetry_is_off_by_default_and_a_users_own_setting_wins(tmp_path):
     import os
     import subprocess
 
-    from klue_nli.core.cli import quiet_defaults
+    from klue_nli.core.stage_runner import quiet_defaults
 
     probe = tmp_path / "probe.mk"
     names = sorted(quiet_defaults())

@@ -4,8 +4,8 @@ the routes do.
 - A POST to a JSON route (`/api`, `/predict`) must say `Content-Type: application/json`,
   else 415; its body must be JSON, else 400; it is validated by the route's own pydantic
   model before BentoML sees it, and a 400 says what is wrong in this project's words
-  (service/errors.py has the one error shape).
-- `/docs.json` documents exactly that (service/openapi.py).
+  (klue_nli/service/errors.py has the one error shape).
+- `/docs.json` documents exactly that (klue_nli/service/openapi.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import json
 
 from pydantic import BaseModel, ValidationError
 
-from service import openapi
-from service.errors import (
+from klue_nli.service import openapi
+from klue_nli.service.errors import (
     ROUTE_ERRORS,
     Receive,
     Send,

@@ -20,8 +20,8 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.optim.swa_utils import get_ema_avg_fn
 
-from klue_nli.core.cli import run_stage, scoped_env
 from klue_nli.core.params import Params, TrainParams, flatten, params_to_dict
+from klue_nli.core.stage_runner import run_stage, scoped_env
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.data.features import TOKENIZER_DIR, read_meta
 from klue_nli.model.checkpoints import checkpoint_dir, resume_step

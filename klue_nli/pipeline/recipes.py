@@ -23,11 +23,12 @@ from typing import Any
 
 import yaml
 
-from flows.overrides import current_params, format_value
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import PARAMS_FILE, flatten
+from klue_nli.core.project import PROJECT_DIR
+from klue_nli.pipeline.overrides import current_params, format_value
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES_DIR = PROJECT_DIR / "recipes"
 # Where the data and the model come from: the caller's (--set), else params.yaml's committed.
 SOURCE_KEYS = ("data.mirror", "data.kornli.mirror", "model.name_or_path")
 # A recipe's one key that is not a params key: the variable that replaces its model id offline.

@@ -18,11 +18,11 @@ import mlflow
 import numpy as np
 from tqdm import tqdm
 
-from klue_nli.core.cli import run_stage
 from klue_nli.core.errors import UserError
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.manifest import PROVENANCE_FILE, weights_sha256
 from klue_nli.core.params import Params, flatten
+from klue_nli.core.stage_runner import run_stage
 from klue_nli.data import kornli
 from klue_nli.data.klue import Example, clean_examples, read_split, split_filename
 from klue_nli.inference import drift

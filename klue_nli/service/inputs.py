@@ -7,15 +7,15 @@ route decorators need them when the service module is imported.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from klue_nli.core.params import load_params
+from klue_nli.core.project import PROJECT_DIR
 from klue_nli.data.text import clean_text
 
-PARAMS = load_params(Path(__file__).resolve().parent.parent / "params.yaml")
+PARAMS = load_params(PROJECT_DIR / "params.yaml")
 SERVE = PARAMS.serve
 
 # The rule of clean_text (klue_nli/data/text.py) as a JSON Schema pattern, so the OpenAPI

@@ -11,9 +11,9 @@ import sys
 
 import click
 
-from flows.cli import feedback, pipeline, registry, tools
-from klue_nli.core.cli import apply_quiet_defaults
+from klue_nli.cli import feedback, pipeline, registry, tools
 from klue_nli.core.errors import UserError
+from klue_nli.core.stage_runner import apply_quiet_defaults
 
 
 class InOrder(click.Group):

@@ -59,5 +59,6 @@ def prompt_respawn(check_delay_s: float = CHECK_DELAY_S) -> None:
 def _moved(why: str) -> str:
     return (
         f"klue-nli service: BentoML {version('bentoml')} (the project pins "
-        f"{PINNED['bentoml']}) no longer builds its arbiter as service/respawn.py expects: {why}"
+        f"{PINNED['bentoml']}) no longer builds its arbiter as "
+        f"klue_nli/service/respawn.py expects: {why}"
     )

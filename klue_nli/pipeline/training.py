@@ -1,11 +1,11 @@
 """Prefect flow: retrain, evaluate, register, promote and package the KLUE-NLI model.
 
-The flow calls one small task per job: each DVC stage (flows/stage.py), the export of the
-accepted corrections (flows/feedback.py) between download and featurize, registration and
-promotion (below), publishing to the team's remotes (flows/publish.py), the Bento
-(flows/bento.py) and the run's report (flows/report.py). Its parameters (a recipe, and keys to
-set) become `-S key=value` overrides applied as `dvc exp run -S` applies them
-(flows/overrides.py), recorded in dvc.lock by the run.
+The flow calls one small task per job (modules of klue_nli/pipeline/): each DVC stage
+(stage.py), the export of the accepted corrections (feedback.py) between download and
+featurize, registration and promotion (below), publishing to the team's remotes (publish.py),
+the Bento (packaging.py) and the run's report (report.py). Its parameters (a recipe, and keys
+to set) become `-S key=value` overrides applied as `dvc exp run -S` applies them
+(overrides.py), recorded in dvc.lock by the run.
 
     klue-nli flow                    # once, on the ephemeral local Prefect API (make flow)
     klue-nli flow --recipe quick     # the 90-s plumbing run (KLUE_NLI_MIRROR, KCBERT_DIR)
@@ -20,21 +20,21 @@ from typing import Any
 from filelock import FileLock, Timeout
 from prefect import flow, task
 
-from flows.bento import package
-from flows.feedback import export_feedback
-from flows.overrides import apply_sets
-from flows.publish import publish
-from flows.recipes import recipe_args
-from flows.report import write_report
-from flows.stage import dvc_stage
-from klue_nli.core.cli import apply_quiet_defaults
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import PARAMS_FILE, load_params
+from klue_nli.core.project import PROJECT_DIR
+from klue_nli.core.stage_runner import apply_quiet_defaults
+from klue_nli.pipeline.feedback import export_feedback
+from klue_nli.pipeline.overrides import apply_sets
+from klue_nli.pipeline.packaging import package
+from klue_nli.pipeline.publish import publish
+from klue_nli.pipeline.recipes import recipe_args
+from klue_nli.pipeline.report import write_report
+from klue_nli.pipeline.stage import dvc_stage
 from klue_nli.registry.client import CHAMPION, alias_version, client
 from klue_nli.registry.promotion import comparison, promote
 from klue_nli.registry.register import register
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 STAGES = ("download", "featurize", "train", "evaluate")
 LOCK_FILE = ".pipeline.lock"
 

@@ -7,8 +7,8 @@ import sys
 
 from prefect import task
 
-from flows.stage import StageFailed, tool_env
 from klue_nli.core.params import load_params
+from klue_nli.pipeline.stage import StageFailed, tool_env
 
 
 @task

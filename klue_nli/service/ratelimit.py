@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 
-from service.errors import Receive, Send, send_error
+from klue_nli.service.errors import Receive, Send, send_error
 
 MAX_CLIENTS = 10_000  # buckets kept; past it, the full (idle) ones are forgotten
 

@@ -1,6 +1,6 @@
 """`/docs.json`: BentoML's OpenAPI document, made to say what the routes do: the request
 body is required and JSON only, and the 400, 413, 415 and 503 answers (and /feedback's 404
-and 429) carry `ErrorResponse` (service/errors.py)."""
+and 429) carry `ErrorResponse` (klue_nli/service/errors.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from service.errors import ERROR_SCHEMA, ERRORS, ROUTE_ERRORS, Receive, Send
+from klue_nli.service.errors import ERROR_SCHEMA, ERRORS, ROUTE_ERRORS, Receive, Send
 
 
 async def serve_document(

@@ -31,9 +31,9 @@ def _split(text: str) -> list[str]:
 @sets_option
 def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
     """Print a recipe's `dvc exp run -S` arguments (recipes/NAME.yaml), or run them."""
-    from flows.overrides import parse_sets
-    from flows.recipes import recipe_args
-    from klue_nli.core.cli import require_command
+    from klue_nli.core.stage_runner import require_command
+    from klue_nli.pipeline.overrides import parse_sets
+    from klue_nli.pipeline.recipes import recipe_args
 
     overrides = recipe_args(name, os.environ, parse_sets(list(sets)))
     if not run:
@@ -44,7 +44,7 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
     # an argument list, not a shell line: a path with spaces stays one argument
     code = subprocess.run([dvc, "exp", "run", *overrides]).returncode
     if code == 0:
-        from flows.records import write_record
+        from klue_nli.pipeline.records import write_record
 
         # after the run, params.yaml holds the recipe's values (dvc exp run wrote them)
         written = write_record(name, started, time.time() - started)
@@ -71,8 +71,8 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
 @click.option("--dry-run", is_flag=True, help="print the experiments' commands only")
 def sweep(dry_run: bool, one_at_a_time: bool, **axes: str) -> None:
     """DVC experiments on the demo recipe over a grid, ranked by validation accuracy."""
-    from flows.ranking import GRID_KEYS
-    from flows.sweep import sweep as run_sweep
+    from klue_nli.pipeline.ranking import GRID_KEYS
+    from klue_nli.pipeline.sweep import sweep as run_sweep
 
     # each option's parameter name, in GRID's order (click passes them in the order given)
     names = ("pairs", "epochs", "lr", "pooling", "precision", "warmup", "weight_decay")
@@ -95,9 +95,9 @@ def flow(
     sets: tuple[str, ...],
 ) -> None:
     """Run the Prefect training flow once, on the local API (make flow)."""
-    from flows.overrides import parse_sets
-    from flows.stage import StageFailed
-    from flows.training import training_flow
+    from klue_nli.pipeline.overrides import parse_sets
+    from klue_nli.pipeline.stage import StageFailed
+    from klue_nli.pipeline.training import training_flow
 
     try:
         result = training_flow(
@@ -131,12 +131,12 @@ def deploy(
     service_url: str | None,
 ) -> None:
     """Deploy weekly retraining on a work pool of PREFECT_API_URL (make deploy)."""
-    from flows.deploy import DEPLOYMENT, alert_on_failure
-    from flows.deploy import deploy as deploy_flow
-    from flows.training import training_flow
+    from klue_nli.pipeline.deploy import DEPLOYMENT, alert_on_failure
+    from klue_nli.pipeline.deploy import deploy as deploy_flow
+    from klue_nli.pipeline.training import training_flow
 
     if service_url:
-        from flows.deploy import MONITOR_DEPLOYMENT, deploy_monitor
+        from klue_nli.pipeline.deploy import MONITOR_DEPLOYMENT, deploy_monitor
 
         deployment_id = deploy_monitor(service_url, alert_webhook, cron, pool)
         print(f"deployed klue-nli-monitor/{MONITOR_DEPLOYMENT} ({deployment_id}) on pool {pool}")

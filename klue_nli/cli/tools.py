@@ -44,8 +44,8 @@ def convert_e5(package_file: Path | None, out: Path | None) -> None:
 def figures() -> None:
     """Render the model tables of README.md and docs/model.md from the recipe records, and
     the performance blocks from the benchmarks' files."""
-    from flows import bench_figures
-    from flows.records import main as render
+    from klue_nli.pipeline import bench_figures
+    from klue_nli.pipeline.records import main as render
 
     render()
     for page in bench_figures.write_pages():

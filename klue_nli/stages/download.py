@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from klue_nli.core.cli import run_stage
 from klue_nli.core.errors import DataError
 from klue_nli.core.io import atomic_dir
 from klue_nli.core.params import DataParams, Params
+from klue_nli.core.stage_runner import run_stage
 from klue_nli.data import kornli
 from klue_nli.data.fetch import fetch
 from klue_nli.data.klue import parse_examples, split_filename

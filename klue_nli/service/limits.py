@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.contract import replay_body
-from service.errors import error_body
+from klue_nli.service.contract import replay_body
+from klue_nli.service.errors import error_body
 
 
 class BodyLimit:

@@ -1,6 +1,6 @@
 """Run one DVC stage as a Prefect task: `dvc repro --single-item <stage>`, so DVC still decides
 what is up to date and writes dvc.lock, while Prefect shows the stage's state, time and log.
-Whether it is up to date comes from `dvc status --json` (flows/dvc_state.py)."""
+Whether it is up to date comes from `dvc status --json` (klue_nli/pipeline/dvc_state.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from flows.dvc_state import stage_changed
+from klue_nli.pipeline.dvc_state import stage_changed
 
 
 class StageFailed(RuntimeError):

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from klue_nli.core.cli import run_stage, scoped_env
 from klue_nli.core.errors import ParamsError, UserError
 from klue_nli.core.io import atomic_dir, atomic_write_json
 from klue_nli.core.params import Params
+from klue_nli.core.stage_runner import run_stage, scoped_env
 from klue_nli.data import feedback, kornli
 from klue_nli.data.encoding import (
     encode_pairs,

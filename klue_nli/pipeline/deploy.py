@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import yaml
 
-from flows.training import PROJECT_DIR, training_flow
+from klue_nli.pipeline.training import PROJECT_DIR, training_flow
 
 POOL = "klue-nli"
 DEPLOYMENT = "weekly-retraining"
@@ -25,7 +25,7 @@ def scheduled_cron() -> str:
 
 def deploy(cron: str | None = None, parameters: dict | None = None, pool: str = POOL) -> str:
     flow = training_flow.from_source(
-        source=str(PROJECT_DIR), entrypoint="flows/training.py:training_flow"
+        source=str(PROJECT_DIR), entrypoint="klue_nli/pipeline/training.py:training_flow"
     )
     deployment_id = flow.deploy(
         name=DEPLOYMENT,
@@ -81,10 +81,10 @@ def deploy_monitor(
 ) -> str:
     """The drift check of the service at `service_url`, hourly unless `cron` says otherwise,
     posting a drift to `webhook_url`."""
-    from flows.monitor import monitor_flow
+    from klue_nli.pipeline.monitor import monitor_flow
 
     flow = monitor_flow.from_source(
-        source=str(PROJECT_DIR), entrypoint="flows/monitor.py:monitor_flow"
+        source=str(PROJECT_DIR), entrypoint="klue_nli/pipeline/monitor.py:monitor_flow"
     )
     deployment_id = flow.deploy(
         name=MONITOR_DEPLOYMENT,

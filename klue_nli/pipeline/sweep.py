@@ -23,13 +23,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flows.dvc_state import queue_busy
-from flows.ranking import GRID, GRID_KEYS, markdown, ranked
-from flows.recipes import SOURCE_KEYS, recipe_args
-from klue_nli.core.cli import require_command
 from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_text
 from klue_nli.core.params import load_params
+from klue_nli.core.stage_runner import require_command
+from klue_nli.pipeline.dvc_state import queue_busy
+from klue_nli.pipeline.ranking import GRID, GRID_KEYS, markdown, ranked
+from klue_nli.pipeline.recipes import SOURCE_KEYS, recipe_args
 from klue_nli.registry.tracking import DEFAULT_TRACKING_URI
 
 

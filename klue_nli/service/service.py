@@ -3,9 +3,9 @@
 One service in one process: it validates input, batches concurrent requests adaptively in
 process (klue_nli/inference/batching.py), predicts through the shared `Predictor`, formats
 answers as the tutorial's web app did, takes corrections of its answers (POST /feedback,
-service/feedback.py), counts what it answers for drift monitoring, and serves the page at `/`.
+feedback.py), counts what it answers for drift monitoring, and serves the page at `/`.
 
-    bentoml serve service.service:NLIService          # from the project root
+    bentoml serve klue_nli.service.service:NLIService          # from the project root
 """
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ from klue_nli.core.manifest import stat_fingerprint, verify_model_dir
 from klue_nli.inference.batching import MicroBatcher, Overloaded
 from klue_nli.inference.bento import BENTO_MODEL
 from klue_nli.inference.predictor import Predictor
-from service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_answer
-from service.arrival import ARRIVED, Arrival
-from service.contract import JsonContract
-from service.feedback import Corrections, Given, RecentAnswers
-from service.inputs import PARAMS, SERVE, Batch, Correction, Pair
-from service.limits import BodyLimit
-from service.metrics import BatchMetrics, observe_answers
-from service.ratelimit import RateLimit
-from service.respawn import prompt_respawn
+from klue_nli.service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_answer
+from klue_nli.service.arrival import ARRIVED, Arrival
+from klue_nli.service.contract import JsonContract
+from klue_nli.service.feedback import Corrections, Given, RecentAnswers
+from klue_nli.service.inputs import PARAMS, SERVE, Batch, Correction, Pair
+from klue_nli.service.limits import BodyLimit
+from klue_nli.service.prometheus import BatchMetrics, observe_answers
+from klue_nli.service.ratelimit import RateLimit
+from klue_nli.service.respawn import prompt_respawn
 
-# Serving knobs (service/inputs.py reads them from params.yaml: batching, request limits).
+# Serving knobs (klue_nli/service/inputs.py reads them from params.yaml: batching, request limits).
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 # Loopback unless told otherwise: the container image sets KLUE_NLI_HOST=0.0.0.0
@@ -86,7 +86,7 @@ class NLIService:
     @bentoml.on_deployment
     def respawn_crashed_workers_promptly() -> None:
         """Runs once in `bentoml serve`, before its arbiter is built: a crashed worker is
-        replaced within a second (service/respawn.py)."""
+        replaced within a second (klue_nli/service/respawn.py)."""
         prompt_respawn()
 
     def __init__(self) -> None:
