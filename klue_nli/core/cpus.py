@@ -90,3 +90,12 @@ def cpu_description(cpuinfo: Path = CPUINFO) -> dict:
         "model": model or platform.processor() or platform.machine(),
         "flags": [flag for flag in NOTABLE_FLAGS if flag in flags],
     }
+
+
+NATIVE_BF16 = {"avx512_bf16", "amx_bf16"}
+
+
+def cpu_has_bf16(cpuinfo: Path = CPUINFO) -> bool:
+    """The CPU computes bf16 natively (its AVX512-BF16 or AMX-BF16 flag); emulated bf16 is
+    slower than fp32. No flags known (not Linux): fp32."""
+    return bool(NATIVE_BF16 & set(cpu_description(cpuinfo)["flags"]))

@@ -255,20 +255,23 @@ class ServeParams(Section):
     # GPU): several times the pairs/s of fp32 at kcbert-base's size, but its activation scales
     # are per batch, so a pair's probabilities move with whatever it is batched with
     # (docs/performance.md); hence off by default. evaluate reports it under `served`.
-    # bf16: the PyTorch model's weights in bfloat16 on a CPU with AVX512-BF16 or AMX (runtime
-    # torch only): 99.7 % agreement with fp32 on the e5 demo model and 1.1-1.5x ONNX Runtime
-    # fp32 at batch 32, but a worker then needs PyTorch (docs/performance.md, Variants).
-    quantize: Literal["none", "int8", "bf16"]
-    # onnxruntime: the model exported to ONNX at load and run by ONNX Runtime on CPU (ignored on
-    # a GPU): about twice PyTorch's fp32 pairs/s at kcbert-base's size, probabilities within
-    # 1e-6 of PyTorch's and independent of batching (docs/performance.md); hence the default.
-    runtime: Literal["onnxruntime", "torch"]
+    # bf16: computed in bfloat16 on a CPU with AVX512-BF16 or AMX (runtime openvino or torch).
+    # auto: bf16 where the runtime and the serving machine's CPU compute it natively, else
+    # none; evaluate reports what it resolved to and how often it agrees with PyTorch fp32.
+    quantize: Literal["none", "int8", "bf16", "auto"]
+    # onnxruntime / openvino: the model's ONNX graph (stored by make export, else exported at
+    # load) run by ONNX Runtime or OpenVINO on CPU (ignored on a GPU); torch: the PyTorch
+    # model. make variants measures each (benchmarks/variants.json, docs/performance.md).
+    runtime: Literal["onnxruntime", "openvino", "torch"]
 
     @field_validator("runtime")
     @classmethod
-    def _bf16_on_torch(cls, runtime: str, info: ValidationInfo) -> str:
-        if info.data.get("quantize") == "bf16" and runtime != "torch":
-            raise ValueError("quantize bf16 runs on PyTorch only; set serve.runtime: torch")
+    def _quantize_the_runtime_runs(cls, runtime: str, info: ValidationInfo) -> str:
+        quantize = info.data.get("quantize")
+        if quantize == "bf16" and runtime == "onnxruntime":
+            raise ValueError("quantize bf16 runs on openvino or torch; set serve.runtime")
+        if quantize == "int8" and runtime == "openvino":
+            raise ValueError("quantize int8 runs on onnxruntime or torch; set serve.runtime")
         return runtime
 
 

@@ -235,6 +235,16 @@ def stored_graph(model_dir: Path, quantize: str) -> tuple[Path, tuple[str, ...]]
     return info_path.parent / file, inputs
 
 
+def exported_graph(
+    model: torch.nn.Module, input_names: list[str], quantize: str
+) -> tuple[Path, tuple[str, ...], tempfile.TemporaryDirectory]:
+    """Export `model` now, into a private temporary folder: the graph, its input names, and
+    the folder (removed when it is garbage: keep it as long as the graph is run)."""
+    tmp = tempfile.TemporaryDirectory(prefix="klue-nli-onnx-")
+    path, inputs, _ = export_graph(model, input_names, Path(tmp.name), quantize, external=False)
+    return path, inputs, tmp
+
+
 class OnnxForward:
     """`forward(batch) -> logits` on int64 arrays, computed by ONNX Runtime."""
 
@@ -257,17 +267,6 @@ class OnnxForward:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    @classmethod
-    def exported(
-        cls, model: torch.nn.Module, input_names: list[str], threads: int, quantize: str
-    ) -> OnnxForward:
-        """Export `model` now, into a private temporary folder that lives as long as this."""
-        tmp = tempfile.TemporaryDirectory(prefix="klue-nli-onnx-")
-        path, inputs, _ = export_graph(model, input_names, Path(tmp.name), quantize, external=False)
-        forward = cls(path, inputs, threads, source="exported at load")
-        forward._tmp = tmp  # removed with the forward
-        return forward
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         feed = {name: batch[name].astype(np.int64, copy=False) for name in self.inputs}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from klue_nli.core.cpus import usable_cpus
+from klue_nli.core.cpus import cpu_has_bf16, usable_cpus
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import verify_model_dir
 from klue_nli.data.encoding import length_chunks, pad_arrays
@@ -27,6 +27,40 @@ if TYPE_CHECKING:  # a worker serving a stored ONNX graph imports neither (1.5 s
 
 # How a padded batch (int64 arrays by input name) becomes logits (float, (n, labels)).
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
+# The runtimes that run the model's ONNX graph rather than the PyTorch model (CPU only).
+GRAPH_RUNTIMES = ("onnxruntime", "openvino")
+# The runtimes that compute bf16 natively on a CPU that has it (serve.quantize auto).
+BF16_RUNTIMES = ("torch", "openvino")
+
+
+def resolve_quantize(quantize: str, runtime: str) -> str:
+    """serve.quantize `auto`: bf16 where the runtime and this CPU compute it natively (the
+    machine that serves decides, as train.precision auto does), else none."""
+    if quantize != "auto":
+        return quantize
+    return "bf16" if runtime in BF16_RUNTIMES and cpu_has_bf16() else "none"
+
+
+def graph_quantize(runtime: str, quantize: str) -> str | None:
+    """The quantization of the ONNX graph `runtime` reads (what `make export` stores for it);
+    None for PyTorch. ORT quantizes its own graph; OpenVINO compiles the fp32 graph at its
+    precision."""
+    if runtime not in GRAPH_RUNTIMES:
+        return None
+    return resolve_quantize(quantize, runtime) if runtime == "onnxruntime" else "none"
+
+
+def graph_forward(
+    runtime: str, path: Path, inputs: tuple[str, ...], threads: int, quantize: str, source: str
+) -> Forward:
+    """The ONNX graph at `path` run by `runtime` (one of GRAPH_RUNTIMES)."""
+    if runtime == "openvino":
+        from klue_nli.inference.openvino import OpenVinoForward
+
+        return OpenVinoForward(path, inputs, threads, quantize, source)
+    from klue_nli.inference.onnx import OnnxForward
+
+    return OnnxForward(path, inputs, threads, source)
 
 
 def default_device() -> str:
@@ -90,6 +124,7 @@ class Predictor:
         self.model = model
         self.device = device
         self.runtime = runtime
+        self.quantize = "none"  # what from_dir resolved serve.quantize to
         # where the ONNX graph came from ("stored" by `make export`, or "exported at load")
         self.graph_source = graph_source
         self.config = config
@@ -119,11 +154,14 @@ class Predictor:
         """The model folder's predictor.
 
         On CPU only (a GPU always runs PyTorch, where bf16/fp32 beat CPU kernels):
-        `runtime="onnxruntime"` runs the model with ONNX Runtime (klue_nli/inference/onnx.py):
-        the graph `make export` stored in the folder for `quantize` when there is one (then
-        neither the weights nor PyTorch are loaded), else one exported now.
+        `runtime="onnxruntime"` runs the model with ONNX Runtime (klue_nli/inference/onnx.py),
+        `runtime="openvino"` with OpenVINO (klue_nli/inference/openvino.py): the graph `make
+        export` stored in the folder when there is one (then neither the weights nor PyTorch
+        are loaded), else one exported now.
         `quantize="int8"` quantizes the Linear layers dynamically to int8 (PyTorch's, or
-        ORT's own under onnxruntime); `quantize="bf16"` runs PyTorch's model in bfloat16.
+        ORT's own under onnxruntime); `quantize="bf16"` runs PyTorch's model in bfloat16 or
+        has OpenVINO compute in bf16; `quantize="auto"` is bf16 where the runtime and this CPU
+        compute it natively, else none (resolve_quantize; `self.quantize` says which).
         Evaluate measures how often the served configuration agrees with PyTorch fp32
         (`served` in metrics/eval.json). `threads`: CPU threads (default: every usable CPU).
         `checked`: see verify_model_dir."""
@@ -138,23 +176,29 @@ class Predictor:
         tokenizer = PairTokenizer.from_dir(model_dir)
         device = device or default_device()
         cpu = device.split(":")[0] == "cpu"
+        quantize = resolve_quantize(quantize, runtime) if cpu else "none"
         given_threads, threads = threads, threads or usable_cpus()
-        onnx = cpu and runtime == "onnxruntime"
-        if onnx:
-            from klue_nli.inference.onnx import OnnxForward, stored_graph
+        graph = cpu and runtime in GRAPH_RUNTIMES
+        stored_quantize = graph_quantize(runtime, quantize)
+        if graph:
+            from klue_nli.inference.onnx import stored_graph
 
-            stored = stored_graph(model_dir, quantize)
+            stored = stored_graph(model_dir, stored_quantize)
             if stored is not None:  # `make export` stored it: the weights need not be loaded
-                forward = OnnxForward(*stored, threads, source="stored")
-                return cls(tokenizer, forward, config, None, device, forward.name, forward.source)
+                forward = graph_forward(runtime, *stored, threads, quantize, "stored")
+                return cls._made(tokenizer, forward, config, None, device, quantize)
         import torch
 
         if given_threads is not None and cpu:
             torch.set_num_threads(given_threads)
         model = load_model(model_dir)
-        if onnx:
-            forward = OnnxForward.exported(model, tokenizer.model_input_names, threads, quantize)
-            return cls(tokenizer, forward, config, None, device, forward.name, forward.source)
+        if graph:
+            from klue_nli.inference.onnx import exported_graph
+
+            path, inputs, tmp = exported_graph(model, tokenizer.model_input_names, stored_quantize)
+            forward = graph_forward(runtime, path, inputs, threads, quantize, "exported at load")
+            forward._tmp = tmp  # the graph's folder lives as long as the forward
+            return cls._made(tokenizer, forward, config, None, device, quantize)
         if cpu and quantize == "int8":
             model = torch.ao.quantization.quantize_dynamic(
                 model.eval(), {torch.nn.Linear}, dtype=torch.qint8
@@ -162,7 +206,17 @@ class Predictor:
         elif cpu and quantize == "bf16":  # oneDNN's bf16 kernels (AVX512-BF16, AMX)
             model = model.to(torch.bfloat16)
         model = model.to(device).eval()
-        return cls(tokenizer, torch_forward(model, device), config, model, device)
+        return cls._made(tokenizer, torch_forward(model, device), config, model, device, quantize)
+
+    @classmethod
+    def _made(cls, tokenizer, forward, config, model, device, quantize) -> Predictor:
+        """A predictor whose `forward` is a graph runtime's (model None) or PyTorch's."""
+        if model is None:
+            made = cls(tokenizer, forward, config, None, device, forward.name, forward.source)
+        else:
+            made = cls(tokenizer, forward, config, model, device)
+        made.quantize = quantize
+        return made
 
     def predict_proba_truncated(
         self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64

@@ -15,7 +15,7 @@ from mlflow.models import Model
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import Params
-from klue_nli.inference.predictor import Predictor
+from klue_nli.inference.predictor import Predictor, graph_quantize
 from klue_nli.registry.client import CHAMPION, alias_version, client
 
 
@@ -51,22 +51,22 @@ def export_champion(params: Params) -> str:
         "registry_version": str(champion.version),
         "mlflow_run_id": champion.run_id,
     }
-    serve = params.serve
     # The ONNX graph the service runs, made once here rather than in every worker at start.
-    if serve.runtime == "onnxruntime":
+    quantize = graph_quantize(params.serve.runtime, params.serve.quantize)
+    if quantize is not None:
         from klue_nli.inference.onnx import GRAPH_FORMAT
 
         # the format too: a store exported by an earlier version is exported again
-        labels["graph"] = f"onnx-{serve.quantize}-v{GRAPH_FORMAT}"
+        labels["graph"] = f"onnx-{quantize}-v{GRAPH_FORMAT}"
     latest = bento.latest()
     if latest is not None and all(latest.info.labels.get(k) == v for k, v in labels.items()):
         return str(latest.tag)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, predictor = verified_model_dir(name, champion.version, Path(tmp))
-        if serve.runtime == "onnxruntime":
+        if quantize is not None:
             from klue_nli.inference.onnx import store_graph
 
             input_names = predictor.tokenizer.model_input_names
-            store_graph(predictor.model, input_names, model_dir, serve.quantize)
+            store_graph(predictor.model, input_names, model_dir, quantize)
         metadata = {"mlflow_run_id": champion.run_id, **champion.tags}
         return bento.store_model(model_dir, labels, metadata)

@@ -90,6 +90,7 @@ def _as_served(
         served = Predictor.from_dir(
             params.paths.model_dir, quantize=serve.quantize, runtime=serve.runtime
         )
+    if (served.runtime, served.quantize) != ("torch", "none"):  # `auto` may resolve to fp32
         served_probs = served.predict_proba(
             [e.premise for e in dev], [e.hypothesis for e in dev], params.evaluate.batch_size
         )
@@ -97,7 +98,7 @@ def _as_served(
     served_preds, preds = labels[served_probs.argmax(axis=1)], labels[probs.argmax(axis=1)]
     return {
         "runtime": served.runtime,
-        "quantize": serve.quantize,
+        "quantize": served.quantize,  # as resolved here (serve.quantize auto: by this CPU)
         "accuracy": float(np.mean(served_preds == np.asarray(gold))),
         "argmax_agreement": float(np.mean(served_preds == preds)),
         "profile": drift.profile(served_probs, predictor.labels),

@@ -76,6 +76,9 @@ def served(tmp_path_factory, klue_dir, kcbert):
                 "probs": probs,
                 "truncated": truncated.tolist(),
                 "labels": predictor.labels,
+                # fp32 runtimes give a pair the same probabilities in any batch; bf16 rounds
+                # them differently for another batch shape (8 bits of mantissa)
+                "atol": 1e-5 if predictor.quantize == "none" else 2e-2,
                 "version": str(version.version),
                 "bentoml_home": work / "bentoml",
                 "bento_model": tag,

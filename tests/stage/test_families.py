@@ -3,7 +3,7 @@ klue/bert-base), BERT with XLM-R's tokenizer (multilingual-e5-small), RoBERTa wi
 tokenizer and one segment embedding (klue/roberta-*), XLM-RoBERTa with its own SentencePiece
 tokenizer and no segment ids (xlm-roberta-base), ELECTRA (KoELECTRA). Each is a tiny
 random checkpoint built here and published encoder-only, as those are on the Hub; each goes
-featurize -> train -> evaluate -> served through ONNX Runtime."""
+featurize -> train -> evaluate -> served through ONNX Runtime and OpenVINO."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_each_family_runs_from_features_to_onnx_serving(
     report = evaluate(params)
     assert 0 < report["accuracy"] < 1  # 402 dev pairs, a random-ish model: neither extreme
 
-    # served as the service serves it: ONNX Runtime, whose graph takes the model's inputs
+    # served through its ONNX graph (ONNX Runtime or OpenVINO), which takes the model's inputs
     served = Predictor.from_dir(workdir / "models/best", device="cpu", runtime="onnxruntime")
     torch_run = Predictor.from_dir(workdir / "models/best", device="cpu", runtime="torch")
     graph_inputs = [i.name for i in served._forward.session.get_inputs()]
@@ -96,6 +96,10 @@ def test_each_family_runs_from_features_to_onnx_serving(
     onnx_probs = served.predict_proba(premises, hypotheses)
     torch_probs = torch_run.predict_proba(premises, hypotheses)
     assert np.abs(onnx_probs - torch_probs).max() < 1e-5
+    openvino = Predictor.from_dir(
+        workdir / "models/best", device="cpu", runtime="openvino", quantize="none"
+    )
+    assert np.abs(openvino.predict_proba(premises, hypotheses) - torch_probs).max() < 1e-4
 
 
 def test_an_unsupported_model_type_gets_one_line_naming_the_supported(make_params, tmp_path):

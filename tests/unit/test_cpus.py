@@ -95,7 +95,7 @@ def test_the_cpu_a_figure_holds_on_is_named_with_its_notable_flags(tmp_path):
 
 
 def test_bf16_is_auto_only_where_the_cpu_computes_it_natively(tmp_path):
-    from klue_nli.model.precision import cpu_has_bf16
+    from klue_nli.core.cpus import cpu_has_bf16
 
     def cpuinfo(flags: str):
         path = tmp_path / f"cpuinfo-{len(flags)}"
