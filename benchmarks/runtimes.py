@@ -29,8 +29,11 @@ from klue_nli.inference.predictor import Forward
 
 # The accuracy-aware tuner's budget: validation pairs it checks each candidate on, the most
 # fp32-restoring iterations, the pairs its layer ranking uses, and the drop it may accept in
-# agreement with fp32's answers (the served default's rule: at least 99 % kept).
-TUNER_BUDGET = {"validation_pairs": 300, "max_iterations": 8, "ranking_pairs": 100}
+# agreement with fp32's answers (the served default's rule: at least 99 % kept). Its cost is
+# the ranking (every group of quantizers reverted, compiled and run): with 300 / 8 / 100 it
+# took 15 minutes on e5 and 2 cores and still kept only 94 % on validation, so the bench
+# gives it a budget that fits and reports what it reached.
+TUNER_BUDGET = {"validation_pairs": 200, "max_iterations": 3, "ranking_pairs": 25}
 MAX_AGREEMENT_DROP = 0.01
 CT2_TYPES = {"fp32": "float32", "int8": "int8_float32", "bf16": "bfloat16"}
 CT2_FAMILIES = ("bert", "roberta", "xlm-roberta")
@@ -93,12 +96,12 @@ def nncf_forwards(
     calibration = nncf.Dataset(feeds(train, inputs, pad_id, range(min(300, len(train))), 16))
     core = ov.Core()
     fp32 = core.compile_model(str(graph), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    checked = feeds(val, inputs, pad_id, range(min(TUNER_BUDGET["validation_pairs"], len(val))), 1)
-    expected = [int(np.argmax(fp32(item)[0])) for item in checked]
+    pairs = feeds(val, inputs, pad_id, range(min(TUNER_BUDGET["validation_pairs"], len(val))), 1)
+    # each item carries fp32's answer: the tuner validates subsets of the items in any order
+    checked = [(feed, int(np.argmax(fp32(feed)[0]))) for feed in pairs]
 
     def agreement(compiled, items) -> tuple[float, list[float]]:
-        answers = [int(np.argmax(compiled(item)[0])) for item in items]
-        same = [float(a == e) for a, e in zip(answers, expected, strict=True)]
+        same = [float(int(np.argmax(compiled(feed)[0])) == answer) for feed, answer in items]
         return float(np.mean(same)), same
 
     calibrated = nncf.quantize(
