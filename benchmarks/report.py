@@ -22,8 +22,10 @@ def pct(x: float) -> str:
 def header(r: dict) -> str:
     m = r["machine"]
     gpu = m.get("gpu") or "none (CPU only)"
+    cpu = m.get("cpu") or {"model": m["processor"], "flags": []}
+    flags = ", ".join(cpu["flags"]) or "no notable flags"
     return (
-        f"Measured {r['date']} on {m['cores']} cores ({m['processor']}), torch threads "
+        f"Measured {r['date']} on {m['cores']} cores ({cpu['model']}; {flags}), torch threads "
         f"{m['torch_threads']}, GPU: {gpu}. Every serving phase ran {r['rounds']} times "
         f"({r['phase_s']:.0f} s each), interleaved with its baseline's; figures are medians "
         f"(min-max over the rounds). The whole run took {r['seconds'] / 60:.0f} minutes.\n"
@@ -217,7 +219,7 @@ def markdown(r: dict) -> str:
         }),
         "",
         "**Inference variants at kcbert-base's shape** (random weights, in process, on the "
-        "dev sample):",
+        "mirror's dev pairs):",
         "",
         *variants_table(r["base"]["variants"]),
         "",

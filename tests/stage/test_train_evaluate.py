@@ -32,7 +32,7 @@ from klue_nli.stages.download import download
 from klue_nli.stages.evaluate import evaluate
 from klue_nli.stages.featurize import featurize
 from klue_nli.stages.train import train
-from tests.conftest import ROOT, write_params
+from tests.conftest import ROOT, tiny_params, write_params
 from tests.pretrained import write_transfer_task
 
 
@@ -81,27 +81,69 @@ def test_layer_decay_and_ema_train_through_the_stage_and_log_each_rate(features,
     assert rates["decay_depth0"] < rates["decay_depth2"] < rates["decay"]
 
 
-def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
-    # served through ONNX Runtime fp32, whose answers equal PyTorch's to 1e-5 (below);
-    # OpenVINO's are tested in tests/unit/test_openvino.py and served in the e2e tier
-    params = make_params(serve={"runtime": "onnxruntime", "quantize": "none"})
-    metrics = train(params)
-    assert metrics["steps"] == 8
-    model_dir = features / "models/best"
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, klue_dir, kcbert):
+    """The stages once for this module's tests: a tiny random BERT trained 8 steps on the
+    sample, evaluated and served through ONNX Runtime fp32 (whose answers equal PyTorch's to
+    1e-5; OpenVINO's: tests/unit/test_openvino.py and the e2e tier), in its own MLflow store."""
+    work = tmp_path_factory.mktemp("evaluated")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        mp.delenv("KLUE_NLI_MLFLOW_RUN_ID", raising=False)
+        mp.setenv("HF_HOME", str(work / "hf"))
+        if os.environ.get("KCBERT_DIR"):
+            mp.setenv("HF_HUB_OFFLINE", "1")
+        mlflow.set_tracking_uri(uri)
+        params = tiny_params(
+            str(klue_dir), kcbert, serve={"runtime": "onnxruntime", "quantize": "none"}
+        )
+        download(params)
+        featurize(params)
+        metrics = train(params)
+        report = evaluate(params)
+    model_dir = work / "models/best"
+    dev = read_split(work / "data/raw", "dev")[:20]
+    predictor = Predictor.from_dir(model_dir)
+    return {
+        "work": work,
+        "uri": uri,
+        "params": params,
+        "metrics": metrics,
+        "report": report,
+        "saved": json.loads((work / "metrics/eval.json").read_text()),
+        "model_dir": model_dir,
+        "dev": dev,
+        "predictor": predictor,
+        "probs": predictor.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev]),
+    }
+
+
+def the_run(evaluated):
+    client = MlflowClient(tracking_uri=evaluated["uri"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1  # train and evaluate log to one run
+    return client, runs[0]
+
+
+def test_train_exports_one_safetensors_folder_and_leaves_no_checkpoint(evaluated):
+    work, model_dir = evaluated["work"], evaluated["model_dir"]
+    assert evaluated["metrics"]["steps"] == 8
     assert (model_dir / "model.safetensors").exists()
     assert not list(model_dir.glob("*.bin")) and not list(model_dir.glob("*.pkl"))
     config = json.loads((model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "entailment", "1": "contradiction", "2": "neutral"}
-    assert not (features / "models/checkpoints").exists() or not any(
-        (features / "models/checkpoints").iterdir()
-    )
+    checkpoints = work / "models/checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
 
-    predictor = Predictor.from_dir(model_dir)
-    dev = read_split("data/raw", "dev")[:20]
-    probs = predictor.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])
+
+def test_the_predictor_applies_the_one_text_rule(evaluated):
+    predictor, dev, probs = evaluated["predictor"], evaluated["dev"], evaluated["probs"]
     assert probs.shape == (20, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    # one text rule: NFD input (as macOS types Hangul) is the same pair; empty text is refused
+    # NFD input (as macOS types Hangul) is the same pair; empty text is refused
     nfd = unicodedata.normalize("NFD", dev[0].premise)
     assert nfd != dev[0].premise
     np.testing.assert_allclose(predictor.predict_proba([nfd], [dev[0].hypothesis]), probs[:1])
@@ -110,23 +152,24 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     _, cut = predictor.predict_proba_truncated([dev[0].premise * 8, "짧다."], ["짧다.", "짧다."])
     assert cut.tolist() == [True, False]
 
-    report = evaluate(params)
-    saved = json.loads((features / "metrics/eval.json").read_text())
+
+def test_eval_json_holds_the_report_baselines_and_data(evaluated):
+    saved, report, work = evaluated["saved"], evaluated["report"], evaluated["work"]
     assert saved["accuracy"] == report["accuracy"]
-    assert set(saved["by_source"]) <= {
-        "airbnb",
-        "NSMC",
-        "policy",
-        "wikinews",
-        "wikipedia",
-        "wikitree",
-    }
-    assert len(saved["by_source"]) == 6
+    sources = {"airbnb", "NSMC", "policy", "wikinews", "wikipedia", "wikitree"}
+    assert set(saved["by_source"]) == sources
     assert set(saved["per_class"]) == {"entailment", "contradiction", "neutral"}
     assert abs(saved["baselines"]["majority"] - 1 / 3) < 0.01  # the sample is balanced
-    dev_file = features / "data/raw/klue-nli-v1.1_dev.json"
+    assert 0.3 < saved["baselines"]["hypothesis_only"] < 0.7
+    dev_file = work / "data/raw/klue-nli-v1.1_dev.json"
     assert saved["data"]["dev_sha256"] == hashlib.sha256(dev_file.read_bytes()).hexdigest()
     assert saved["data"]["dropped"] == 0 and saved["data"]["truncated"] > 0
+    confusion = (work / "plots/confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) == 403
+
+
+def test_the_behaviour_suite_and_the_out_of_domain_set_are_scored(evaluated):
+    saved, report = evaluated["saved"], evaluated["report"]
     behaviour = saved["behaviour"]
     assert len(behaviour) == 12 and behaviour["overall"]["n"] == 330  # 11 capabilities + overall
     for capability, result in behaviour.items():  # 30 cases each; a rate is passed / n
@@ -142,23 +185,23 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     assert ood["dataset"] == "xnli.test.ko.tsv" and ood["n"] == 300
     assert 0 < ood["accuracy"] < 1 and 0 < ood["macro_f1"] <= ood["accuracy"] + 0.5
     assert report["out_of_domain_accuracy"] == ood["accuracy"]
-    train_metrics = json.loads((features / "metrics/train/metrics.json").read_text())
-    assert train_metrics["val_records"] == 99  # 33 held-out premises, 3 pairs each
-    history = val_history(features)
-    assert train_metrics["best_val_acc"] == pytest.approx(max(acc for _, acc in history))
-    assert 0.3 < saved["baselines"]["hypothesis_only"] < 0.7
-    confusion = (features / "plots/confusion.csv").read_text().splitlines()
-    assert confusion[0] == "actual,predicted" and len(confusion) == 403
-    # DVCLive's curves: one TSV per metric, a row every 2 of 8 steps
-    steps = tsv(features / "metrics/train/plots/metrics/train/loss_step.tsv")
-    assert [r["step"] for r in steps] == ["1", "3", "5", "7"] and "loss_step" in steps[0]
-    assert len(tsv(features / "metrics/train/plots/metrics/train/lr/decay.tsv")) >= 4
 
-    client = MlflowClient()
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert len(runs) == 1
-    run = runs[0]
-    provenance = json.loads((model_dir / PROVENANCE_FILE).read_text())
+
+def test_dvclive_writes_the_curves_and_the_best_validation(evaluated):
+    work = evaluated["work"]
+    train_metrics = json.loads((work / "metrics/train/metrics.json").read_text())
+    assert train_metrics["val_records"] == 99  # 33 held-out premises, 3 pairs each
+    history = val_history(work)
+    assert train_metrics["best_val_acc"] == pytest.approx(max(acc for _, acc in history))
+    # one TSV per metric, a row every 2 of 8 steps
+    steps = tsv(work / "metrics/train/plots/metrics/train/loss_step.tsv")
+    assert [r["step"] for r in steps] == ["1", "3", "5", "7"] and "loss_step" in steps[0]
+    assert len(tsv(work / "metrics/train/plots/metrics/train/lr/decay.tsv")) >= 4
+
+
+def test_train_and_evaluate_log_one_mlflow_run(evaluated):
+    client, run = the_run(evaluated)
+    provenance = json.loads((evaluated["model_dir"] / PROVENANCE_FILE).read_text())
     assert run.info.run_id == provenance["mlflow_run_id"]
     assert run.data.params["train.batch_size"] == "16"
     assert run.data.params["model.init"] == "random"
@@ -183,21 +226,26 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
         assert key in run.data.metrics, key
     lrs = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr/decay")]
     assert len(lrs) >= 3 and max(lrs) > lrs[-1]  # warmup then linear decay: the schedule ran
-    assert run.data.metrics["eval/accuracy"] == pytest.approx(report["accuracy"])
+    assert run.data.metrics["eval/accuracy"] == pytest.approx(evaluated["report"]["accuracy"])
 
-    # the logged MLflow model predicts what the Predictor predicts
+
+def test_the_logged_model_predicts_as_the_predictor_from_its_own_code(evaluated, tmp_path):
+    """The logged MLflow model carries the layers it runs (no training, registry or test
+    code) and runs from that copy alone, in a fresh process, with the Predictor's answers."""
+    _, run = the_run(evaluated)
+    mlflow.set_tracking_uri(evaluated["uri"])
+    dev, predictor = evaluated["dev"], evaluated["predictor"]
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     frame = pd.DataFrame(
         {"premise": [e.premise for e in dev], "hypothesis": [e.hypothesis for e in dev]}
     )
     out = pyfunc.predict(frame)
-    np.testing.assert_allclose(out[list(predictor.labels)].to_numpy(), probs, atol=1e-5)
-
-    # the logged model carries the layers it runs (no training, registry or test code) and
-    # runs from that copy alone, in a fresh process
+    np.testing.assert_allclose(
+        out[list(predictor.labels)].to_numpy(), evaluated["probs"], atol=1e-5
+    )
     logged = Path(
         mlflow.artifacts.download_artifacts(
-            f"runs:/{run.info.run_id}/model", dst_path=str(features / "logged")
+            f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path / "logged")
         )
     ).resolve()
     code = logged / "code" / "klue_nli"
@@ -217,7 +265,7 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=features / "logged",
+        cwd=logged.parent,
         capture_output=True,
         text=True,
         timeout=300,
@@ -230,11 +278,14 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     }
     assert not outside, outside
 
-    # serve.runtime onnxruntime: the exported model's probabilities equal
-    # PyTorch fp32's, and a pair's answer does not depend on what it is batched with
+
+def test_onnx_runtime_serves_pytorchs_answers_whatever_the_batch(evaluated):
+    """serve.runtime onnxruntime: the exported model's probabilities equal PyTorch fp32's,
+    and a pair's answer does not depend on what it is batched with; evaluate says so."""
+    dev, probs, saved = evaluated["dev"], evaluated["probs"], evaluated["saved"]
     premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
-    ort = Predictor.from_dir(model_dir, device="cpu", runtime="onnxruntime")
-    assert (predictor.runtime, ort.runtime) == ("torch", "onnxruntime")
+    ort = Predictor.from_dir(evaluated["model_dir"], device="cpu", runtime="onnxruntime")
+    assert (evaluated["predictor"].runtime, ort.runtime) == ("torch", "onnxruntime")
     batched = ort.predict_proba(premises, hypotheses, batch_size=16)
     np.testing.assert_allclose(batched, probs, atol=1e-5)
     alone = np.vstack(
@@ -248,25 +299,30 @@ def test_train_then_evaluate_logs_one_mlflow_run(features, make_params):
     assert saved["served"]["argmax_agreement"] == 1.0
     assert saved["served"]["accuracy"] == saved["accuracy"]
 
-    # serve.quantize: int8 Linear layers on CPU; evaluate reports the model as served
+
+def test_evaluate_reports_int8_and_bf16_as_served(evaluated, monkeypatch):
+    """serve.quantize int8 (Linear layers, PyTorch) and bf16: close to fp32, not equal to it;
+    evaluate counts the served model's agreement as it is counted here."""
+    monkeypatch.chdir(evaluated["work"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", evaluated["uri"])  # evaluate logs to train's run
+    mlflow.set_tracking_uri(evaluated["uri"])
+    model_dir, predictor, probs = evaluated["model_dir"], evaluated["predictor"], evaluated["probs"]
+    dev, params, saved = evaluated["dev"], evaluated["params"], evaluated["saved"]
     int8 = Predictor.from_dir(model_dir, quantize="int8")
     assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())  # all quantized
     probs_int8 = int8.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])
-    assert np.abs(probs_int8 - probs).max() < 0.1  # close to fp32, not equal to it
+    assert np.abs(probs_int8 - probs).max() < 0.1
     serve = params.serve.model_copy(update={"quantize": "int8", "runtime": "torch"})
     evaluate(params.model_copy(update={"serve": serve}))
-    served = json.loads((features / "metrics/eval.json").read_text())["served"]
+    served = json.loads((evaluated["work"] / "metrics/eval.json").read_text())["served"]
     assert served["quantize"] == "int8" and served["runtime"] == "torch"
-    # the agreement is the share of dev pairs whose int8 answer is fp32's, as counted here
-    # (dynamic int8 scales activations per batch: evaluate's batches may move a pair or two)
+    # dynamic int8 scales activations per batch: evaluate's batches may move a pair or two
     every = read_split("data/raw", "dev")  # what evaluate scored
     pairs = ([e.premise for e in every], [e.hypothesis for e in every])
     same = int8.predict_proba(*pairs).argmax(1) == predictor.predict_proba(*pairs).argmax(1)
     assert served["argmax_agreement"] == pytest.approx(float(np.mean(same)), abs=2 / len(every))
     # accuracies can differ only on the pairs where the two disagree
     assert abs(served["accuracy"] - saved["accuracy"]) <= 1 - served["argmax_agreement"] + 1e-9
-
-    # serve.quantize: bf16, PyTorch's model in bfloat16 (close to fp32, not equal to it)
     bf16 = Predictor.from_dir(model_dir, device="cpu", quantize="bf16")
     assert all(p.dtype == torch.bfloat16 for p in bf16.model.parameters())
     probs_bf16 = bf16.predict_proba([e.premise for e in dev], [e.hypothesis for e in dev])

@@ -97,7 +97,7 @@ def opened(p99: float) -> dict:
 def results() -> dict:
     service = closed({1: 20.0, 8: 60.0, 32: 80.0})
     for key in service:
-        service[key] |= {"ratio_vs_flask": spread([8.5]), "fraction_of_ceiling": spread([0.95])}
+        service[key] |= {"ratio_vs_flask": spread([11.5]), "fraction_of_ceiling": spread([0.95])}
     train = {
         "fixed": {"examples_per_s": 10.0},
         "dynamic": {"examples_per_s": 17.0},

@@ -76,17 +76,19 @@ def test_recipe_figures_on_the_pages_are_the_records_runs_wrote(page: str):
     assert set(records.load_records(ROOT / folder)) == set(records.SHOWN)
 
 
-def test_the_readmes_performance_block_is_the_benchs_own_files():
-    """The README's performance figures are rendered from benchmarks/results.json and
-    recovery.json (`make figures`); a figure typed by hand there fails here."""
-    text = (ROOT / bench_figures.PAGE).read_text(encoding="utf-8")
-    assert bench_figures.START in text, "README.md: no performance block"
+@pytest.mark.parametrize(("page", "up"), [("README.md", ""), ("docs/performance.md", "../")])
+def test_the_performance_blocks_are_the_benchs_own_files(page, up):
+    """The targets on the README and docs/performance.md are rendered from
+    benchmarks/results.json and recovery.json (`make figures`); a figure typed by hand there
+    fails here."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    assert bench_figures.START in text, f"{page}: no performance block"
     block = text.split(bench_figures.START)[1].split(bench_figures.END)[0]
     results, recovery = bench_figures.load(ROOT)
-    assert block == bench_figures.render(results, recovery), "README.md: run `make figures`"
+    assert block == bench_figures.render(results, recovery, up), f"{page}: run `make figures`"
     # and a changed figure changes the block: the check can fail
     results["targets"][0]["figure"] = results["targets"][0]["figure"] * 2 + 1
-    assert bench_figures.render(results, recovery) != block
+    assert bench_figures.render(results, recovery, up) != block
 
 
 def test_the_ways_of_training_are_the_train_speed_runs_own_file():
@@ -101,6 +103,30 @@ def test_the_ways_of_training_are_the_train_speed_runs_own_file():
     name = next(iter(speed["variants"]))
     speed["variants"][name]["examples_per_s"] += 1.0
     assert bench_figures.render_train_speed(speed) != block
+
+
+@pytest.mark.parametrize(
+    ("path", "render", "marks", "key"),
+    [
+        (bench_figures.RECOVERY, bench_figures.render_recovery, bench_figures.RECOVERY_MARKS,
+         ("runs", 0, "recovery_s")),
+        (bench_figures.SOAK, bench_figures.render_soak, bench_figures.SOAK_MARKS, ("requests",)),
+    ],
+)  # fmt: skip
+def test_the_reliability_figures_are_their_runs_own_files(path, render, marks, key):
+    """docs/reliability.md's recovery table and soak line are rendered from
+    benchmarks/recovery.json and soak.json (`make figures`)."""
+    text = (ROOT / bench_figures.RELIABILITY_PAGE).read_text(encoding="utf-8")
+    start, end = marks
+    assert start in text, f"docs/reliability.md: no {start.strip()} block"
+    block = text.split(start)[1].split(end)[0]
+    figures = bench_figures.load_json(path, ROOT)
+    assert block == render(figures), "docs/reliability.md: run `make figures`"
+    inner = figures
+    for k in key[:-1]:
+        inner = inner[k]
+    inner[key[-1]] += 1
+    assert render(figures) != block
 
 
 def test_a_hand_edited_figure_is_seen(tmp_path):
