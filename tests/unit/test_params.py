@@ -85,7 +85,10 @@ def test_the_schema_holds_no_defaults_and_a_missing_key_is_named():
         ({"data": {"val_fraction": 0}}, "data.val_fraction: must be > 0"),
         ({"registry": {"min_behaviour_pass": 2}}, "registry.min_behaviour_pass: must be <= 1"),
         ({"train": {"devices": 0}}, "train.devices: must be 'auto', -1 or > 0, got 0"),
-        ({"serve": {"quantize": "bf16"}}, "serve.runtime: quantize bf16 runs on PyTorch only"),
+        (
+            {"serve": {"quantize": "bf16", "runtime": "onnxruntime"}},
+            "serve.runtime: quantize bf16 runs on openvino or torch",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(patch, key):
@@ -299,7 +302,10 @@ def test_every_fields_error_names_its_full_key(key):
         ),
         ({"train": {"strategy": 1}}, "train.strategy: expected a string, got 1"),
         ({"train": {"devices": 2.5}}, "train.devices: "),
-        ({"serve": {"runtime": "tvm"}}, "serve.runtime: must be 'onnxruntime' or 'torch'"),
+        (
+            {"serve": {"runtime": "tvm"}},
+            "serve.runtime: must be 'onnxruntime', 'openvino' or 'torch'",
+        ),
     ],
 )
 def test_keys_starting_with_int_or_str_are_named_in_full(patch, message):
