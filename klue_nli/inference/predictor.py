@@ -105,6 +105,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def read_config(model_dir: Path) -> dict:
+    """The model folder's config.json (labels, position limit), or one line saying why not."""
+    try:
+        return json.loads((model_dir / "config.json").read_text())
+    except FileNotFoundError:
+        raise UserError(f"{model_dir}: not a saved model folder (no config.json)") from None
+    except ValueError as exc:
+        raise UserError(f"{model_dir}/config.json: unreadable ({exc})") from None
+
+
+def quantized(model: torch.nn.Module, quantize: str) -> torch.nn.Module:
+    """The PyTorch model for a CPU's `quantize`: int8 Linear layers (dynamic), or bf16
+    weights (oneDNN's bf16 kernels: AVX512-BF16, AMX), or as it is."""
+    import torch
+
+    if quantize == "int8":
+        return torch.ao.quantization.quantize_dynamic(
+            model.eval(), {torch.nn.Linear}, dtype=torch.qint8
+        )
+    return model.to(torch.bfloat16) if quantize == "bf16" else model
+
+
 class Predictor:
     def __init__(
         self,
@@ -166,12 +188,7 @@ class Predictor:
         (`served` in metrics/eval.json). `threads`: CPU threads (default: every usable CPU).
         `checked`: see verify_model_dir."""
         model_dir = Path(model_dir)
-        try:
-            config = json.loads((model_dir / "config.json").read_text())
-        except FileNotFoundError:
-            raise UserError(f"{model_dir}: not a saved model folder (no config.json)") from None
-        except ValueError as exc:
-            raise UserError(f"{model_dir}/config.json: unreadable ({exc})") from None
+        config = read_config(model_dir)
         verify_model_dir(model_dir, require_manifest, checked)
         tokenizer = PairTokenizer.from_dir(model_dir)
         device = device or default_device()
@@ -199,13 +216,7 @@ class Predictor:
             forward = graph_forward(runtime, path, inputs, threads, quantize, "exported at load")
             forward._tmp = tmp  # the graph's folder lives as long as the forward
             return cls._made(tokenizer, forward, config, None, device, quantize)
-        if cpu and quantize == "int8":
-            model = torch.ao.quantization.quantize_dynamic(
-                model.eval(), {torch.nn.Linear}, dtype=torch.qint8
-            )
-        elif cpu and quantize == "bf16":  # oneDNN's bf16 kernels (AVX512-BF16, AMX)
-            model = model.to(torch.bfloat16)
-        model = model.to(device).eval()
+        model = quantized(model, quantize if cpu else "none").to(device).eval()
         return cls._made(tokenizer, torch_forward(model, device), config, model, device, quantize)
 
     @classmethod

@@ -18,12 +18,13 @@ from mlflow.tracking import MlflowClient
 
 from devtools.sandbox import Server, bentoml_server, free_port, make_project, project_env
 from devtools.team import BUCKET, REGION, TeamStack
+from klue_nli.core.params import load_params
 from klue_nli.data.klue import read_split
 from klue_nli.inference.predictor import Predictor
 from klue_nli.registry.client import CHAMPION, PREVIOUS
 from klue_nli.registry.promotion import promote
 from klue_nli.registry.retention import logged_model_id, purge_artifacts, retire_old_versions
-from tests.conftest import ROOT, default_params
+from tests.conftest import ROOT
 from tests.e2e.test_flows import FAST as FAST_FLOW
 from tests.e2e.test_pipeline import sh
 from tests.e2e.test_registry import NAME, aliases, candidate
@@ -218,7 +219,7 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     assert "Running stage" not in repro.stdout, repro.stdout
     dev = read_split(b / "data/raw", "dev")[:8]
     premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
-    serve = default_params().serve  # the project's params.yaml, as the clone has it
+    serve = load_params(b / "params.yaml").serve  # as the clone serves it
     as_served = Predictor.from_dir(
         b / "models/best", runtime=serve.runtime, quantize=serve.quantize
     )
