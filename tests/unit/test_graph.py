@@ -75,14 +75,16 @@ def test_a_graph_from_other_weights_is_refused_and_another_quantization_not_used
         Predictor.from_dir(folder, device="cpu", runtime="onnxruntime", require_manifest=True)
 
 
-def test_a_stored_graph_is_served_without_pytorch_or_transformers(kcbert, tmp_path):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_stored_graph_is_served_without_pytorch_or_transformers(runtime, kcbert, tmp_path):
     """What makes a replacement worker quick (docs/reliability.md): the stored graph, the
     folder's tokenizer.json and config.json, and nothing of PyTorch (1.5 s to import) or
     transformers (0.7 s)."""
     folder = exported_folder("bert", kcbert, tmp_path)
     code = (
         "import sys; from klue_nli.inference.predictor import Predictor; "
-        f"p = Predictor.from_dir({str(folder)!r}, runtime='onnxruntime', threads=1); "
+        f"p = Predictor.from_dir({str(folder)!r}, runtime={runtime!r}, quantize='none', "
+        "threads=1); "
         f"print(p.predict({PREMISES!r}, {HYPOTHESES!r})); "
         "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     )

@@ -5,8 +5,6 @@ for every encoder family; `auto` is bf16 only where the runtime and the CPU comp
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -55,24 +53,6 @@ def test_a_folder_without_a_graph_is_exported_at_load_for_openvino(kcbert, tmp_p
     stored = Predictor.from_dir(folder, device="cpu", runtime="openvino", quantize="none")
     a, b = (p.predict_proba(PREMISES, HYPOTHESES) for p in (fresh, stored))
     assert np.abs(a - b).max() < 1e-6
-
-
-def test_openvino_serves_the_stored_graph_without_pytorch(kcbert, tmp_path):
-    """A replacement worker on OpenVINO, as on ONNX Runtime, imports neither PyTorch nor
-    transformers' models."""
-    folder = exported_folder("bert", kcbert, tmp_path)
-    code = (
-        "import sys; from klue_nli.inference.predictor import Predictor; "
-        f"p = Predictor.from_dir({str(folder)!r}, runtime='openvino', quantize='none', "
-        "threads=1); "
-        f"print(p.predict({PREMISES!r}, {HYPOTHESES!r})); "
-        "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
-    )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-2000:]
-    answers, imported = run.stdout.strip().splitlines()[-2:]
-    assert answers == str(Predictor.from_dir(folder, device="cpu").predict(PREMISES, HYPOTHESES))
-    assert imported == "[]"
 
 
 def test_auto_is_bf16_only_where_the_runtime_and_the_cpu_compute_it(monkeypatch):
