@@ -195,8 +195,8 @@ class Predictor:
         cpu = device.split(":")[0] == "cpu"
         quantize = resolve_quantize(quantize, runtime) if cpu else "none"
         given_threads, threads = threads, threads or usable_cpus()
-        graph = cpu and runtime in GRAPH_RUNTIMES
         stored_quantize = graph_quantize(runtime, quantize)
+        graph = cpu and stored_quantize is not None
         if graph:
             from klue_nli.inference.onnx import stored_graph
 

@@ -154,10 +154,10 @@ def write_pages(root: Path = Path()) -> list[Path]:
     """Rewrite the blocks from their files (`klue-nli figures`); the pages written."""
     from klue_nli.core.io import atomic_write_text
 
-    pages = []
+    pages, bench = [], load(root)
     for page, block, start, end in (
-        (PAGE, render(*load(root)), START, END),
-        (SPEED_PAGE, render(*load(root), up="../"), START, END),
+        (PAGE, render(*bench), START, END),
+        (SPEED_PAGE, render(*bench, up="../"), START, END),
         (SPEED_PAGE, render_train_speed(load_train_speed(root)), SPEED_START, SPEED_END),
         (RELIABILITY_PAGE, render_recovery(load_json(RECOVERY, root)), *RECOVERY_MARKS),
         (RELIABILITY_PAGE, render_soak(load_json(SOAK, root)), *SOAK_MARKS),

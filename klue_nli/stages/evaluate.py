@@ -26,7 +26,7 @@ from klue_nli.core.stage_runner import run_stage
 from klue_nli.data import kornli
 from klue_nli.data.klue import Example, clean_examples, read_split, split_filename
 from klue_nli.inference import drift
-from klue_nli.inference.predictor import Predictor
+from klue_nli.inference.predictor import Predictor, resolve_quantize
 from klue_nli.model.behaviour import build_suite, run_suite
 from klue_nli.model.metrics import (
     classification_report,
@@ -86,11 +86,11 @@ def _as_served(
     Its dev profile (label shares, confidence) is what drift monitoring compares with."""
     serve = params.serve
     served, served_probs = predictor, probs
-    if predictor.device == "cpu" and (serve.runtime, serve.quantize) != ("torch", "none"):
+    quantize = resolve_quantize(serve.quantize, serve.runtime)  # `auto`: by this CPU
+    if predictor.device == "cpu" and (serve.runtime, quantize) != ("torch", "none"):
         served = Predictor.from_dir(
-            params.paths.model_dir, quantize=serve.quantize, runtime=serve.runtime
+            params.paths.model_dir, quantize=quantize, runtime=serve.runtime
         )
-    if (served.runtime, served.quantize) != ("torch", "none"):  # `auto` may resolve to fp32
         served_probs = served.predict_proba(
             [e.premise for e in dev], [e.hypothesis for e in dev], params.evaluate.batch_size
         )
