@@ -28,8 +28,15 @@ def header(r: dict) -> str:
         f"Measured {r['date']} on {m['cores']} cores ({cpu['model']}; {flags}), torch threads "
         f"{m['torch_threads']}, GPU: {gpu}. Every serving phase ran {r['rounds']} times "
         f"({r['phase_s']:.0f} s each), interleaved with its baseline's; figures are medians "
-        f"(min-max over the rounds). The whole run took {r['seconds'] / 60:.0f} minutes.\n"
+        f"(min-max over the rounds). The whole run took {r['seconds'] / 60:.0f} minutes"
+        f"{_sections(r)}.\n"
     )
+
+
+def _sections(r: dict) -> str:
+    """Where the run's time went (seconds per section), where the run recorded it."""
+    parts = [f"{name} {s / 60:.1f}" for name, s in r.get("section_s", {}).items()]
+    return f" ({', '.join(parts)} min)" if parts else ""
 
 
 def target_table(r: dict) -> list[str]:
@@ -39,6 +46,19 @@ def target_table(r: dict) -> list[str]:
         shown = f"{fig:.2f}" if isinstance(fig, float) else str(fig)
         rows.append(f"| {t['target']} | {shown} | {t['wanted']} | {'yes' if t['met'] else 'NO'} |")
     return rows
+
+
+def _token_bound(bt: dict) -> list[str]:
+    """The grouped ratio's bound: if a step's time followed its padded tokens, the ratio
+    would be the padded tokens per example padded to 64 over those grouped."""
+    if "token_ratio_grouped" not in bt:
+        return []
+    fixed, grouped = (bt[k]["padded_tokens_per_example"] for k in ("fixed", "grouped"))
+    return [
+        f"| train, kcbert-base shape: padded tokens per example in the measured steps "
+        f"(padded 64 / grouped; their ratio bounds the speed-up) | {fixed:.1f} | {grouped:.1f} "
+        f"| {bt['token_ratio_grouped']:.2f}x |"
+    ]
 
 
 def comparisons(r: dict) -> list[str]:
@@ -57,6 +77,7 @@ def comparisons(r: dict) -> list[str]:
         f"| train, kcbert-base shape, examples/s (padded 64 / dynamic / grouped) "
         f"| {bt['fixed']['examples_per_s']:.2f} | {bt['dynamic']['examples_per_s']:.2f} / "
         f"{bt['grouped']['examples_per_s']:.2f} | {bt['ratio']:.2f}x |",
+        *_token_bound(bt),
         f"| inference in process, kcbert-base shape, pairs/s (the tutorial's batch 1 padded "
         f"PyTorch fp32 / the served variant at batch 32) | {b['tutorial_batch1_pairs_per_s']:.1f} "
         f"| {served:.1f} | {served / b['tutorial_batch1_pairs_per_s']:.1f}x |",

@@ -3,7 +3,8 @@ and the small demo model, each ratio measured in the same run on the same machin
 
 Writes benchmarks/results.json, results.md and results.png. Inputs as for the tests:
 KLUE_NLI_MIRROR and KCBERT_DIR (else the official download and the Hub). Each load phase lasts
-BENCH_DURATION seconds (default 20, at most 60), against 127.0.0.1 only.
+BENCH_DURATION seconds (default 8, at most 60), against 127.0.0.1 only. Each section's
+seconds are recorded (`section_s`), so what the bench's time goes to is in its results.
 """
 
 from __future__ import annotations
@@ -111,11 +112,14 @@ def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5
     return done / (time.perf_counter() - start)
 
 
-def bench_variants(model_dir: Path, params: Params, dev: Path, features: Path) -> dict:
+def bench_variants(
+    model_dir: Path, params: Params, dev: Path, features: Path, n_pairs: int = variants.DEV_PAIRS
+) -> dict:
     """Every graph variant of `model_dir` in process (benchmarks/variants.py), interleaved
     over the bench's rounds, with the one the service runs (params' serve) named."""
-    out = variants.measure(model_dir, dev, features, serving.ROUNDS)
-    return out | {"served": variants.served_name(params.serve.runtime, params.serve.quantize)}
+    seconds, out = timed(variants.measure, model_dir, dev, features, serving.ROUNDS, n_pairs)
+    served = variants.served_name(params.serve.runtime, params.serve.quantize)
+    return out | {"seconds": round(seconds), "served": served}
 
 
 def bench_base(params: Params, work: Path) -> dict:
@@ -128,7 +132,11 @@ def bench_base(params: Params, work: Path) -> dict:
         "train": base.train_throughput(params),
         "tutorial_batch1_pairs_per_s": base.tutorial_pairs_per_s(model_dir, premises, hypotheses),
         "variants": bench_variants(
-            model_dir, params, Path(params.paths.raw_dir), Path(params.paths.features_dir)
+            model_dir,
+            params,
+            Path(params.paths.raw_dir),
+            Path(params.paths.features_dir),
+            variants.SHAPE_DEV_PAIRS,
         ),
         "serve": serve_against_flask(params, work, model_dir),
     }
@@ -338,6 +346,13 @@ def main() -> None:
         )
         download(params)
         featurize(params)  # the sample's features, for the training probes
+        sections: dict[str, float] = {}
+
+        def section(name: str, run, *args):
+            seconds, result = timed(run, *args)
+            sections[name] = round(seconds)
+            return result
+
         results = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {
@@ -350,11 +365,14 @@ def main() -> None:
             },
             "rounds": serving.ROUNDS,
             "phase_s": serving.DURATION,
-            "featurize": base.featurize_at_scale(params, work, original_featurize, featurize),
-            "train": bench_train(params),
-            "pipeline": bench_pipeline(params.data.mirror or "", kcbert, work),
-            "base": bench_base(params, work),
-            "e5": bench_e5(Path(cwd), params, work),
+            "featurize": section(
+                "featurize", base.featurize_at_scale, params, work, original_featurize, featurize
+            ),
+            "train": section("train", bench_train, params),
+            "pipeline": section("pipeline", bench_pipeline, params.data.mirror or "", kcbert, work),
+            "base": section("base", bench_base, params, work),
+            "e5": section("e5", bench_e5, Path(cwd), params, work),
+            "section_s": sections,
         }
     finally:
         os.chdir(cwd)

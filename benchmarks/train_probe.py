@@ -49,13 +49,21 @@ class FixedCollate(Collate):
 
 
 class Timer(Callback):
+    """Wall time from the end of the warm-up steps, and the tokens of the measured batches
+    (padded: what the model computes on; real: the pairs' own)."""
+
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.losses = warmup, None, []
+        self.padded = self.real = self.examples = 0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.losses.append(float(outputs["loss"]))
         if trainer.global_step == self.warmup:
             self.start = time.perf_counter()
+        elif self.start is not None:
+            self.padded += batch["input_ids"].numel()
+            self.real += int(batch["attention_mask"].sum())
+            self.examples += batch["input_ids"].shape[0]
 
 
 def main() -> None:
@@ -170,6 +178,8 @@ def main() -> None:
                     p.numel() for p in model.parameters() if p.requires_grad
                 ),
                 "examples_per_s": measured * cfg.batch_size / seconds,
+                "padded_tokens_per_example": timer.padded / max(timer.examples, 1),
+                "real_tokens_per_example": timer.real / max(timer.examples, 1),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "loss_first10": statistics.fmean(timer.losses[:10]),
                 "loss_last10": statistics.fmean(timer.losses[-10:]),

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from klue_nli.service.contract import replay_body
-from klue_nli.service.errors import error_body
+from klue_nli.service.errors import Receive, error_body
 
 
 class BodyLimit:
@@ -49,3 +48,18 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the app once the body has been read here: the body in one message,
+    then whatever the client sends next (a disconnect)."""
+    done = False
+
+    async def replay() -> dict:
+        nonlocal done
+        if done:
+            return await receive()
+        done = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

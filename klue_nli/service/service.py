@@ -28,7 +28,7 @@ from klue_nli.inference.bento import BENTO_MODEL
 from klue_nli.inference.predictor import Predictor
 from klue_nli.service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_answer
 from klue_nli.service.arrival import ARRIVED, Arrival
-from klue_nli.service.contract import JsonContract
+from klue_nli.service.contract import JsonContract, Route
 from klue_nli.service.feedback import Corrections, Given, RecentAnswers
 from klue_nli.service.inputs import PARAMS, SERVE, Batch, Correction, Pair
 from klue_nli.service.limits import BodyLimit
@@ -143,17 +143,19 @@ class NLIService:
         label = max(probs, key=probs.get)
         return self.recent.remember(Given(premise, hypothesis, label, self.version))
 
-    @bentoml.api(route="/api", input_spec=Pair)
-    async def api(self, premise: str, hypothesis: str) -> Answer:
+    # The JSON routes' handlers: the contract middleware (klue_nli/service/contract.py)
+    # calls them with the body it parsed and validated, once.
+    async def answer(self, pair: Pair) -> Answer:
         """One pair, answered as the tutorial's web app expects."""
+        premise, hypothesis = pair.premise, pair.hypothesis
         [(probs, truncated)] = await self._infer([(premise, hypothesis)])
         observe_answers(self.version, [probs], [len(premise) + len(hypothesis)])
         answer_id = self._given(premise, hypothesis, probs)
         return tutorial_answer(premise, hypothesis, probs, truncated, self.version, answer_id)
 
-    @bentoml.api(route="/predict", input_spec=Batch)
-    async def predict(self, pairs: list[Pair]) -> BatchAnswer:
+    async def answer_batch(self, batch: Batch) -> BatchAnswer:
         """Several pairs: labels, probabilities and truncation, in request order."""
+        pairs = batch.pairs
         named = await self._infer([(p.premise, p.hypothesis) for p in pairs])
         rows = [row for row, _ in named]
         observe_answers(self.version, rows, [len(p.premise) + len(p.hypothesis) for p in pairs])
@@ -168,6 +170,25 @@ class NLIService:
         ]
         return BatchAnswer(model_version=self.version, results=results)
 
+    async def take_correction(self, c: Correction) -> Acknowledged:
+        """A correction: the label that is right for an answer given (answer_id) or for a
+        pair. 200 once it is committed to the feedback store, for review
+        (`klue-nli feedback list`)."""
+        row = await self.corrections.submit(c.label, c.answer_id, c.premise, c.hypothesis, c.note)
+        return Acknowledged(feedback_id=row, status="pending")
+
+    # The routes as BentoML declares them: the OpenAPI document and BentoML's clients see
+    # these; over HTTP the contract middleware answers them with the handlers above.
+    @bentoml.api(route="/api", input_spec=Pair)
+    async def api(self, premise: str, hypothesis: str) -> Answer:
+        """One pair, answered as the tutorial's web app expects."""
+        return await self.answer(Pair.model_construct(premise=premise, hypothesis=hypothesis))
+
+    @bentoml.api(route="/predict", input_spec=Batch)
+    async def predict(self, pairs: list[Pair]) -> BatchAnswer:
+        """Several pairs: labels, probabilities and truncation, in request order."""
+        return await self.answer_batch(Batch.model_construct(pairs=pairs))
+
     @bentoml.api(route="/feedback", input_spec=Correction)
     async def feedback(
         self,
@@ -180,8 +201,8 @@ class NLIService:
         """A correction: the label that is right for an answer given (answer_id) or for a
         pair. 200 once it is committed to the feedback store, for review
         (`klue-nli feedback list`)."""
-        row = await self.corrections.submit(label, answer_id, premise, hypothesis, note)
-        return Acknowledged(feedback_id=row, status="pending")
+        fields = dict(answer_id=answer_id, premise=premise, hypothesis=hypothesis, note=note)
+        return await self.take_correction(Correction.model_construct(label=label, **fields))
 
 
 # Outermost first: the arrival stamp, the size limit before anything reads a body, the
@@ -192,5 +213,10 @@ NLIService.add_asgi_middleware(
     RateLimit, path="/feedback", per_minute=PARAMS.feedback.per_client_per_minute
 )
 NLIService.add_asgi_middleware(
-    JsonContract, models={"/api": Pair, "/predict": Batch, "/feedback": Correction}
+    JsonContract,
+    routes={
+        "/api": Route(Pair, "answer"),
+        "/predict": Route(Batch, "answer_batch"),
+        "/feedback": Route(Correction, "take_correction"),
+    },
 )
