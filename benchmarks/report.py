@@ -240,7 +240,8 @@ def markdown(r: dict) -> str:
         }),
         "",
         "**Inference variants at kcbert-base's shape** (random weights, in process, on the "
-        "mirror's dev pairs):",
+        "mirror's dev pairs; no target: with random weights near-tied answers flip under any "
+        "reduced precision, and the dev accuracy is chance):",
         "",
         *variants_table(r["base"]["variants"]),
         "",

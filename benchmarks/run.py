@@ -3,7 +3,7 @@ and the small demo model, each ratio measured in the same run on the same machin
 
 Writes benchmarks/results.json, results.md and results.png. Inputs as for the tests:
 KLUE_NLI_MIRROR and KCBERT_DIR (else the official download and the Hub). Each load phase lasts
-BENCH_DURATION seconds (default 8, at most 60), against 127.0.0.1 only. Each section's
+BENCH_DURATION seconds (default 6, at most 60), against 127.0.0.1 only. Each section's
 seconds are recorded (`section_s`), so what the bench's time goes to is in its results.
 """
 
@@ -260,7 +260,7 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
     return {"noop_repro_s": noop_repro, "noop_flow_s": noop_flow}
 
 
-# The e5 demo service's figure at 32 clients on 2026-12-01 (req/s), the e5 target's reference.
+# The service the e5 target compares with, measured beside it in the same run.
 E5_BASELINE = "onnxruntime fp32"  # the service as it served before, beside it in the run
 BENCH_MAX_S = 30 * 60
 
@@ -315,7 +315,9 @@ def targets(r: dict) -> list[dict]:
          opened["after_overload"]["errors"] == 0),
         ("whole bench (s)", r["seconds"], f"<= {BENCH_MAX_S}", r["seconds"] <= BENCH_MAX_S),
     ]  # fmt: skip
-    rows += variant_rows("base", r["base"]["variants"])
+    # kcbert-base's shape has random weights: its near-tied answers flip under any reduced
+    # precision, so its variants' agreement is reported (report.py), not judged; the rule is
+    # judged on the trained model the service serves.
     if r.get("e5"):
         rows += variant_rows("e5", r["e5"]["variants"])
         e5 = r["e5"]["serve"]["ratio_vs_onnxruntime"]["c32"]["median"]

@@ -29,7 +29,7 @@ from devtools.sandbox import Server, free_port
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ROUNDS = max(3, int(os.environ.get("BENCH_ROUNDS", "3")))
-DURATION = min(float(os.environ.get("BENCH_DURATION", "8")), 60.0)
+DURATION = min(float(os.environ.get("BENCH_DURATION", "6")), 60.0)
 CONCURRENCY = (1, 8, 32)
 API_DURATION = "bentoml_service_request_duration_seconds"
 
