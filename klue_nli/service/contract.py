@@ -36,6 +36,7 @@ from klue_nli.service.errors import (
     Receive,
     Send,
     send_error,
+    send_json,
     shaped_errors,
     validation_failure,
 )
@@ -104,18 +105,7 @@ async def answer(send: Send, path: str, handler: Handler, request: BaseModel) ->
     except Exception:  # a bug: logged with its traceback, answered without one
         log.exception("POST %s failed", path)
         return await send_error(send, 500, "an unexpected error: see the server log")
-    body = result.model_dump_json().encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 200, result.model_dump_json().encode())
 
 
 def _refusal(model: type[BaseModel], body: bytes, exc: ValidationError) -> tuple[str, list]:

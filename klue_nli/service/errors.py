@@ -54,14 +54,10 @@ def error_body(message: str, detail: list[dict[str, Any]] | None = None) -> byte
     return json.dumps({"error": message, "detail": detail or []}, ensure_ascii=False).encode()
 
 
-async def send_error(
-    send: Send,
-    status: int,
-    message: str,
-    detail: list[dict[str, Any]] | None = None,
-    headers: list[tuple[bytes, bytes]] | None = None,
+async def send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = error_body(message, detail)
+    """A JSON answer, straight to the ASGI `send`."""
     await send(
         {
             "type": "http.response.start",
@@ -74,6 +70,16 @@ async def send_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    message: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send_json(send, status, error_body(message, detail), headers)
 
 
 def _message(error: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from klue_nli.service.errors import Receive, error_body
+from klue_nli.service.errors import Receive, send_error
 
 
 class BodyLimit:
@@ -32,22 +32,13 @@ class BodyLimit:
         return await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _refuse(self, send) -> None:
-        body = error_body(
+        await send_error(
+            send,
+            413,
             f"the request body is over {self.max_bytes} bytes",
             [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
+            [(b"connection", b"close")],  # the rest of the body is never read
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),  # the rest of the body is never read
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def replay_body(body: bytes, receive: Receive) -> Receive:
