@@ -158,7 +158,8 @@ def runtime_notes(notes: dict) -> list[str]:
             f"Accuracy-aware int8: {tuner['tuner']}, {tuner['metric']}, at most "
             f"{tuner['max_drop']:.0%} lost; budget {tuner['validation_pairs']} validation "
             f"pairs, {tuner['max_iterations']} iterations, ranking on {tuner['ranking_pairs']} "
-            f"pairs; took {tuner['seconds']:.0f} s, validation agreement "
+            f"pairs ({tuner.get('ranking_workers', 1)} workers); took {tuner['seconds']:.0f} s, "
+            "validation agreement "
             f"{pct(tuner['validation_agreement'])}."
         )
     for dtype, why in (notes.get("ctranslate2_refused") or {}).items():

@@ -7,10 +7,8 @@ grow by themselves. An overloaded server sheds load instead of queueing without 
 - at admission: a request whose expected wait (the batches ahead of it, in flight included,
   times the recent batch duration) exceeds `max_latency_ms` is refused at once (`Overloaded`),
   so a client learns in microseconds, not after waiting out the limit;
-- at batch start: a request whose wait so far plus the expected model call would pass
-  `max_latency_ms` is refused rather than answered late. The call is expected to last the
-  recent average plus twice its recent mean deviation, as TCP bounds a round trip (RFC 6298):
-  a call slower than the average then rarely carries an answer past the limit.
+- at batch start: a request whose wait so far plus the expected model call (the recent batch
+  duration) would pass `max_latency_ms` is refused rather than answered late.
 The wait counts from `arrived` where the caller knows it (the service: when the HTTP request
 came in, klue_nli/service/arrival.py), else from the request's entry into the queue.
 An answered request thus spends at most about `max_latency_ms` in the batcher (a batch that
@@ -77,7 +75,6 @@ class MicroBatcher(Generic[T, R]):
         self._last_size = 0  # items of the last answered batch
         self._pending: set[asyncio.Future] = set()  # every request not answered yet
         self.batch_s: float | None = None  # recent model-call duration (moving average)
-        self.batch_dev_s = 0.0  # its mean deviation from that average (moving average)
 
     def expected_wait_s(self, n: int) -> float:
         """How long `n` more items would wait for their batch to start, from recent batches."""
@@ -144,7 +141,7 @@ class MicroBatcher(Generic[T, R]):
             live, waits = [], []
             self._queued -= size
             # its answer would come after the wait so far plus the model call
-            expected_call = (self.batch_s or 0.0) + 2 * self.batch_dev_s
+            expected_call = self.batch_s or 0.0
             for items, future, queued_at, arrived in batch:
                 if future.cancelled():  # the client went away
                     continue
@@ -194,11 +191,7 @@ class MicroBatcher(Generic[T, R]):
         took = time.monotonic() - start
         # Under overload every batch is full, so the average converges to a full batch's time;
         # under light load a burst is under-estimated at first and the start check catches it.
-        if self.batch_s is None:
-            self.batch_s = took
-        else:
-            self.batch_dev_s = 0.75 * self.batch_dev_s + 0.25 * abs(took - self.batch_s)
-            self.batch_s = 0.8 * self.batch_s + 0.2 * took
+        self.batch_s = took if self.batch_s is None else 0.8 * self.batch_s + 0.2 * took
         start = 0
         for items, future in live:
             if not future.done():
