@@ -162,9 +162,11 @@ def test_targets_judge_each_figure():
     verdicts = {t["target"]: t for t in run.targets(results())}
     met = {name: t["met"] for name, t in verdicts.items()}
     assert met["base serve, 32 clients: x the tutorial's Flask"]
-    # base serves ONNX fp32 while bf16 keeps the answers and is faster: missed
-    base_best = next(n for n in met if n.startswith("base: fastest variant"))
-    assert not met[base_best] and verdicts[base_best]["figure"] == "pytorch bf16"
+    # kcbert-base's shape has random weights: its variants are reported, not judged
+    assert not any(n.startswith("base: ") and "variant" in n for n in met)
+    # the rule where ONNX fp32 is served while bf16 keeps the answers and is faster: missed
+    agree, best = run.variant_rows("x", results()["base"]["variants"])
+    assert agree[3] and not best[3] and best[1] == "pytorch bf16"
     e5_best = next(n for n in met if n.startswith("e5: fastest variant"))
     assert met[e5_best]  # e5 serves bf16: met
     # 270 against 170 req/s on ONNX Runtime fp32 in the same run: 1.59x
