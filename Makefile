@@ -138,7 +138,7 @@ recovery: $(STAMP) ## The serving worker killed under load, graph made at start 
 train-speed: $(STAMP) ## The demo's fine-tuning done other ways (torch.compile, batch 64, no length grouping, lowest layers frozen): examples/s and validation, after make demo -> benchmarks/train_speed.json (~12 min)
 	python -m benchmarks.train_speed
 
-variants: $(STAMP) ## The served model's ONNX graph fp32, fused, int8 (dynamic, static QDQ), PyTorch bf16 side by side (after make demo) -> benchmarks/variants.json
+variants: $(STAMP) ## The demo model every way it can run on CPU (PyTorch, ONNX Runtime, OpenVINO, NNCF int8, CTranslate2) side by side (after make demo) -> benchmarks/variants.json
 	python -m benchmarks.variants
 
 soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=16) -> benchmarks/soak.json

@@ -89,10 +89,12 @@ def soak(
     klue: str | None,
     kcbert: str,
     kornli: str | None = None,
+    warmup_s: float | None = None,
 ) -> dict:
     """Serve the demo model from `work` and load it; `klue` and `kornli` are KLUE-NLI and
     KorNLI mirrors (None: the official downloads), `kcbert` the tokenizer (a Hub id or an
-    absolute folder)."""
+    absolute folder). RSS growth counts from `warmup_s` (default: a fifth of the run, at
+    least 10 s)."""
     from benchmarks.run import bench_params, store_in_bentoml
     from benchmarks.serving import load, warm
     from klue_nli.stages.download import download
@@ -122,7 +124,7 @@ def soak(
         alive = server.alive()
     finally:
         server.stop()
-    warmup_s = max(10.0, duration_s / 5)
+    warmup_s = warmup_s if warmup_s is not None else max(10.0, duration_s / 5)
     rss_warm, rss_end, growth = rss_growth(sampler.samples, warmup_s)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -21,7 +21,9 @@ def test_rss_growth_is_measured_from_the_end_of_warm_up():
 def test_a_short_soak_has_no_errors_and_bounded_memory(tmp_path, klue_dir, kornli_dir, kcbert):
     # soak() stores the model under tmp_path/bentoml: the store this test's BentoML is pinned to
     data = {"klue": str(klue_dir), "kornli": str(kornli_dir)}
-    result = soak(tmp_path, duration_s=30, clients=8, kcbert=kcbert, **data)
+    # The worker's RSS rises for its first tens of thousands of answers (about 4 MB/s at 800
+    # req/s on 2 cores, native memory) and then holds: growth is counted after a minute.
+    result = soak(tmp_path, duration_s=90, clients=8, kcbert=kcbert, warmup_s=60, **data)
     assert result["requests"] > 300, result
     assert result["errors"] == 0, result
     assert result["server_alive"], result
