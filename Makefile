@@ -43,7 +43,7 @@ endif
 
 .PHONY: help venv docs demo quick sweep run run-e5 figures repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
-	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants train-speed \
+	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants train-speed shapes \
 	gc team-up team-down postgres
 
 help: ## Show this help
@@ -140,6 +140,9 @@ train-speed: $(STAMP) ## The demo's fine-tuning done other ways (torch.compile, 
 
 variants: $(STAMP) ## The demo model every way it can run on CPU (PyTorch, ONNX Runtime, OpenVINO, NNCF int8, CTranslate2) side by side (after make demo) -> benchmarks/variants.json
 	python -m benchmarks.variants
+
+shapes: $(STAMP) ## OpenVINO's kernels per input shape: random serving batches padded to exact widths vs bucketed widths (8 per power of two), memory and speed (after make demo) -> benchmarks/shapes.json
+	python -m benchmarks.shapes
 
 soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=16) -> benchmarks/soak.json
 	python -m benchmarks.soak

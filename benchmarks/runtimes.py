@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from klue_nli.core.cpus import cpu_has_bf16
 from klue_nli.data.encoding import pad_arrays
 from klue_nli.data.features import FeatureSplit, split_file
 from klue_nli.inference.openvino import OpenVinoForward
@@ -50,28 +51,6 @@ def feeds(split: FeatureSplit, inputs: tuple[str, ...], pad_id: int, rows, per: 
         batch = pad_arrays([ids for ids, _ in pairs], types, pad_id)
         out.append({k: batch[k].astype(np.int64) for k in inputs})
     return out
-
-
-class CompiledForward:
-    """An OpenVINO model (an NNCF result) compiled as OpenVinoForward compiles a graph."""
-
-    name = "openvino"
-    source = "quantized by NNCF"
-
-    def __init__(self, model, inputs: tuple[str, ...], threads: int) -> None:
-        import openvino as ov
-
-        self.inputs = inputs
-        self.compiled = ov.Core().compile_model(
-            model,
-            "CPU",
-            {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1},
-        )
-        self.request = self.compiled.create_infer_request()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {n: batch[n].astype(np.int64, copy=False) for n in self.inputs}
-        return np.array(self.request.infer(feed)[0], dtype=np.float32)
 
 
 def openvino_forwards(graph: Path, inputs: tuple[str, ...], threads: int) -> dict[str, Forward]:
@@ -123,9 +102,14 @@ def nncf_forwards(
         ),
     )
     spent = time.perf_counter() - started
+    # the layers left in floating point at the precision this CPU computes natively (what
+    # OpenVINO's CPU plugin picks by itself)
+    rest = "bf16" if cpu_has_bf16() else "none"
     forwards = {
-        "openvino int8 (NNCF)": CompiledForward(calibrated, inputs, threads),
-        "openvino int8 (NNCF, accuracy-aware)": CompiledForward(tuned, inputs, threads),
+        "openvino int8 (NNCF)": OpenVinoForward(calibrated, inputs, threads, rest, "NNCF"),
+        "openvino int8 (NNCF, accuracy-aware)": OpenVinoForward(
+            tuned, inputs, threads, rest, "NNCF, accuracy-aware"
+        ),
     }
     tuner = {
         "tuner": "NNCF quantize_with_accuracy_control",

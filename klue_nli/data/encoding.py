@@ -120,11 +120,12 @@ def pad_arrays(
     input_ids: Sequence[Sequence[int] | np.ndarray],
     token_type_ids: Sequence[Sequence[int] | np.ndarray] | None,
     pad_id: int,
+    width: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Pad a batch to its own longest pair (dynamic padding) and build the attention mask,
-    as int64 arrays. `token_type_ids=None` (a model without segment ids) leaves that input
-    out."""
-    width = max(len(ids) for ids in input_ids)
+    """Pad a batch to its own longest pair (dynamic padding), or to `width` where that is
+    more, and build the attention mask, as int64 arrays. `token_type_ids=None` (a model
+    without segment ids) leaves that input out."""
+    width = max(width, *(len(ids) for ids in input_ids))
     n = len(input_ids)
     ids = np.full((n, width), pad_id, dtype=np.int64)
     mask = np.zeros((n, width), dtype=np.int64)
@@ -138,6 +139,17 @@ def pad_arrays(
             types[row, : len(b)] = b
         batch["token_type_ids"] = types
     return batch
+
+
+def bucket_width(width: int, steps_per_octave: int) -> int:
+    """`width` rounded up to one of `steps_per_octave` widths per power of two (with 8: 8, 9,
+    ..., 15, 16, 18, ..., 30, 32, 36, ..., 60, 64, 72, ...), so a runtime that compiles kernels
+    per input shape meets few widths while the padding added stays under 1/steps_per_octave
+    of the tokens. 0: the width as it is."""
+    if steps_per_octave <= 0 or width <= steps_per_octave:
+        return width
+    step = (1 << (width.bit_length() - 1)) // steps_per_octave
+    return -(-width // step) * step
 
 
 def pad_batch(

