@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from klue_nli.core.cpus import cpu_has_bf16
 from klue_nli.data.encoding import pad_arrays
 from klue_nli.data.features import FeatureSplit, split_file
 from klue_nli.inference.openvino import OpenVinoForward
-from klue_nli.inference.predictor import Forward
+from klue_nli.inference.predictor import Forward, resolve_quantize
 
 # The accuracy-aware tuner's budget: validation pairs it checks each candidate on, the most
 # fp32-restoring iterations, the pairs its layer ranking uses, and the drop it may accept in
@@ -103,8 +102,8 @@ def nncf_forwards(
     )
     spent = time.perf_counter() - started
     # the layers left in floating point at the precision this CPU computes natively (what
-    # OpenVINO's CPU plugin picks by itself)
-    rest = "bf16" if cpu_has_bf16() else "none"
+    # OpenVINO's CPU plugin picks by itself, and serve.quantize auto resolves to)
+    rest = resolve_quantize("auto", "openvino")
     forwards = {
         "openvino int8 (NNCF)": OpenVinoForward(calibrated, inputs, threads, rest, "NNCF"),
         "openvino int8 (NNCF, accuracy-aware)": OpenVinoForward(
