@@ -43,7 +43,7 @@ endif
 
 .PHONY: help venv docs demo quick sweep run run-e5 figures repro test test-fast lint format metrics plots mlflow-ui clean \
 	register promote rollback export champion serve bento soak browser \
-	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants train-speed shapes \
+	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants train-speed shapes stack \
 	gc team-up team-down postgres
 
 help: ## Show this help
@@ -143,6 +143,9 @@ variants: $(STAMP) ## The demo model every way it can run on CPU (PyTorch, ONNX 
 
 shapes: $(STAMP) ## OpenVINO's kernels per input shape: random serving batches padded to exact widths vs bucketed widths (8 per power of two), memory and speed (after make demo) -> benchmarks/shapes.json
 	python -m benchmarks.shapes
+
+stack: $(STAMP) ## The per-request work around the model, one change at a time: event loop and parser, access log, traces (c32, base and e5) -> benchmarks/stack.json
+	python -m benchmarks.stack
 
 soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=16) -> benchmarks/soak.json
 	python -m benchmarks.soak

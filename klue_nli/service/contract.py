@@ -13,9 +13,9 @@ document says is what the routes do.
   BentoML's clients, whose requests this answers the same way.
 - `/docs.json` documents exactly that (klue_nli/service/openapi.py).
 
-Everything outside this middleware still applies: BentoML's request metrics, tracing,
-access log and concurrency limit, and this project's arrival stamp, body limit and rate
-limit.
+Everything outside this middleware still applies: BentoML's request metrics and concurrency
+limit (its access log and the JSON routes' trace spans are off by default: service.py), and
+this project's arrival stamp, body limit and rate limit.
 """
 
 from __future__ import annotations

@@ -50,6 +50,13 @@ MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 
 CHECKED_ENV = "KLUE_NLI_MODEL_CHECKED"
 
 
+# The routes the contract middleware (klue_nli/service/contract.py) answers in one pass.
+JSON_ROUTES = {
+    "/api": Route(Pair, "answer"),
+    "/predict": Route(Batch, "answer_batch"),
+    "/feedback": Route(Correction, "take_correction"),
+}
+
 ui = FastAPI()
 
 
@@ -62,6 +69,12 @@ def page() -> str:
     name="klue-nli",
     http={"host": HOST, "port": 3000},
     workers=SERVE.workers,
+    # Per-request work the model's batches wait on, off by default (docs/serving.md, Logs and
+    # traces): an access-log line per request, and trace spans on the JSON routes (BentoML
+    # samples none unless its tracing is configured). A BentoML configuration overrides
+    # both (BENTOML_CONFIG, BENTOML_CONFIG_OVERRIDES).
+    logging={"access": {"enabled": False}},
+    tracing={"excluded_urls": [rf"{path}(\?|$)" for path in JSON_ROUTES]},
 )
 @bentoml.asgi_app(ui, path="/")
 class NLIService:
@@ -212,11 +225,4 @@ NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 NLIService.add_asgi_middleware(
     RateLimit, path="/feedback", per_minute=PARAMS.feedback.per_client_per_minute
 )
-NLIService.add_asgi_middleware(
-    JsonContract,
-    routes={
-        "/api": Route(Pair, "answer"),
-        "/predict": Route(Batch, "answer_batch"),
-        "/feedback": Route(Correction, "take_correction"),
-    },
-)
+NLIService.add_asgi_middleware(JsonContract, routes=JSON_ROUTES)

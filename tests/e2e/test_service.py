@@ -65,6 +65,16 @@ def test_predict_batches_pairs_in_order(served):
     np.testing.assert_allclose(got, served["probs"], atol=served["atol"])
 
 
+def test_requests_write_no_access_log_lines(served):
+    """BentoML's access log is off by default (service.py): a line per request took a share
+    of the event loop that the model's batches wait on. 80 lines would overflow the worker's
+    stdout buffer, so were they written, some would be in the log by now."""
+    url, e = served["url"], served["dev"][0]
+    for _ in range(80):
+        assert post(f"{url}/api", {"premise": e.premise, "hypothesis": e.hypothesis}).ok
+    assert "path=/api" not in served["log"].read_text(encoding="utf-8", errors="replace")
+
+
 def test_health_metrics_and_openapi(served):
     url = served["url"]
     assert requests.get(f"{url}/livez", timeout=10).status_code == 200
