@@ -246,9 +246,12 @@ def service_copy(dest: Path, **serve) -> Path:
     return dest
 
 
-def start(kind: str, root: Path, work: Path, model_dir: Path | None = None) -> tuple[Server, str]:
+def start(
+    kind: str, root: Path, work: Path, model_dir: Path | None = None, env: dict | None = None
+) -> tuple[Server, str]:
     """The Flask baseline (`kind` flask, on `model_dir`) or the service from `root` (serving
-    the BentoML store's latest model); ready, warmed up, and its base URL."""
+    the BentoML store's latest model); ready, warmed up, and its base URL. `env`: variables
+    set for the server over this process's (PYTHONPATH included)."""
     port = free_port()
     if kind == "flask":
         args = ["benchmarks.flask_app", "--model-dir", str(model_dir), "--port", str(port)]
@@ -258,7 +261,7 @@ def start(kind: str, root: Path, work: Path, model_dir: Path | None = None) -> t
         args += ["--port", str(port)]
         health = "/readyz"
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{ROOT}"}
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{ROOT}", **(env or {})}
     if kind != "flask":
         # Its own BentoML home (the model store shared by a link): BentoML clears its
         # Prometheus folder at start, which would blank the metrics of a service already up.

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import base, serving
 from benchmarks.run import bench_params, ceiling, committed, store_in_bentoml
-from devtools.sandbox import Server, free_port
+from devtools.sandbox import Server
 from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_json
 
@@ -53,25 +52,10 @@ def hide_c_modules(folder: Path) -> Path:
 
 def start(c_modules: bool, settings: dict, work: Path) -> tuple[Server, str]:
     """One copy of the service, ready and warmed up, with its own BentoML settings."""
-    port = free_port()
-    home = work / f"bentoml-home-{port}"  # its own Prometheus folder; the store shared
-    home.mkdir()
-    (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models")
-    path = [str(ROOT)] if c_modules else [str(hide_c_modules(work / "no-c")), str(ROOT)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "BENTOML_HOME": str(home)}
-    env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {"klue-nli": settings}})
-    url = f"http://127.0.0.1:{port}"
-    args = ["bentoml", "serve", "klue_nli.service.service:NLIService", "--host", "127.0.0.1"]
-    server = Server(
-        [sys.executable, "-m", *args, "--port", str(port)],
-        url + "/readyz",
-        work / f"service-{port}.log",
-        ROOT,
-        env,
-    )
-    server.wait_ready(timeout=300)
-    serving.warm(url)
-    return server, url
+    env = {"BENTOML_CONFIG_OVERRIDES": json.dumps({"services": {"klue-nli": settings}})}
+    if not c_modules:
+        env["PYTHONPATH"] = os.pathsep.join([str(hide_c_modules(work / "no-c")), str(ROOT)])
+    return serving.start("bentoml", ROOT, work, env=env)
 
 
 def measure(model_dir: Path, work: Path) -> dict:
