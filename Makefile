@@ -82,8 +82,8 @@ run: $(STAMP) ## Full recipe: beomi/kcbert-base, 5 epochs (undoes the other reci
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
-figures: $(STAMP) ## The model tables of README.md and docs/model.md, from the records make demo and make run-e5 wrote (paths.recipe_records)
-	klue-nli figures
+figures: $(STAMP) ## Rewrite the rendered blocks of README.md and docs/ (model tables, performance, reliability) from the files the runs wrote
+	python -m devtools.figures
 
 champion: register promote export ## register + promote + export (after a pipeline run)
 
@@ -103,7 +103,7 @@ export: $(STAMP) ## Copy the champion into the BentoML model store (what make se
 serve: $(STAMP) ## Serve the champion with BentoML on 127.0.0.1:$PORT (default 3000)
 	@bentoml models get klue-nli:latest >/dev/null 2>&1 || \
 	  { echo "no champion exported to BentoML yet: run 'make demo' or 'make champion'"; exit 1; }
-	bentoml serve klue_nli.service.service:NLIService --host 127.0.0.1 --port $(PORT)
+	bentoml serve . --host 127.0.0.1 --port $(PORT)  # the service bentofile.yaml names
 
 gc: $(STAMP) ## Registry retention: delete versions beyond registry.keep_versions and their artifacts
 	klue-nli gc

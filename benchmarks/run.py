@@ -25,18 +25,18 @@ from benchmarks import base, report, serving, variants
 from benchmarks.loadgen import PAIRS
 from devtools.sandbox import make_project, project_env, run_module
 from klue_nli.core.cpus import cpu_description
+from klue_nli.core.env import apply_quiet_defaults
 from klue_nli.core.errors import UserError
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
-from klue_nli.core.stage_runner import apply_quiet_defaults
 from klue_nli.data.klue import read_split
+from klue_nli.experiments.recipes import committed_tree
 from klue_nli.inference.bento import store_model
 from klue_nli.inference.predictor import Predictor
 from klue_nli.model.encoders import HUB_ID, resolve
 from klue_nli.model.modeling import load_config
-from klue_nli.pipeline.recipes import committed_tree
-from klue_nli.stages.download import download
-from klue_nli.stages.featurize import featurize
+from stages.download import download
+from stages.featurize import featurize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

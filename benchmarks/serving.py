@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from devtools.sandbox import Server, free_port
+from devtools.sandbox import Server, bento_service, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -238,8 +238,10 @@ def service_copy(dest: Path, **serve) -> Path:
     """The service with its own params.yaml (serve.* overridden), to run beside another."""
     import yaml
 
-    for name in ("klue_nli",):
+    # the service reads the params.yaml beside its own folder; bentofile.yaml names it
+    for name in ("klue_nli", "service"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "bentofile.yaml", dest)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["serve"].update(serve)
     (dest / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
@@ -257,7 +259,7 @@ def start(
         args = ["benchmarks.flask_app", "--model-dir", str(model_dir), "--port", str(port)]
         health = "/health"
     else:
-        args = ["bentoml", "serve", "klue_nli.service.service:NLIService", "--host", "127.0.0.1"]
+        args = ["bentoml", "serve", bento_service(root), "--host", "127.0.0.1"]
         args += ["--port", str(port)]
         health = "/readyz"
     url = f"http://127.0.0.1:{port}"

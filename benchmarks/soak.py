@@ -23,8 +23,8 @@ from pathlib import Path
 import psutil
 
 from devtools.sandbox import bentoml_server, free_port
+from klue_nli.core.env import apply_quiet_defaults
 from klue_nli.core.io import atomic_write_json
-from klue_nli.core.stage_runner import apply_quiet_defaults
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -97,7 +97,7 @@ def soak(
     least 10 s)."""
     from benchmarks.run import bench_params, store_in_bentoml
     from benchmarks.serving import load, warm
-    from klue_nli.stages.download import download
+    from stages.download import download
 
     params = bench_params(klue, kcbert, kornli)
     cwd = os.getcwd()

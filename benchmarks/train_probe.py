@@ -24,10 +24,10 @@ from transformers import AutoConfig
 from klue_nli.core.params import PARAMS_FILE, params_from_dict
 from klue_nli.data.encoding import load_tokenizer, pad_batch
 from klue_nli.data.features import TOKENIZER_DIR
+from klue_nli.experiments.recipes import committed_tree
 from klue_nli.model.datamodule import Collate, NLIDataModule
 from klue_nli.model.modeling import build_model
 from klue_nli.model.module import NLIModule
-from klue_nli.pipeline.recipes import committed_tree
 
 FIXED_LENGTH = 64
 

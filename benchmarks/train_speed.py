@@ -29,8 +29,8 @@ from benchmarks.base import train_probe
 from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_json
 from klue_nli.core.params import PARAMS_FILE, params_from_dict
+from klue_nli.experiments.recipes import committed_tree
 from klue_nli.model.precision import resolve_precision
-from klue_nli.pipeline.recipes import committed_tree
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -76,18 +76,26 @@ class Server:
         self._fh.close()
 
 
-SERVICE = "klue_nli.service.service:NLIService"
+def bento_service(root: Path) -> str:
+    """The service's import string, as bentofile.yaml names it (the one place it is written)."""
+    import yaml
+
+    return yaml.safe_load((root / "bentofile.yaml").read_text(encoding="utf-8"))["service"]
 
 
 def bentoml_server(root: Path, port: int, log: Path, env: dict, *extra: str) -> Server:
     """`bentoml serve` of the project's service on 127.0.0.1:`port` (its default host: no
     --host is passed unless in `extra`), started from `root`; ready when /readyz answers."""
-    args = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), *extra]
+    service = bento_service(root)
+    args = [sys.executable, "-m", "bentoml", "serve", service, "--port", str(port), *extra]
     return Server(args, f"http://127.0.0.1:{port}/readyz", log, root, env)
 
 
 PROJECT_FILES = [
     "klue_nli",
+    "stages",
+    "flows",
+    "service",
     "recipes",
     "dvc.yaml",
     "params.yaml",

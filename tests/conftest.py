@@ -16,15 +16,17 @@ import mlflow
 import pytest
 import yaml
 
+from klue_nli.core.env import apply_quiet_defaults
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
-from klue_nli.core.stage_runner import apply_quiet_defaults
 from klue_nli.data.klue import SPLITS, split_filename
 from klue_nli.data.kornli import SPLITS as KORNLI_SPLITS
 from klue_nli.data.kornli import kornli_filename
-from klue_nli.pipeline.recipes import committed_tree
+from klue_nli.experiments.recipes import committed_tree
 from tests.helpers import LoopbackServer, bentoml_home, deep_update
 
 ROOT = Path(__file__).resolve().parent.parent
+# The project's Python: the library, the three faces its tools load, and what is not shipped.
+PYTHON_FOLDERS = ("klue_nli", "stages", "flows", "service", "benchmarks", "devtools", "tests")
 TIERS = ("unit", "stage", "e2e")  # a test's folder is its tier, and its marker
 
 
@@ -178,6 +180,25 @@ def tiny_params(klue: str, kcbert: str, **overrides: dict) -> Params:
     )
     deep_update(raw, overrides)
     return params_from_dict(raw)
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """The pipeline as the tests run it in process, in the working folder: the four DVC stages
+    in order on `params`, then (unless register=False) the model registered in MLflow. The
+    one place this sequence is written; each stage's summary by name, and the version."""
+    from klue_nli.registry.register import register
+    from stages.download import download
+    from stages.evaluate import evaluate
+    from stages.featurize import featurize
+    from stages.train import train
+
+    def run(params: Params, register_model: bool = True) -> dict:
+        done = {stage.__name__: stage(params) for stage in (download, featurize, train, evaluate)}
+        done["version"] = register(params) if register_model else None
+        return done
+
+    return run
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import TaskRunSort
 
-from klue_nli.pipeline.training import training_flow
+from flows.training import training_flow
 
 state = training_flow(**json.loads(sys.argv[1]), return_state=True)
 flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))

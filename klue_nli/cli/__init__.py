@@ -12,8 +12,8 @@ import sys
 import click
 
 from klue_nli.cli import feedback, pipeline, registry, tools
+from klue_nli.core.env import apply_quiet_defaults
 from klue_nli.core.errors import UserError
-from klue_nli.core.stage_runner import apply_quiet_defaults
 
 
 class InOrder(click.Group):

@@ -107,7 +107,8 @@ def monitor(
     """Drift of the served champion's answers (label shares, confidence) against its KLUE dev
     profile, by the population stability index: one line, or JSON."""
     from klue_nli.inference.drift import THRESHOLD
-    from klue_nli.registry.monitor import check, notify, one_line
+    from klue_nli.monitoring.drift_check import check, one_line
+    from klue_nli.monitoring.webhook import notify
 
     params = load_params(params_file)
     result = check(url, params.registry.model_name, state_file, min_answers, threshold or THRESHOLD)

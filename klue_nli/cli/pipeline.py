@@ -7,10 +7,11 @@ import os
 import shlex
 import subprocess
 import time
+from typing import Any
 
 import click
 
-from klue_nli.core.errors import UserError
+from klue_nli.core.project import project_dir
 
 sets_option = click.option(
     "--set",
@@ -19,6 +20,26 @@ sets_option = click.option(
     metavar="KEY=VALUE",
     help="a params.yaml key on top of the recipe (repeatable)",
 )
+
+
+# The project's deployments module, loaded from the project folder (the working directory):
+# the library imports no flow. It names the flows' entrypoints (DEPLOY_MODULE.TRAINING).
+DEPLOY_MODULE = "flows/deploy.py"
+
+
+def load_flow(entrypoint: str) -> Any:
+    """A flow of the project folder, by its Prefect entrypoint (`path/file.py:flow`)."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    path, _, name = entrypoint.partition(":")
+    return load_flow_from_entrypoint(f"{project_dir() / path}:{name}")
+
+
+def load_module(path: str) -> Any:
+    """A module of the project folder by its file path, as Prefect loads an entrypoint's file."""
+    from prefect.utilities.importtools import load_script_as_module
+
+    return load_script_as_module(str(project_dir() / path))
 
 
 def _split(text: str) -> list[str]:
@@ -31,20 +52,21 @@ def _split(text: str) -> list[str]:
 @sets_option
 def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
     """Print a recipe's `dvc exp run -S` arguments (recipes/NAME.yaml), or run them."""
-    from klue_nli.core.stage_runner import require_command
-    from klue_nli.pipeline.overrides import parse_sets
-    from klue_nli.pipeline.recipes import recipe_args
+    from klue_nli.core.env import require_command
+    from klue_nli.experiments.overrides import parse_sets
+    from klue_nli.experiments.recipes import recipe_args
 
+    project_dir()  # the recipes and params.yaml are the working directory's
     overrides = recipe_args(name, os.environ, parse_sets(list(sets)))
     if not run:
         print(shlex.join(overrides))
         return
-    dvc = require_command("dvc", "klue-nli recipe")
+    dvc = require_command("dvc")
     started = time.time()
     # an argument list, not a shell line: a path with spaces stays one argument
     code = subprocess.run([dvc, "exp", "run", *overrides]).returncode
     if code == 0:
-        from klue_nli.pipeline.records import write_record
+        from klue_nli.experiments.records import write_record
 
         # after the run, params.yaml holds the recipe's values (dvc exp run wrote them)
         written = write_record(name, started, time.time() - started)
@@ -71,9 +93,10 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
 @click.option("--dry-run", is_flag=True, help="print the experiments' commands only")
 def sweep(dry_run: bool, one_at_a_time: bool, **axes: str) -> None:
     """DVC experiments on the demo recipe over a grid, ranked by validation accuracy."""
-    from klue_nli.pipeline.ranking import GRID_KEYS
-    from klue_nli.pipeline.sweep import sweep as run_sweep
+    from klue_nli.experiments.ranking import GRID_KEYS
+    from klue_nli.experiments.sweep import sweep as run_sweep
 
+    project_dir()  # the experiments run in the working directory's project
     # each option's parameter name, in GRID's order (click passes them in the order given)
     names = ("pairs", "epochs", "lr", "pooling", "precision", "warmup", "weight_decay")
     names += ("layer_decay", "ema", "xnli")
@@ -95,20 +118,16 @@ def flow(
     sets: tuple[str, ...],
 ) -> None:
     """Run the Prefect training flow once, on the local API (make flow)."""
-    from klue_nli.pipeline.overrides import parse_sets
-    from klue_nli.pipeline.stage import StageFailed
-    from klue_nli.pipeline.training import training_flow
+    from klue_nli.experiments.overrides import parse_sets
 
-    try:
-        result = training_flow(
-            recipe=recipe_name,
-            epochs=epochs,
-            model_name=model_name,
-            set_params=parse_sets(list(sets)),
-            build_bento=not no_bento,
-        )
-    except StageFailed as exc:
-        raise UserError(str(exc)) from None
+    training_flow = load_flow(load_module(DEPLOY_MODULE).TRAINING)
+    result = training_flow(
+        recipe=recipe_name,
+        epochs=epochs,
+        model_name=model_name,
+        set_params=parse_sets(list(sets)),
+        build_bento=not no_bento,
+    )
     print(json.dumps(result["promotion"], ensure_ascii=False, indent=2))
 
 
@@ -131,26 +150,23 @@ def deploy(
     service_url: str | None,
 ) -> None:
     """Deploy weekly retraining on a work pool of PREFECT_API_URL (make deploy)."""
-    from klue_nli.pipeline.deploy import DEPLOYMENT, alert_on_failure
-    from klue_nli.pipeline.deploy import deploy as deploy_flow
-    from klue_nli.pipeline.training import training_flow
-
+    deploy_module = load_module(DEPLOY_MODULE)
     if service_url:
-        from klue_nli.pipeline.deploy import MONITOR_DEPLOYMENT, deploy_monitor
-
-        deployment_id = deploy_monitor(service_url, alert_webhook, cron, pool)
-        print(f"deployed klue-nli-monitor/{MONITOR_DEPLOYMENT} ({deployment_id}) on pool {pool}")
+        deployment_id = deploy_module.deploy_monitor(service_url, alert_webhook, cron, pool)
+        name = f"klue-nli-monitor/{deploy_module.MONITOR_DEPLOYMENT}"
+        print(f"deployed {name} ({deployment_id}) on pool {pool}")
         return
     if alert_webhook:
-        automation_id = alert_on_failure(alert_webhook)
+        automation_id = deploy_module.alert_on_failure(alert_webhook)
         print(f"automation klue-nli-training-failed ({automation_id}) -> {alert_webhook}")
         return
     try:
         parameters = json.loads(flow_params)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON ({exc})", param_hint="--params") from None
-    deployment_id = deploy_flow(cron, parameters, pool)
-    print(f"deployed {training_flow.name}/{DEPLOYMENT} ({deployment_id}) on pool {pool}")
+    deployment_id = deploy_module.deploy(cron, parameters, pool)
+    name = f"{deploy_module.TRAINING_FLOW_NAME}/{deploy_module.DEPLOYMENT}"
+    print(f"deployed {name} ({deployment_id}) on pool {pool}")
 
 
 COMMANDS = (recipe, sweep, flow, deploy)

@@ -1,5 +1,4 @@
-"""`klue-nli params | convert-e5 | figures`: checking the configuration, preparing the offline
-encoder, rendering the recipe records into the pages."""
+"""`klue-nli params | convert-e5`: checking the configuration, preparing the offline encoder."""
 
 from __future__ import annotations
 
@@ -40,16 +39,4 @@ def convert_e5(package_file: Path | None, out: Path | None) -> None:
         print(encoders.build_once(source, encoders.cache_root()))
 
 
-@click.command()
-def figures() -> None:
-    """Render the model tables of README.md and docs/model.md from the recipe records, and
-    the performance blocks from the benchmarks' files."""
-    from klue_nli.pipeline import bench_figures
-    from klue_nli.pipeline.records import main as render
-
-    render()
-    for page in bench_figures.write_pages():
-        print(f"figures: {page} (performance)")
-
-
-COMMANDS = (params, convert_e5, figures)
+COMMANDS = (params, convert_e5)

@@ -226,8 +226,8 @@ class RegistryParams(Section):
     # A candidate becomes champion only with dev accuracy > champion's + this margin (as
     # served: evaluate's `served.accuracy`; a tie keeps the champion) ...
     min_accuracy_gain: Annotated[float, Field(gt=-1, lt=1), AS_NUMBER]
-    # ... if the served configuration (ONNX Runtime, int8) gives the trained model's answer
-    # on at least this share of dev ...
+    # ... if the served configuration (serve.runtime, serve.quantize) gives the trained
+    # model's answer on at least this share of dev ...
     min_served_agreement: Annotated[float, Field(ge=0, le=1), AS_NUMBER]
     # ... and no per-class F1 more than this below the champion's ...
     max_f1_drop: Annotated[float, Field(ge=0, le=1), AS_NUMBER]
@@ -240,9 +240,9 @@ class RegistryParams(Section):
 class ServeParams(Section):
     """Serving knobs only; what the model is comes from the model itself, not from here."""
 
-    # serving processes, each with its own model copy, batch queue and share of the CPUs. One:
-    # BentoML hands each worker whatever connections it accepts, and two workers were measured
-    # getting all of a load generator's clients on one of them (the other idle) in 2 of 3 runs.
+    # serving processes, each with its own model copy, batch queue and share of the CPUs. One
+    # by default: BentoML hands each worker whatever connections it accepts, so one worker can
+    # get every client of a load while another idles (docs/serving.md).
     workers: Positive
     max_batch_size: Positive  # adaptive batching: most pairs in one forward pass
     max_latency_ms: Positive  # adaptive batching: longest a request may wait queued
@@ -252,9 +252,9 @@ class ServeParams(Section):
     max_pairs_per_request: Positive  # POST /predict
     max_text_chars: Positive  # per premise or hypothesis; longer text is refused (400)
     # int8: dynamic int8 quantization of the Linear layers when serving on CPU (ignored on a
-    # GPU): several times the pairs/s of fp32 at kcbert-base's size, but its activation scales
-    # are per batch, so a pair's probabilities move with whatever it is batched with
-    # (docs/performance.md); hence off by default. evaluate reports it under `served`.
+    # GPU): faster than fp32, but its activation scales are per batch, so a pair's
+    # probabilities move with whatever it is batched with (docs/performance.md); hence off by
+    # default. evaluate reports it under `served`.
     # bf16: computed in bfloat16 on a CPU with AVX512-BF16 or AMX (runtime openvino or torch).
     # auto: bf16 where the runtime and the serving machine's CPU compute it natively, else
     # none; evaluate reports what it resolved to and how often it agrees with PyTorch fp32.
@@ -364,7 +364,7 @@ def _key_path(loc: tuple) -> tuple[str, ...]:
 
 
 def _one_line(exc: ValidationError) -> str:
-    """The first error as `dotted.key: what is wrong` (one error at a time, as before)."""
+    """The first error as `dotted.key: what is wrong` (one error at a time)."""
     err = exc.errors(include_url=False)[0]
     loc = _key_path(err["loc"])
     key, kind, value = ".".join(loc), err["type"], err.get("input")

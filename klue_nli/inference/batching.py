@@ -10,7 +10,7 @@ grow by themselves. An overloaded server sheds load instead of queueing without 
 - at batch start: a request whose wait so far plus the expected model call (the recent batch
   duration) would pass `max_latency_ms` is refused rather than answered late.
 The wait counts from `arrived` where the caller knows it (the service: when the HTTP request
-came in, klue_nli/service/arrival.py), else from the request's entry into the queue.
+came in, service/arrival.py), else from the request's entry into the queue.
 An answered request thus spends at most about `max_latency_ms` in the batcher (a batch that
 runs slower than the recent ones adds its difference).
 A model call that returns the wrong number of results fails only its own batch's requests
@@ -158,9 +158,9 @@ class MicroBatcher(Generic[T, R]):
         (and at most half a batch) to come back. Under closed-loop load their next requests
         arrive together, but the event loop parses them one by one while it sends the last
         answers; a batch started at once takes the first one or two, runs nearly empty at
-        the model's worst efficiency, and the rest queue behind it (measured at 8 clients:
-        batches alternated 1 and 7 pairs). Under light load the last batch was one request,
-        and nothing waits."""
+        the model's worst efficiency, and the rest queue behind it (batches alternate between
+        nearly empty and nearly full). Under light load the last batch was one request, and
+        nothing waits."""
         target = min(self._last_size, self.max_batch_size)
         if self.fill_s <= 0 or self._queued >= target:
             return

@@ -1,8 +1,8 @@
 """ONNX Runtime for CPU serving: the predictor's model as an ONNX graph, run by ORT.
 
-Measured at kcbert-base's size on 2 cores (docs/performance.md): about twice the pairs/s of
-PyTorch fp32 at the same batch, probabilities within 1e-6 of PyTorch's, and the same answer for
-a pair whether it runs alone or in a batch (no per-batch scales, unlike dynamic int8).
+Its probabilities are within 1e-6 of PyTorch's, and a pair gets the same answer whether it runs
+alone or in a batch (no per-batch scales, unlike dynamic int8); its speed against PyTorch is in
+docs/performance.md.
 
 `make export` stores the graph inside the model folder it puts in the BentoML store
 (`onnx/`, with the checksum of the weights it was exported from, and in the folder's
@@ -48,8 +48,8 @@ def _with_external_data(path: Path, final: Path) -> None:
     """Write the graph at `path` as `final` plus its weights in `data_file(final.name)`.
 
     ORT maps weights kept beside the graph into memory instead of parsing them out of the
-    protobuf: a session for the e5 graph (470 MB) is created in 0.1 s instead of 0.9-1.4 s
-    (measured on 2 cores), which is most of a replacement worker's start."""
+    protobuf, so creating a session, most of a replacement worker's start, does not parse
+    the weights."""
     import onnx
 
     graph = onnx.load(str(path))
@@ -69,9 +69,8 @@ def fuse_graph(path: Path, out: Path, config) -> dict[str, int] | None:
     fused operators and their counts; None, with nothing written, where it could not fuse
     every layer's attention.
 
-    Not the default (`export_graph(fuse=False)`): on these 2 cores the fused graph was not
-    measurably faster than the plain one, whose matrix products take nearly all the time
-    (`make variants`, docs/performance.md).
+    Not the default (`export_graph(fuse=False)`): `make variants` compares it with the plain
+    graph, whose matrix products take nearly all the time (docs/performance.md).
 
     `config`: the model's config (heads and hidden size; the optimizer cannot infer them)."""
     from onnxruntime.transformers.optimizer import optimize_model

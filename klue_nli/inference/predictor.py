@@ -22,7 +22,7 @@ from klue_nli.data.encoding import bucket_width, length_chunks, pad_arrays
 from klue_nli.data.text import clean_pair
 from klue_nli.inference.tokenizer import PairTokenizer
 
-if TYPE_CHECKING:  # a worker serving a stored ONNX graph imports neither (1.5 s + 0.7 s)
+if TYPE_CHECKING:  # types only: a worker serving a stored graph imports neither
     import torch
 
 # How a padded batch (int64 arrays by input name) becomes logits (float, (n, labels)).
@@ -158,8 +158,8 @@ class Predictor:
         # Tokens fed to the model so far, real and with padding (the service's metrics).
         self.tokens_real = 0
         self.tokens_padded = 0
-        # Most padding a model call may carry before its pairs are split by length (0.1:
-        # measured, docs/performance.md); 1.0 turns the split off.
+        # Most padding a model call may carry before its pairs are split by length (the
+        # choice of 0.1: docs/performance.md); 1.0 turns the split off.
         self.max_padding = 0.1
         # Widths per power of two a model call is padded to (bucket_width; 0: each call's
         # own longest pair). OpenVINO compiles and keeps kernels for every input shape it

@@ -2,8 +2,8 @@
 library directly.
 
 Transformers' fast tokenizers are this same Rust tokenizer behind a Python layer; loading it
-without that layer takes a serving worker 0.8 s instead of 1.5 s for XLM-R's 250k-piece
-vocabulary, and spares the worker transformers' import (docs/reliability.md). Featurize and
+without that layer shortens a serving worker's start and spares it transformers' import
+(docs/reliability.md). Featurize and
 training keep transformers' tokenizer (klue_nli/data/encoding.py); tests/unit/test_tokenizer.py
 checks both give the same ids, segment ids and truncation for each model family.
 """

@@ -94,9 +94,8 @@ def layer_depth(name: str, num_layers: int) -> int:
 
 def fused_adamw(groups: list[dict]) -> bool:
     """AdamW's fused kernel where every parameter lives on a device that has it (CPU, CUDA):
-    one pass over each tensor instead of a Python loop of element-wise ops. At kcbert-base's
-    size on 2 CPU cores the loop takes ~0.3 s of every step, the fused kernel a quarter of
-    that (the same update, to float rounding); other devices keep the loop."""
+    one pass over each tensor instead of a Python loop of element-wise ops (the same update,
+    to float rounding; its cost: docs/performance.md); other devices keep the loop."""
     return all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
 
 

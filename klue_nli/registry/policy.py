@@ -38,8 +38,9 @@ def decide(
     """The promotion policy, pure: the model as served must agree with the trained one, beat
     the champion by more than the margin (a tie keeps the champion), and lose no class's F1.
 
-    Accuracy is the served configuration's (`served.accuracy`: ONNX Runtime, int8, as
-    evaluate measured it) when both versions recorded one, the PyTorch model's otherwise."""
+    Accuracy is the served configuration's (`served.accuracy`: serve.runtime and
+    serve.quantize, as evaluate measured it) when both versions recorded one, the PyTorch
+    model's otherwise."""
     reasons, ok = [], True
     agreement = candidate.get("served.argmax_agreement")
     if agreement is not None:

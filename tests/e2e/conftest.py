@@ -12,19 +12,14 @@ from klue_nli.data.klue import read_split
 from klue_nli.inference.predictor import Predictor
 from klue_nli.registry.export import export_champion
 from klue_nli.registry.promotion import promote
-from klue_nli.registry.register import register
-from klue_nli.service.feedback import STORE_ENV
-from klue_nli.stages.download import download
-from klue_nli.stages.evaluate import evaluate
-from klue_nli.stages.featurize import featurize
-from klue_nli.stages.train import train
+from service.feedback import STORE_ENV
 from tests.conftest import ROOT, tiny_params
 from tests.helpers import bentoml_home
 from tests.pretrained import write_transfer_task
 
 
 @pytest.fixture(scope="package")
-def served(tmp_path_factory, klue_dir, kcbert):
+def served(tmp_path_factory, klue_dir, kcbert, pipeline):
     """A tiny model trained by the real stages, registered, promoted and exported, served on a
     free loopback port, its corrections stored in a scratch SQLite file."""
     work = tmp_path_factory.mktemp("service")
@@ -46,9 +41,7 @@ def served(tmp_path_factory, klue_dir, kcbert):
             train=learn,
             model={"random": {"hidden_size": 64, "intermediate_size": 128}},
         )
-        for stage in (download, featurize, train, evaluate):
-            stage(params)
-        version = register(params)
+        version = pipeline(params)["version"]
         promote(params, version.version)
         with bentoml_home(work / "bentoml"):  # a module fixture: pin it here too
             tag = export_champion(params)

@@ -35,8 +35,8 @@ from devtools.sandbox import bentoml_server, free_port, run_module
 from klue_nli.core.params import load_params
 from klue_nli.data.feedback import FeedbackStore
 from klue_nli.data.klue import clean_examples, read_split
-from klue_nli.registry.monitor import champion_profile, check, one_line, served_counts
-from klue_nli.service.feedback import STORE_ENV
+from klue_nli.monitoring.drift_check import champion_profile, check, one_line, served_counts
+from service.feedback import STORE_ENV
 from tests.conftest import ROOT
 from tests.e2e.test_flows import prefect_env
 from tests.helpers import Webhook
@@ -114,7 +114,7 @@ def test_drift_is_none_for_dev_again_and_found_in_a_shifted_stream(served, tmp_p
         flow["params_file"] = str(ROOT / "params.yaml")
         env = prefect_env(tmp_path, MLFLOW_TRACKING_URI=served["tracking_uri"])
         code = (
-            "import json, sys; from klue_nli.pipeline.monitor import monitor_flow; "
+            "import json, sys; from flows.monitor import monitor_flow; "
             "print('RESULT ' + json.dumps(monitor_flow(**json.loads(sys.argv[1]))))"
         )
         proc = subprocess.run(

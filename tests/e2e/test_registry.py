@@ -174,39 +174,44 @@ def registry_write(method: str, path: str) -> bool:
     )
 
 
+PROMOTION_WRITES = 6  # two aliases, then four tags
+
+
 @pytest.mark.slow
-def test_promotion_killed_between_any_two_writes_leaves_one_champion(
+def test_promotion_killed_before_each_of_its_writes_leaves_one_champion(
     mlflow_server, model_dir, make_params, tmp_path
 ):
     """promote writes: alias previous, alias champion, then 4 tags (the decision last).
-    SIGKILL it before write k: there is always exactly one champion, and promoting again
-    completes the same promotion with a full record."""
+    SIGKILL it before each write k in turn: there is always exactly one champion (the old one
+    until the champion alias moves at write 2), and promoting again completes the same
+    promotion with a full record. An uninterrupted promotion through the proxy then shows
+    that these are all of its writes."""
     server_port = int(os.environ["MLFLOW_TRACKING_URI"].rsplit(":", 1)[1])
     proxy = KillingProxy(server_port, registry_write)
-    # before write 2 (between the two aliases) and before write 3 (alias moved, no record)
-    expected_champion_after_kill = {2: "old", 3: "new"}
+
+    def promote_through_proxy(version: str, params_file: Path) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": proxy.url}
+        return subprocess.Popen(
+            [sys.executable, "-m", "klue_nli.cli", "promote", "--version", version,
+             "--params", str(params_file)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
     try:
-        for kill_at, expected in expected_champion_after_kill.items():
+        for kill_at in range(1, PROMOTION_WRITES + 1):
             name = f"killed-at-{kill_at}"
             params = make_params(registry={"model_name": name})
             params_file = write_params(tmp_path / f"{name}.yaml", params)
             old = candidate(model_dir, 0.50, name=name)
             promote(params, old.version)
             new = candidate(model_dir, 0.60, name=name)
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": proxy.url}
-            victim = subprocess.Popen(
-                [sys.executable, "-m", "klue_nli.cli", "promote", "--version", new.version,
-                 "--params", str(params_file)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )  # fmt: skip
+            victim = promote_through_proxy(new.version, params_file)
             proxy.arm(victim, kill_at)
             output = victim.communicate(timeout=180)[0]
             assert victim.returncode == -signal.SIGKILL, output  # it died at write kill_at
+            assert len(proxy.writes) == kill_at, proxy.writes
             state = aliases(name)
-            assert state[CHAMPION] == {"old": old.version, "new": new.version}[expected]
+            assert state[CHAMPION] == (old.version if kill_at <= 2 else new.version), kill_at
 
             version, decision = promote(params, new.version)  # the rerun, straight to MLflow
             assert decision.promote, decision
@@ -214,6 +219,12 @@ def test_promotion_killed_between_any_two_writes_leaves_one_champion(
             tags = version.tags
             assert tags["promotion.decision"] == "promoted"
             assert {"promotion.reasons", "promotion.compared_to", "promotion.at"} <= set(tags)
+        newest = candidate(model_dir, 0.70, name=name)
+        whole = promote_through_proxy(newest.version, params_file)
+        proxy.arm(whole, 0)  # never killed
+        output = whole.communicate(timeout=180)[0]
+        assert whole.returncode == 0, output
+        assert len(proxy.writes) == PROMOTION_WRITES, proxy.writes
     finally:
         proxy.stop()
 

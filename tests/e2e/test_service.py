@@ -20,7 +20,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devtools.sandbox import SERVICE, bentoml_server, free_port, run_module
+from devtools.sandbox import bento_service, bentoml_server, free_port, run_module
 from tests.conftest import ROOT, default_params
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -238,9 +238,11 @@ def test_bentoml_build_packages_the_champion(served):
     src = folder / "src"
     packed = {p.relative_to(src).parts[:2] for p in src.rglob("*.py")}
     assert {("klue_nli", "core"), ("klue_nli", "data"), ("klue_nli", "inference")} <= packed
-    assert ("klue_nli", "service") in packed
-    assert not {top for top, *_ in packed} - {"klue_nli"}, packed
-    training = {("klue_nli", p) for p in ("model", "registry", "stages", "pipeline", "cli")}
+    assert ("service", "service.py") in packed  # the face BentoML serves
+    assert (src / "service" / "static" / "index.html").is_file()
+    assert (src / "params.yaml").is_file()  # read by the service beside its own folder
+    assert not {top for top, *_ in packed} - {"klue_nli", "service"}, packed
+    training = {("klue_nli", p) for p in ("model", "registry", "experiments", "monitoring", "cli")}
     assert not training & packed, packed
     requirements = next(folder.rglob("requirements.txt")).read_text()
     assert "torch==2.13.0+cpu" in requirements and "mlflow" not in requirements
@@ -255,7 +257,7 @@ def test_bentoml_build_packages_the_champion(served):
 def test_the_service_binds_loopback_unless_told_otherwise():
     def host(**extra: str) -> str:
         env = {k: v for k, v in os.environ.items() if k != "KLUE_NLI_HOST"}
-        code = "import klue_nli.service.service as s; print(s.HOST)"
+        code = "import service.service as s; print(s.HOST)"
         cmd = [sys.executable, "-c", code]
         out = subprocess.run(cmd, cwd=ROOT, env={**env, **extra}, capture_output=True, text=True)
         return out.stdout.split()[-1]
@@ -469,7 +471,7 @@ def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-1000])  # truncated, e.g. a copy cut short
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENTOML_HOME": str(home)}
     proc = subprocess.run(
-        [sys.executable, "-m", "bentoml", "serve", SERVICE,
+        [sys.executable, "-m", "bentoml", "serve", bento_service(ROOT),
          "--port", str(free_port())],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

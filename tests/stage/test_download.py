@@ -14,7 +14,7 @@ from klue_nli.core.errors import DataError
 from klue_nli.data.klue import parse_examples, split_filename
 from klue_nli.data.kornli import SPLITS as KORNLI_SPLITS
 from klue_nli.data.kornli import kornli_filename, parse_tsv
-from klue_nli.stages import download as dl
+from stages import download as dl
 from tests.helpers import LoopbackServer
 
 

@@ -78,8 +78,8 @@ def test_each_stage_depends_on_every_module_it_imports(name):
 
 def test_the_import_walk_sees_indirect_imports():
     # evaluate imports the predictor, which imports the encoding: an indirect dependency
-    assert "klue_nli/data/encoding.py" in closure("klue_nli.stages.evaluate")
-    assert "klue_nli/data/encoding.py" not in imported_modules(ROOT / "klue_nli/stages/evaluate.py")
+    assert "klue_nli/data/encoding.py" in closure("stages.evaluate")
+    assert "klue_nli/data/encoding.py" not in imported_modules(ROOT / "stages/evaluate.py")
 
 
 def test_featurize_depends_on_the_train_files_only_and_evaluate_on_both():

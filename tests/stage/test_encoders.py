@@ -20,10 +20,10 @@ import torch
 from klue_nli.core.manifest import MANIFEST_FILE
 from klue_nli.model.e5_package import dequantise_q4, read_package_file
 from klue_nli.model.encoders import build_once, package_file, resolve
-from klue_nli.stages.download import download
-from klue_nli.stages.evaluate import evaluate
-from klue_nli.stages.featurize import featurize
-from klue_nli.stages.train import train
+from stages.download import download
+from stages.evaluate import evaluate
+from stages.featurize import featurize
+from stages.train import train
 from tests.conftest import ROOT
 
 STEPS = 60  # the slow test's fine-tuning budget: under 3 minutes on 2 cores

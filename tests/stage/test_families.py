@@ -17,10 +17,10 @@ from transformers import AutoConfig, AutoModel
 from klue_nli.core.errors import UserError
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.inference.predictor import Predictor
-from klue_nli.stages.download import download
-from klue_nli.stages.evaluate import evaluate
-from klue_nli.stages.featurize import featurize
-from klue_nli.stages.train import train
+from stages.download import download
+from stages.evaluate import evaluate
+from stages.featurize import featurize
+from stages.train import train
 
 # family -> (model_type, tokenizer source fixture, segment embeddings, ONNX inputs)
 FAMILIES = {

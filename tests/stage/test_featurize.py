@@ -30,8 +30,8 @@ from klue_nli.data.klue import (
     split_filename,
     subset_by_premise,
 )
-from klue_nli.stages.download import download
-from klue_nli.stages.featurize import featurize
+from stages.download import download
+from stages.featurize import featurize
 
 
 @pytest.fixture
@@ -260,7 +260,7 @@ def test_featurize_takes_the_subset_after_the_validation_split(raw, make_params)
 def test_the_real_train_file_through_download_and_featurize(workdir, make_params, klue_full_dir):
     """The official train file (24,998 pairs) passes the official checksum as it is, and every
     split of it gets its six text sources (the file says `genre`)."""
-    from klue_nli.stages.download import OFFICIAL, verify
+    from stages.download import OFFICIAL, verify
 
     train_file = klue_full_dir / split_filename("train")
     verify(train_file.read_bytes(), OFFICIAL["train"], str(train_file))  # no waiver needed

@@ -24,10 +24,10 @@ from klue_nli.data.features import FeatureSplit, split_file
 from klue_nli.model.datamodule import Collate, FeatureDataset
 from klue_nli.model.modeling import build_model
 from klue_nli.model.module import NLIModule
-from klue_nli.stages.download import download
-from klue_nli.stages.evaluate import evaluate
-from klue_nli.stages.featurize import featurize
-from klue_nli.stages.train import train
+from stages.download import download
+from stages.evaluate import evaluate
+from stages.featurize import featurize
+from stages.train import train
 from tests.conftest import ROOT, write_params
 from tests.pretrained import build_checkpoint, write_transfer_task
 
@@ -133,6 +133,7 @@ def test_the_module_overfits_32_pairs(make_params, workdir):
     assert accuracy == 1.0
 
 
+@pytest.mark.slow
 def test_bad_checkpoint_folders_get_one_clear_line(make_params, workdir, checkpoint, kcbert):
     params_for = lambda source: make_params(  # noqa: E731
         model={"name_or_path": str(source), "init": "pretrained"}
@@ -164,7 +165,7 @@ def test_bad_checkpoint_folders_get_one_clear_line(make_params, workdir, checkpo
     (weightless / "model.safetensors").unlink()
     write_params(workdir / "params.yaml", params_for(weightless))
     proc = subprocess.run(
-        [sys.executable, "-m", "klue_nli.stages.train"],
+        [sys.executable, "-m", "stages.train"],
         cwd=workdir,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.model.modeling import build_model
 from klue_nli.model.module import fused_adamw, layer_depth, param_groups
-from klue_nli.stages.download import download
-from klue_nli.stages.featurize import featurize
-from klue_nli.stages.train import train
+from stages.download import download
+from stages.featurize import featurize
+from stages.train import train
 from tests.conftest import default_params
 
 LABELS = ("entailment", "contradiction", "neutral")

@@ -28,10 +28,10 @@ from klue_nli.core.manifest import PROVENANCE_FILE
 from klue_nli.data.klue import read_split, split_by_premise
 from klue_nli.data.text import InvalidText
 from klue_nli.inference.predictor import Predictor
-from klue_nli.stages.download import download
-from klue_nli.stages.evaluate import evaluate
-from klue_nli.stages.featurize import featurize
-from klue_nli.stages.train import train
+from stages.download import download
+from stages.evaluate import evaluate
+from stages.featurize import featurize
+from stages.train import train
 from tests.conftest import ROOT, tiny_params, write_params
 from tests.pretrained import write_transfer_task
 
@@ -60,7 +60,7 @@ def assert_three_epochs(plots: Path) -> None:
 def stage(name: str, params_file: Path, cwd: Path, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", f"klue_nli.stages.{name}", "--params", str(params_file)],
+        [sys.executable, "-m", f"stages.{name}", "--params", str(params_file)],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -82,7 +82,7 @@ def test_layer_decay_and_ema_train_through_the_stage_and_log_each_rate(features,
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, klue_dir, kcbert):
+def evaluated(tmp_path_factory, klue_dir, kcbert, pipeline):
     """The stages once for this module's tests: a tiny random BERT trained 8 steps on the
     sample, evaluated and served through ONNX Runtime fp32 (whose answers equal PyTorch's to
     1e-5; OpenVINO's: tests/unit/test_openvino.py and the e2e tier), in its own MLflow store."""
@@ -100,10 +100,8 @@ def evaluated(tmp_path_factory, klue_dir, kcbert):
         params = tiny_params(
             str(klue_dir), kcbert, serve={"runtime": "onnxruntime", "quantize": "none"}
         )
-        download(params)
-        featurize(params)
-        metrics = train(params)
-        report = evaluate(params)
+        done = pipeline(params, register_model=False)
+        metrics, report = done["train"], done["evaluate"]
     model_dir = work / "models/best"
     dev = read_split(work / "data/raw", "dev")[:20]
     predictor = Predictor.from_dir(model_dir)
@@ -405,7 +403,7 @@ def test_two_nodes_with_torchrun_on_loopback(features, make_params, tmp_path):
         params_file = write_params(folder / "params.yaml", params)
         launch = ["--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank)]
         launch += ["--master-addr", "127.0.0.1", "--master-port", str(port)]
-        launch += ["-m", "klue_nli.stages.train", "--params", str(params_file)]
+        launch += ["-m", "stages.train", "--params", str(params_file)]
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "torch.distributed.run", *launch],
@@ -440,6 +438,7 @@ def val_history(project: Path) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r["acc"])) for r in rows]
 
 
+@pytest.mark.slow
 def test_the_best_epoch_is_kept_when_it_is_not_the_last(workdir, make_params, tmp_path, klue_dir):
     """Validation at every epoch's end picks the checkpoint. On a task a tiny model learns
     (tests/pretrained.py), a warm-up that ramps the step size over the whole run, past what
@@ -478,6 +477,7 @@ def test_the_best_epoch_is_kept_when_it_is_not_the_last(workdir, make_params, tm
     assert exported != pytest.approx(accuracies[3], abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("max_steps", "validations"), [(45, [29, 44]), (10_000, [29, 59])])
 def test_max_steps_validates_at_each_epoch_end_and_where_it_stops(
     features, make_params, max_steps, validations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from klue_nli.service.answers import bars, tutorial_answer
+from service.answers import bars, tutorial_answer
 
 
 def test_bars_use_the_probability_rounded_to_two_places():

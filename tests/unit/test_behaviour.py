@@ -30,7 +30,11 @@ def test_particles_follow_the_final_consonant():
 
 
 def cases_of(capability: str) -> list[Case]:
-    return [c for c in build_suite() if c.capability == capability]
+    """The suite's cases of `capability`; a capability renamed or dropped is an error here, not
+    a loop that passes on nothing."""
+    found = [c for c in build_suite() if c.capability == capability]
+    assert len(found) == 30, f"{capability}: {len(found)} cases in the suite"
+    return found
 
 
 def test_a_swap_keeps_every_word_stem_and_changes_who_did_it():
@@ -129,6 +133,8 @@ def test_every_invariance_variant_reaches_the_model_as_other_tokens(request, sou
     so it would pass for any model: each variant must differ after tokenization, for the
     kcbert and the e5 tokenizer alike (the extra-spaces variant did not, for either)."""
     tokenizer = load_tokenizer(str(request.getfixturevalue(source)), do_lower_case=False)
-    for case in (c for c in build_suite() if c.test_type == "INV"):
+    invariance = [c for c in build_suite() if c.test_type == "INV"]
+    assert {c.capability for c in invariance} >= {"punctuation_spacing"}, "no INV capability"
+    for case in invariance:
         encoded = {tuple(tokenizer(p, h)["input_ids"]) for p, h in case.pairs}
         assert len(encoded) == len(case.pairs), case.pairs

@@ -17,7 +17,7 @@ COMMANDS = {
     "recipe", "sweep", "flow", "deploy",
     "register", "promote", "rollback", "show", "export", "gc",
     "feedback", "monitor",
-    "params", "convert-e5", "figures",
+    "params", "convert-e5",
 }  # fmt: skip
 
 
@@ -67,8 +67,8 @@ def test_bad_arguments_are_one_line(args, code, message):
 
 
 def test_the_makefile_calls_it_and_only_the_stages_run_as_scripts():
-    """The Makefile calls `klue-nli`; the one kind of product module run as a script is a DVC
-    stage (dvc.yaml runs `python -m klue_nli.stages.<stage>`)."""
+    """The Makefile calls `klue-nli`; the library has no module run as a script but its CLI,
+    and the DVC stages are the top-level stages/ (dvc.yaml runs `python -m stages.<stage>`)."""
     makefile = (ROOT / "Makefile").read_text()
     for target in ("demo", "quick", "sweep", "run", "register", "promote", "export", "flow"):
         recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
@@ -76,8 +76,24 @@ def test_the_makefile_calls_it_and_only_the_stages_run_as_scripts():
     assert "python -m klue_nli" not in makefile
     scripts = {
         p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "klue_nli").rglob("*.py")
+        for folder in ("klue_nli", "stages")
+        for p in (ROOT / folder).rglob("*.py")
         if "__main__" in p.read_text()
     }
-    stages = {f"klue_nli/stages/{s}.py" for s in ("download", "featurize", "train", "evaluate")}
+    stages = {f"stages/{s}.py" for s in ("download", "featurize", "train", "evaluate")}
     assert scripts == stages, scripts
+
+
+def test_the_flows_are_named_once_and_load_from_their_entrypoints(monkeypatch):
+    """`klue-nli flow` and `deploy` load the flows from the project folder by the entrypoints
+    flows/deploy.py names, which prefect.yaml's deployment uses too."""
+    import yaml
+
+    from klue_nli.cli.pipeline import DEPLOY_MODULE, load_flow, load_module
+
+    monkeypatch.chdir(ROOT)
+    deploy = load_module(DEPLOY_MODULE)
+    prefect = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert [d["entrypoint"] for d in prefect["deployments"]] == [deploy.TRAINING]
+    assert load_flow(deploy.TRAINING).name == deploy.TRAINING_FLOW_NAME
+    assert load_flow(deploy.MONITOR).name == "klue-nli-monitor"

@@ -10,9 +10,9 @@ import re
 import sys
 import tomllib
 
+from tests.conftest import PYTHON_FOLDERS as FOLDERS
 from tests.conftest import ROOT
 
-FOLDERS = ("klue_nli", "benchmarks", "devtools", "tests")
 OWN = set(FOLDERS)
 
 
@@ -75,10 +75,7 @@ def test_the_service_imports_no_mlflow(tmp_path):
     """The registry, not the service, talks to MLflow: the Bento needs no MLflow at all."""
     import subprocess
 
-    code = (
-        "import sys, klue_nli.service.service; "
-        "print(sorted(m for m in sys.modules if 'mlflow' in m))"
-    )
+    code = "import sys, service.service; print(sorted(m for m in sys.modules if 'mlflow' in m))"
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

@@ -1,5 +1,5 @@
 """Drift arithmetic (klue_nli/inference/drift.py) and reading the service's metrics
-(klue_nli/registry/monitor.py) from a page prometheus_client itself writes."""
+(klue_nli/monitoring/drift_check.py) from a page prometheus_client itself writes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from klue_nli.inference.drift import (
     profile,
     psi,
 )
-from klue_nli.registry.monitor import served_counts, since
+from klue_nli.monitoring.drift_check import served_counts, since
 
 LABELS = ("entailment", "contradiction", "neutral")
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from klue_nli.pipeline.dvc_state import queue_busy, stage_changed
+from klue_nli.experiments.dvc_state import queue_busy, stage_changed
 
 
 @pytest.fixture

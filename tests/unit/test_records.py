@@ -1,4 +1,4 @@
-"""A recipe run's record (klue_nli/pipeline/records.py): written from the metrics files that
+"""A recipe run's record (klue_nli/experiments/records.py): written from the metrics files that
 run wrote, with the hardware it ran on; a previous run's files leave no record."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from klue_nli.pipeline.records import write_record
+from klue_nli.experiments.records import write_record
 from tests.conftest import default_params, write_params
 
 TRAIN = {"best_val_acc": 0.75, "epochs": 5, "train_seconds": 2900.5, "world_size": 1}

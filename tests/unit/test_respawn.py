@@ -1,4 +1,4 @@
-"""The one seam into BentoML's internals (klue_nli/service/respawn.py): the arbiter `bentoml serve`
+"""The one seam into BentoML's internals (service/respawn.py): the arbiter `bentoml serve`
 builds checks its workers every second, and a BentoML that moved it fails loudly, naming the
 versions. Each case in a fresh interpreter: the seam changes a class for the process."""
 
@@ -23,7 +23,7 @@ def python(code: str, tmp_path) -> subprocess.CompletedProcess:
 
 def test_the_arbiters_bentoml_builds_check_every_second(tmp_path):
     proc = python(
-        "from klue_nli.service.respawn import prompt_respawn\n"
+        "from service.respawn import prompt_respawn\n"
         "from bentoml._internal.utils.circus import create_standalone_arbiter as make\n"
         "before = make([]).check_delay\n"
         "prompt_respawn(); prompt_respawn()\n"
@@ -39,7 +39,7 @@ def test_a_bentoml_that_moved_the_arbiter_fails_naming_the_versions(tmp_path):
         "from bentoml._internal.utils import circus\n"
         "def create_standalone_arbiter(watchers, **kwargs): return None\n"
         "circus.create_standalone_arbiter = create_standalone_arbiter\n"
-        "from klue_nli.service.respawn import prompt_respawn\n"
+        "from service.respawn import prompt_respawn\n"
         "prompt_respawn()\n",
         tmp_path,
     )

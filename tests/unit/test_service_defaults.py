@@ -1,11 +1,11 @@
-"""The BentoML defaults the service declares (klue_nli/service/service.py): trace spans are
+"""The BentoML defaults the service declares (service/service.py): trace spans are
 left off its JSON routes, and off nothing else (the access log: tests/e2e/test_service.py)."""
 
 from __future__ import annotations
 
 from opentelemetry.util.http import ExcludeList
 
-from klue_nli.service.service import JSON_ROUTES, NLIService
+from service.service import JSON_ROUTES, NLIService
 
 
 def test_the_json_routes_and_only_they_are_left_out_of_tracing():

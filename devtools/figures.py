@@ -1,0 +1,21 @@
+"""`make figures`: every rendered block of the pages, from the files the runs wrote: the model
+tables from the recipe records (records_table.py), the performance and reliability blocks
+from the benchmarks' files (bench_figures.py).
+
+    python -m devtools.figures          # from the project folder
+"""
+
+from __future__ import annotations
+
+from devtools import bench_figures, records_table
+
+
+def main() -> None:
+    for page in records_table.write_pages():
+        print(f"figures: {page} (model)")
+    for page in bench_figures.write_pages():
+        print(f"figures: {page} (performance)")
+
+
+if __name__ == "__main__":
+    main()

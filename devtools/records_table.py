@@ -1,0 +1,131 @@
+"""The recipe records' table in README.md and docs/model.md: one column per recipe, rendered
+from the records `klue-nli recipe NAME --run` wrote (paths.recipe_records); `make figures`
+rewrites the blocks between the markers and tests/unit/test_docs.py fails when a block and its
+records disagree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from klue_nli.core.io import atomic_write_text
+from klue_nli.core.params import load_params
+from klue_nli.model.behaviour import HARD
+
+# Pages that show the records, between these markers; `make figures` rewrites the blocks
+# (tests/unit/test_docs.py fails when a block and the records disagree).
+PAGES = ("README.md", "docs/model.md")
+START, END = "<!-- recipes:start -->\n", "<!-- recipes:end -->"
+SHOWN = ("demo", "e5-full")  # the columns, in this order, where a record exists
+BASIC = ("identity", "negation", "word_order", "negation_raises_contradiction")
+
+
+def load_records(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """The records of SHOWN found in `folder` (paths.recipe_records), by recipe name."""
+    found = {}
+    for name in SHOWN:
+        path = Path(folder) / f"{name}.json"
+        if path.is_file():
+            found[name] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def _schedule(t: dict[str, Any]) -> str:
+    """`5 epochs`, or the steps where train.max_steps ended the run first."""
+    epochs = f"{t['epochs']} epochs"
+    if "steps" not in t or "effective_batch_size" not in t:
+        return epochs
+    return f"{t['steps']:,} steps of {t['effective_batch_size']} ({epochs} at most)"
+
+
+def _rows(r: dict[str, Any]) -> list[str]:
+    t, e = r["train"], r["eval"]
+    ood, behaviour, served = e.get("out_of_domain", {}), e.get("behaviour", {}), e["served"]
+    hw = f"{r['cpus']} CPUs ({r['cpu'] or 'unknown model'})" + (
+        f", {r['gpu']}" if r["gpu"] else ", no GPU"
+    )
+    passed = {k: _pct(v["pass_rate"]) for k, v in behaviour.items()}
+    return [
+        f"{r['date']}, commit {r['commit']}, {hw}",
+        f"{r['wall_s']:,.0f} s ({r['wall_s'] / 60:.1f} min; {r['wall_covers']})",
+        f"{t['train_seconds']:,.0f} s, {_schedule(t)} at {t['train_examples_per_s']} "
+        f"examples/s ({t['precision']})",
+        f"{_pct(t['best_val_acc'])} ({t['val_records']:,} pairs)",
+        f"**{_pct(e['accuracy'])}** / {_pct(e['macro_f1'])} ({e['n']:,} pairs)",
+        f"{_pct(e['baselines']['hypothesis_only'])} / {_pct(e['baselines']['majority'])}",
+        f"{_pct(ood['accuracy'])} / {_pct(ood['macro_f1'])} ({ood['n']:,} pairs)"
+        if ood
+        else "not measured",
+        f"{passed.get('overall', '-')}",
+        ", ".join(
+            f"{k.replace('_', ' ')} {passed[k]}"
+            for k in (*BASIC, "punctuation_spacing")
+            if k in passed
+        ),
+        ", ".join(f"{k.replace('_', ' ')} {passed[k]}" for k in HARD if k in passed),
+        f"{served['runtime']} ({served['quantize']}): agreement "
+        f"{_pct(served['argmax_agreement'])}, dev {_pct(served['accuracy'])}",
+    ]
+
+
+LABELS = (
+    "run on",
+    "wall time after the install",
+    "training (validation included)",
+    "validation accuracy (held out of the train file)",
+    "**dev accuracy** / macro-F1",
+    "dev: hypothesis-only baseline / majority class",
+    "out of domain: KorNLI's XNLI test, accuracy / macro-F1",
+    "behaviour suite, overall (330 cases)",
+    "the five basic capabilities",
+    "the six hard ones",
+    "served runtime: agreement with PyTorch, dev accuracy",
+)
+
+
+def render(records: dict[str, dict[str, Any]], folder: str) -> str:
+    """The markdown table of the records (one column per recipe), as the pages show it,
+    linking each record in `folder` (relative to the project root)."""
+    names = [name for name in SHOWN if name in records]
+    header = "| figure | " + " | ".join(f"`make {_target(n)}`" for n in names) + " |\n"
+    header += "|---|" + "---|" * len(names) + "\n"
+    columns = [_rows(records[n]) for n in names]
+    body = "".join(
+        f"| {label} | " + " | ".join(col[i] for col in columns) + " |\n"
+        for i, label in enumerate(LABELS)
+    )
+    links = ", ".join(f"[{n}.json]({folder}/{n}.json)" for n in names)
+    return header + body + f"\nEach column as its run wrote it: {links}.\n"
+
+
+def _target(name: str) -> str:
+    return {"e5-full": "run-e5"}.get(name, name)
+
+
+def render_page(text: str, table: str) -> str:
+    """`text` with the block between the markers replaced by `table`."""
+    if START not in text:
+        return text
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return head + START + table + END + tail
+
+
+def page_table(page: str | Path, folder: str) -> str:
+    """The table as `page` shows it: links relative to the page's own folder."""
+    prefix = "../" * (len(Path(page).parts) - 1)
+    return render(load_records(folder), f"{prefix}{folder}")
+
+
+def write_pages() -> list[str]:
+    """Rewrite the pages' record blocks from paths.recipe_records; the pages written."""
+    folder = load_params().paths.recipe_records
+    for page in PAGES:
+        text = Path(page).read_text(encoding="utf-8")
+        atomic_write_text(page, render_page(text, page_table(page, folder)))
+    return list(PAGES)

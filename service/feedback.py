@@ -1,0 +1,109 @@
+"""POST /feedback's work behind the contract: the answers a worker remembers so that a
+correction can name one by its id, and the store a correction is committed to.
+
+A correction is acknowledged (200) only once its row is committed; with the store out of
+reach it is a 503 and the model's routes answer as usual. Text is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from bentoml.exceptions import NotFound, ServiceUnavailable
+
+from klue_nli.core.errors import UserError
+from klue_nli.core.params import Params
+from klue_nli.data.feedback import FeedbackStore, store_url
+
+# Where the service stores corrections, when it is not where params.yaml says (a container's
+# volume, a test's scratch folder): a SQLAlchemy URL, as feedback.database_url.
+STORE_ENV = "KLUE_NLI_FEEDBACK_URL"
+
+
+@dataclass(frozen=True)
+class Given:
+    """An answer as it was given: what a correction by answer_id refers to."""
+
+    premise: str
+    hypothesis: str
+    label: str
+    model_version: str
+
+
+class RecentAnswers:
+    """The last `size` answers of this worker, by answer id (oldest forgotten first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._answers: OrderedDict[str, Given] = OrderedDict()
+
+    def remember(self, given: Given) -> str:
+        answer_id = uuid.uuid4().hex
+        self._answers[answer_id] = given
+        while len(self._answers) > self.size:
+            self._answers.popitem(last=False)
+        return answer_id
+
+    def get(self, answer_id: str) -> Given | None:
+        return self._answers.get(answer_id)
+
+
+class Corrections:
+    """Commits corrections to the feedback store, opened at first use (and again after a
+    failure), so a store that is down when the service starts only delays /feedback."""
+
+    def __init__(self, params: Params, recent: RecentAnswers) -> None:
+        self.url = os.environ.get(STORE_ENV) or store_url(
+            params.feedback.database_url, params.paths.feedback_store
+        )
+        self.recent = recent
+        self._store: FeedbackStore | None = None
+
+    def _open(self) -> FeedbackStore:
+        if self._store is None:
+            self._store = FeedbackStore(self.url)
+        return self._store
+
+    def _add(self, label: str, given: Given, answer_id: str | None, note: str | None) -> int:
+        answered = given.label or None
+        return self._open().add(
+            given.premise,
+            given.hypothesis,
+            label,
+            answer_id=answer_id,
+            answered=answered,
+            model_version=given.model_version or None,
+            note=note,
+        )
+
+    async def submit(
+        self,
+        label: str,
+        answer_id: str | None,
+        premise: str | None,
+        hypothesis: str | None,
+        note: str | None,
+    ) -> int:
+        """The stored row's id; NotFound for an answer id this worker no longer holds when no
+        pair came with it; ServiceUnavailable when the store cannot commit."""
+        given = self.recent.get(answer_id) if answer_id else None
+        if given is None and premise is None:
+            raise NotFound(
+                f"answer_id {answer_id} is unknown (the service keeps its last "
+                f"{self.recent.size} answers): send the premise and hypothesis with the label"
+            )
+        if premise is not None and (
+            given is None or (premise, hypothesis) != (given.premise, given.hypothesis)
+        ):
+            given = Given(premise, hypothesis or "", "", "")  # a pair of the user's own
+        try:  # SQLAlchemy blocks: the event loop keeps serving meanwhile
+            return await asyncio.to_thread(self._add, label, given, answer_id, note)
+        except UserError:  # unreachable, refusing writes, or its driver missing
+            self._store = None  # open again next time
+            raise ServiceUnavailable(
+                "the feedback store is unavailable: try again shortly"
+            ) from None
