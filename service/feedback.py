@@ -8,7 +8,6 @@ reach it is a 503 and the model's routes answer as usual. Text is never logged.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,11 +16,9 @@ from bentoml.exceptions import NotFound, ServiceUnavailable
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import Params
-from klue_nli.data.feedback import FeedbackStore, store_url
+from klue_nli.data.feedback import STORE_ENV, FeedbackStore, store_url
 
-# Where the service stores corrections, when it is not where params.yaml says (a container's
-# volume, a test's scratch folder): a SQLAlchemy URL, as feedback.database_url.
-STORE_ENV = "KLUE_NLI_FEEDBACK_URL"
+__all__ = ["STORE_ENV", "Corrections", "Given", "RecentAnswers"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +54,7 @@ class Corrections:
     failure), so a store that is down when the service starts only delays /feedback."""
 
     def __init__(self, params: Params, recent: RecentAnswers) -> None:
-        self.url = os.environ.get(STORE_ENV) or store_url(
-            params.feedback.database_url, params.paths.feedback_store
-        )
+        self.url = store_url(params)  # the store `klue-nli feedback` and the flow read
         self.recent = recent
         self._store: FeedbackStore | None = None
 

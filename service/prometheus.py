@@ -33,6 +33,12 @@ QUEUE_WAIT = bentoml.metrics.Histogram(
     documentation="Time a request waited for its model call to start",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+SERVED_VARIANT = bentoml.metrics.Gauge(
+    name="klue_nli_served_variant",
+    documentation="1 for the model version, runtime and precision each worker serves",
+    labelnames=["model_version", "runtime", "quantize"],
+    multiprocess_mode="max",
+)
 MODEL_SECONDS = bentoml.metrics.Histogram(
     name="klue_nli_model_seconds",
     documentation="Duration of one model call (tokenization, forward, softmax)",
@@ -90,3 +96,8 @@ def observe_answers(version: str, rows: list[dict[str, float]], chars: list[int]
         ANSWERS.labels(model_version=version, label=label).inc()
         CONFIDENCE.labels(model_version=version).observe(probs[label])
         INPUT_CHARS.labels(model_version=version).observe(n)
+
+
+def observe_variant(version: str, runtime: str, quantize: str) -> None:
+    """What this worker serves: the model version, as evaluate measured it."""
+    SERVED_VARIANT.labels(model_version=version, runtime=runtime, quantize=quantize).set(1)

@@ -24,17 +24,18 @@ from klue_nli.core.cpus import threads_per_worker
 from klue_nli.core.errors import UserError
 from klue_nli.core.manifest import stat_fingerprint, verify_model_dir
 from klue_nli.inference.batching import MicroBatcher, Overloaded
-from klue_nli.inference.bento import BENTO_MODEL
-from klue_nli.inference.predictor import Predictor
+from klue_nli.inference.bento import BENTO_MODEL, served_variant
+from klue_nli.inference.predictor import Predictor, require_native
 from service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_answer
 from service.arrival import ARRIVED, Arrival
 from service.contract import JsonContract, Route
 from service.feedback import Corrections, Given, RecentAnswers
 from service.inputs import PARAMS, SERVE, Batch, Correction, Pair
 from service.limits import BodyLimit
-from service.prometheus import BatchMetrics, observe_answers
+from service.prometheus import BatchMetrics, observe_answers, observe_variant
 from service.ratelimit import RateLimit
 from service.respawn import prompt_respawn
+from service.variant import ServedHeader
 
 # Serving knobs (service/inputs.py reads them from params.yaml: batching, request limits).
 # What the model is (labels, tokenizer, max length) comes from the model folder itself.
@@ -85,10 +86,13 @@ class NLIService:
         """Runs once in `bentoml serve` before any worker starts: a corrupt or incomplete
         model stops the server with one line, instead of workers crash-looping."""
         try:
-            path = bentoml.models.get(BENTO_MODEL).path
+            model = bentoml.models.get(BENTO_MODEL)
+            # served as measured, or not at all: a variant this CPU cannot run natively
+            # would answer in a way nobody measured
+            require_native(*served_variant(model))
             # taken before the hashing: a file rewritten meanwhile no longer matches it
-            fingerprint = stat_fingerprint(path)
-            verify_model_dir(path, require_manifest=True)
+            fingerprint = stat_fingerprint(model.path)
+            verify_model_dir(model.path, require_manifest=True)
         except (UserError, bentoml.exceptions.NotFound) as exc:
             print(f"klue-nli service: error: refusing to serve: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
@@ -104,11 +108,13 @@ class NLIService:
 
     def __init__(self) -> None:
         model = self.bento_model  # resolved by BentoML to the stored model at run time
+        # the runtime and precision evaluate measured (the export's labels), not params'
+        self.runtime, self.quantize = served_variant(model)
         self.predictor = Predictor.from_dir(
             model.path,
             require_manifest=True,
-            quantize=SERVE.quantize,
-            runtime=SERVE.runtime,
+            quantize=self.quantize,
+            runtime=self.runtime,
             # Each worker gets its share of the CPUs this process may use (affinity, cgroup
             # quota: not the host's core count); more threads only fight each other.
             threads=threads_per_worker(SERVE.workers),
@@ -116,10 +122,11 @@ class NLIService:
         )
         if self.predictor.graph_source == "exported at load":  # slow starts: say why, once
             self._log(
-                f"the model has no ONNX graph for quantize={SERVE.quantize}; exported it at "
+                f"the model has no ONNX graph for quantize={self.quantize}; exported it at "
                 "start (`make export` stores one)"
             )
         self.version = model.info.labels.get("registry_version", "unknown")
+        observe_variant(self.version, self.runtime, self.quantize)
         self.labels = list(self.predictor.labels)
         self.recent = RecentAnswers(PARAMS.feedback.recent_answers)
         self.corrections = Corrections(PARAMS, self.recent)
@@ -221,6 +228,7 @@ class NLIService:
 # Outermost first: the arrival stamp, the size limit before anything reads a body, the
 # corrections' rate limit, then the JSON contract.
 NLIService.add_asgi_middleware(Arrival)
+NLIService.add_asgi_middleware(ServedHeader)
 NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 NLIService.add_asgi_middleware(
     RateLimit, path="/feedback", per_minute=PARAMS.feedback.per_client_per_minute

@@ -81,15 +81,17 @@ def _dev_data(params: Params, dropped: int, truncated: int) -> dict:
 def _as_served(
     predictor: Predictor, params: Params, dev: list[Example], probs: np.ndarray, gold: list[str]
 ) -> dict:
-    """The model as the service runs it (serve.runtime, serve.quantize), against PyTorch fp32;
-    loaded and run again only when that is another model (the options apply on CPU only).
-    Its dev profile (label shares, confidence) is what drift monitoring compares with."""
+    """The model as the service runs it (serve.runtime, serve.quantize), on CPU as the
+    service does (also when evaluate ran on a GPU), against PyTorch fp32; loaded and run
+    again only when that is another model. The variant is recorded explicitly (`auto`
+    resolved here), and the export labels the served model with it. Its dev profile (label
+    shares, confidence) is what drift monitoring compares with."""
     serve = params.serve
     served, served_probs = predictor, probs
     quantize = resolve_quantize(serve.quantize, serve.runtime)  # `auto`: by this CPU
-    if predictor.device == "cpu" and (serve.runtime, quantize) != ("torch", "none"):
+    if predictor.device != "cpu" or (serve.runtime, quantize) != ("torch", "none"):
         served = Predictor.from_dir(
-            params.paths.model_dir, quantize=quantize, runtime=serve.runtime
+            params.paths.model_dir, device="cpu", quantize=quantize, runtime=serve.runtime
         )
         served_probs = served.predict_proba(
             [e.premise for e in dev], [e.hypothesis for e in dev], params.evaluate.batch_size

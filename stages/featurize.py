@@ -37,6 +37,7 @@ from klue_nli.data.klue import (
     split_by_premise,
     subset_by_premise,
 )
+from klue_nli.data.overlap import NearDuplicates
 from klue_nli.model.encoders import resolve
 from klue_nli.model.modeling import load_config, usable_positions
 
@@ -116,14 +117,18 @@ def _extra_pairs(params: Params, val: list[Example], stats: dict) -> list[Exampl
         extra = kornli.read_kornli(params.paths.raw_dir, "dev")
         stats["extra_train"] = {kornli.SOURCE: len(extra)}
     # Accepted corrections of the served model (klue-nli feedback export): never a pair whose
-    # premise validation holds (export has dropped dev's already), so neither the epoch nor
-    # promotion is picked on what it saw.
-    val_premises = {e.premise for e in val}
+    # premise is a validation premise or a near-duplicate of one (the export has left out
+    # dev's and the out-of-domain test's), so neither the epoch nor promotion is picked on
+    # what it saw.
     corrections = feedback.read_export(params.paths.feedback_pairs, params.labels)
-    kept = [e for e in corrections if e.premise not in val_premises]
-    if corrections:
-        stats["extra_train"] = {**stats.get("extra_train", {}), feedback.SOURCE: len(kept)}
-        stats["feedback_dropped_as_validation"] = len(corrections) - len(kept)
+    if not corrections:
+        return extra
+    threshold = params.data.near_duplicate_threshold
+    validation = NearDuplicates({"validation": [e.premise for e in val]}, threshold)
+    kept = [e for e in corrections if validation.match(e.premise) is None]
+    stats["extra_train"] = {**stats.get("extra_train", {}), feedback.SOURCE: len(kept)}
+    stats["feedback_left_out_as_validation"] = len(corrections) - len(kept)
+    stats["near_duplicate_threshold"] = threshold
     return extra + kept
 
 

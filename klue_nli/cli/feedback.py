@@ -14,10 +14,9 @@ params_option = click.option("--params", "params_file", default=PARAMS_FILE, sho
 
 
 def _store(params: Params):
-    from klue_nli.data.feedback import FeedbackStore, store_url
+    from klue_nli.data.feedback import open_store
 
-    url = store_url(params.feedback.database_url, params.paths.feedback_store)
-    return FeedbackStore(url)
+    return open_store(params)
 
 
 @click.group()
@@ -66,14 +65,16 @@ def reject(ids: tuple[int, ...], params_file: str) -> None:
 @params_option
 def export(params_file: str) -> None:
     """Write the accepted corrections to paths.feedback_pairs (featurize's input); pairs
-    whose premise is in KLUE's dev file are left out (dev only ever reports)."""
+    whose premise is a dev or out-of-domain test premise, or a near-duplicate of one, are left
+    out (evaluation text only ever reports)."""
     from klue_nli.data.feedback import export_accepted
 
     params = load_params(params_file)
-    written, dropped = export_accepted(_store(params), params)
+    counts = export_accepted(_store(params), params)
+    left_out = ", ".join(f"{n} as {name}" for name, n in counts["left_out"].items())
     print(
-        f"{params.paths.feedback_pairs}: {written} accepted pair(s)"
-        + (f"; {dropped} left out: their premise is in KLUE dev" if dropped else "")
+        f"{params.paths.feedback_pairs}: {counts['pairs']} accepted pair(s)"
+        + (f"; left out (copies of evaluation premises): {left_out}" if left_out else "")
     )
 
 

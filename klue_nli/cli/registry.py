@@ -29,8 +29,13 @@ def register(params_file: str) -> None:
 
 @click.command()
 @click.option("--version", help="the version to consider (default: the newest)")
+@click.option(
+    "--allow-variant-change",
+    is_flag=True,
+    help="the candidate may be served on another runtime or precision than the champion",
+)
 @params_option
-def promote(version: str | None, params_file: str) -> None:
+def promote(version: str | None, allow_variant_change: bool, params_file: str) -> None:
     """Make a version champion if the promotion policy of params.yaml holds."""
     from klue_nli.registry.client import CHAMPION, alias_version, client
     from klue_nli.registry.promotion import comparison
@@ -39,8 +44,10 @@ def promote(version: str | None, params_file: str) -> None:
     params = _params(params_file)
     name = params.registry.model_name
     before = alias_version(client(), name, CHAMPION)
-    candidate, decision = promote_version(params, version)
+    candidate, decision = promote_version(params, version, allow_variant_change)
     print(comparison(candidate, before))
+    for check in decision.checks:
+        print(f"  {check.line()}")
     verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
     print(f"{name} v{candidate.version}: {verdict}: " + "; ".join(decision.reasons))
 
@@ -59,13 +66,20 @@ def rollback(params_file: str) -> None:
 @click.command()
 @params_option
 def show(params_file: str) -> None:
-    """The champion and the previous champion, with their metrics."""
-    from klue_nli.registry.client import CHAMPION, PREVIOUS, alias_version, client, version_metrics
+    """The champion and the previous champion: their figures, how each is served, and every
+    rule of its promotion with the figure it found and its verdict."""
+    import json
+
+    from klue_nli.registry.client import CHAMPION, PREVIOUS, alias_version, client, evidence
+    from klue_nli.registry.promotion import CHECKS_TAG
 
     name, c = _params(params_file).registry.model_name, client()
     for alias in (CHAMPION, PREVIOUS):
         v = alias_version(c, name, alias)
-        print(f"{alias}: " + (f"v{v.version} {version_metrics(v)}" if v else "none"))
+        print(f"{alias}: " + (f"v{v.version} {evidence(v)}" if v else "none"))
+        for check in json.loads(v.tags.get(CHECKS_TAG, "[]")) if v else []:
+            verdict = "holds" if check["holds"] else "fails"
+            print(f"  {check['rule']}: {check['figure']} ({verdict})")
 
 
 @click.command()

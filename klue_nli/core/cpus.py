@@ -15,7 +15,14 @@ import platform
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CPUINFO = Path("/proc/cpuinfo")
+# The file the CPU's model and flags are read from: /proc/cpuinfo, unless this variable names
+# another (a container whose /proc hides the host's flags, or a test telling a process that
+# its CPU lacks one).
+CPUINFO_ENV = "KLUE_NLI_CPUINFO"
+
+
+def cpuinfo_path() -> Path:
+    return Path(os.environ.get(CPUINFO_ENV) or "/proc/cpuinfo")
 
 
 def _cgroup_quota(root: Path) -> float | None:
@@ -74,8 +81,9 @@ NOTABLE_FLAGS = (
 )
 
 
-def cpu_description(cpuinfo: Path = CPUINFO) -> dict:
+def cpu_description(cpuinfo: Path | None = None) -> dict:
     """The CPU a figure was measured on: its model name and the notable flags it has."""
+    cpuinfo = cpuinfo or cpuinfo_path()
     model, flags = "", set()
     try:
         for line in cpuinfo.read_text().splitlines():
@@ -95,7 +103,7 @@ def cpu_description(cpuinfo: Path = CPUINFO) -> dict:
 NATIVE_BF16 = {"avx512_bf16", "amx_bf16"}
 
 
-def cpu_has_bf16(cpuinfo: Path = CPUINFO) -> bool:
+def cpu_has_bf16(cpuinfo: Path | None = None) -> bool:
     """The CPU computes bf16 natively (its AVX512-BF16 or AMX-BF16 flag); emulated bf16 is
     slower than fp32. No flags known (not Linux): fp32."""
     return bool(NATIVE_BF16 & set(cpu_description(cpuinfo)["flags"]))

@@ -115,6 +115,10 @@ class DataParams(Section):
     # chosen by `seed` in proportion to their label mix, so quick recipes train on real
     # training data and validation stays the same set whatever the size.
     train_pairs: Annotated[int, Field(gt=0)] | None
+    # A training premise (an accepted correction) counts as a copy of an evaluation premise
+    # (dev, out of domain, validation) at this Jaccard similarity of their character 3-grams
+    # (klue_nli/data/overlap.py); such pairs never reach the features.
+    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1), AS_NUMBER]
     kornli: KorNLIParams
 
     _mirror = field_validator("mirror")(_mirror_value)

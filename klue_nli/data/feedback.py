@@ -9,7 +9,8 @@ committed; nothing leaves the store unreviewed: `export` writes the accepted pai
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from klue_nli.core.errors import DataError, UserError
 from klue_nli.core.io import atomic_write_text
 from klue_nli.core.params import Params
+from klue_nli.data import kornli
 from klue_nli.data.klue import Example, read_split, split_filename
+from klue_nli.data.overlap import NearDuplicates
 
 STATUSES = ("pending", "accepted", "rejected")
 SOURCE = "feedback"  # the pairs' source in featurize's meta.json
@@ -63,10 +66,29 @@ class StoreUnavailable(UserError):
     """The database cannot be reached or written now (the service answers 503)."""
 
 
-def store_url(database_url: str | None, sqlite_path: str) -> str:
-    """`feedback.database_url` when set (team mode: postgresql://...), else SQLite at
-    paths.feedback_store."""
-    return database_url or f"sqlite:///{Path(sqlite_path)}"
+# The store's URL from the environment (a container's volume, a team's database, a test's
+# scratch file): a SQLAlchemy URL, as feedback.database_url.
+STORE_ENV = "KLUE_NLI_FEEDBACK_URL"
+
+
+def store_url(params: Params, environ: Mapping[str, str] = os.environ) -> str:
+    """The one store every reader and writer opens (the service, `klue-nli feedback`, the
+    flow's export): KLUE_NLI_FEEDBACK_URL when set, else `feedback.database_url` (team mode:
+    postgresql://...), else SQLite at paths.feedback_store."""
+    return (
+        environ.get(STORE_ENV)
+        or params.feedback.database_url
+        or sqlite_url(params.paths.feedback_store)
+    )
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path)}"
+
+
+def open_store(params: Params) -> FeedbackStore:
+    """The store `store_url` names, opened (StoreUnavailable, naming it, when it cannot be)."""
+    return FeedbackStore(store_url(params))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -155,57 +177,82 @@ class FeedbackStore:
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
     def review(self, ids: Iterable[int], status: str) -> int:
-        """Set the status of these rows (accepted, rejected); how many there were."""
+        """Set the status of these rows (accepted, rejected), all of them or none: an id the
+        store lacks changes nothing and is named. How many there were."""
         ids = sorted(set(ids))
-        query = (
-            update(FEEDBACK)
-            .where(FEEDBACK.c.id.in_(ids))
-            .values(status=_status(status), reviewed_at=datetime.now(UTC))
-        )
+        status = _status(status)
         with self.engine.begin() as conn:
-            changed = conn.execute(query).rowcount
-        if changed != len(ids):
-            known = {r["id"] for r in self.rows()}
+            known = set(conn.execute(select(FEEDBACK.c.id).where(FEEDBACK.c.id.in_(ids))).scalars())
             missing = [i for i in ids if i not in known]
-            raise UserError(f"no feedback with id {', '.join(map(str, missing))}")
-        return changed
-
-    def export(self, dest: str | Path, exclude_premises: frozenset[str] = frozenset()) -> int:
-        """The accepted pairs as JSON lines (by id), written atomically, but for those whose
-        premise is in `exclude_premises`; how many were written."""
-        lines = [
-            json.dumps(
-                {
-                    "feedback_id": r["id"],
-                    "premise": r["premise"],
-                    "hypothesis": r["hypothesis"],
-                    "label": r["label"],
-                    "corrects": {"model_version": r["model_version"], "answer": r["answered"]},
-                },
-                ensure_ascii=False,
-                sort_keys=True,
+            if missing:  # raised inside the transaction: it rolls back, nothing is written
+                raise UserError(f"no feedback with id {', '.join(map(str, missing))}")
+            query = (
+                update(FEEDBACK)
+                .where(FEEDBACK.c.id.in_(ids))
+                .values(status=status, reviewed_at=datetime.now(UTC))
             )
-            for r in self.rows("accepted")
-            if r["premise"] not in exclude_premises
-        ]
+            return conn.execute(query).rowcount
+
+    def export(self, dest: str | Path, leave_out: NearDuplicates | None = None) -> dict:
+        """The accepted pairs as JSON lines (by id), written atomically, but for those whose
+        premise `leave_out` matches; the counts: {"pairs": written, "left_out": {set: n}}.
+        The accepted rows are read once, in one transaction, so the counts and the file
+        describe the same rows even while reviews go on."""
+        with self.engine.begin() as conn:
+            query = select(FEEDBACK).where(FEEDBACK.c.status == "accepted")
+            rows = [dict(r._mapping) for r in conn.execute(query.order_by(FEEDBACK.c.id))]
+        lines, left_out = [], {}
+        for r in rows:
+            matched = leave_out.match(r["premise"]) if leave_out is not None else None
+            if matched is not None:
+                left_out[matched] = left_out.get(matched, 0) + 1
+                continue
+            lines.append(_export_line(r))
+        counts = {"pairs": len(lines), "left_out": dict(sorted(left_out.items()))}
+        if leave_out is not None:
+            counts["near_duplicate_threshold"] = leave_out.threshold
         # a header first: the file is never empty (DVC warns about an empty dependency), and a
-        # reader sees what it holds
-        header = json.dumps({"export": HEADER, "pairs": len(lines)})
+        # reader sees what it holds and what it left out
+        header = json.dumps({"export": HEADER, **counts}, sort_keys=True)
         atomic_write_text(dest, "".join(f"{line}\n" for line in [header, *lines]))
-        return len(lines)
+        return counts
 
 
-def export_accepted(store: FeedbackStore, params: Params) -> tuple[int, int]:
+def _export_line(r: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "feedback_id": r["id"],
+            "premise": r["premise"],
+            "hypothesis": r["hypothesis"],
+            "label": r["label"],
+            "corrects": {"model_version": r["model_version"], "answer": r["answered"]},
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def evaluation_premises(params: Params) -> dict[str, list[str]]:
+    """The premises no training pair may copy: KLUE's dev file and the out-of-domain test
+    (KorNLI's XNLI test), from the download stage's output."""
+    raw = Path(params.paths.raw_dir)
+    needed = [raw / split_filename("dev"), raw / kornli.kornli_filename("test")]
+    for path in needed:
+        if not path.is_file():
+            raise DataError(f"{path}: not found; run `dvc repro download` before the export")
+    return {
+        "dev": [e.premise for e in read_split(raw, "dev")],
+        "out_of_domain": [e.premise for e in kornli.read_kornli(raw, "test")],
+    }
+
+
+def export_accepted(store: FeedbackStore, params: Params) -> dict:
     """Export the accepted pairs to paths.feedback_pairs, leaving out every pair whose premise
-    KLUE's dev file holds (a page user may well correct a dev pair: trained on, it would
-    inflate the dev score promotion compares). (written, left out)."""
-    raw = Path(params.paths.raw_dir) / split_filename("dev")
-    if not raw.is_file():
-        raise DataError(f"{raw}: not found; run `dvc repro download` before the export")
-    dev = frozenset(e.premise for e in read_split(params.paths.raw_dir, "dev"))
-    accepted = len(store.rows("accepted"))
-    written = store.export(params.paths.feedback_pairs, dev)
-    return written, accepted - written
+    is a dev or out-of-domain test premise, or a near-duplicate of one (a page user may well
+    correct an evaluation pair: trained on, it would inflate the score promotion compares).
+    The counts, as the export's header holds them."""
+    leave_out = NearDuplicates(evaluation_premises(params), params.data.near_duplicate_threshold)
+    return store.export(params.paths.feedback_pairs, leave_out)
 
 
 def read_export(path: str | Path, labels: Iterable[str]) -> list[Example]:

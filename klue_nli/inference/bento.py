@@ -8,7 +8,23 @@ from pathlib import Path
 
 import bentoml
 
+from klue_nli.core.errors import UserError
+
 BENTO_MODEL = "klue-nli"  # the model in the BentoML store that the service loads (latest)
+# The labels that say how the stored model was measured, and so how it is served
+SERVED_RUNTIME, SERVED_QUANTIZE = "served_runtime", "served_quantize"
+
+
+def served_variant(model: bentoml.Model) -> tuple[str, str]:
+    """The runtime and precision evaluate measured the stored model as (`make export`
+    records them): the only way the service runs it."""
+    labels = model.info.labels
+    if SERVED_RUNTIME not in labels or SERVED_QUANTIZE not in labels:
+        raise UserError(
+            f"{model.tag} records no served runtime and precision (exported before they were "
+            "recorded): run `make export` again"
+        )
+    return labels[SERVED_RUNTIME], labels[SERVED_QUANTIZE]
 
 
 def latest() -> bentoml.Model | None:

@@ -41,6 +41,17 @@ def resolve_quantize(quantize: str, runtime: str) -> str:
     return "bf16" if runtime in BF16_RUNTIMES and cpu_has_bf16() else "none"
 
 
+def require_native(runtime: str, quantize: str) -> None:
+    """A UserError when this CPU cannot run the variant natively: a model measured in bf16
+    served on a CPU that only emulates it would give answers nobody measured, slowly."""
+    if quantize == "bf16" and runtime in BF16_RUNTIMES and not cpu_has_bf16():
+        raise UserError(
+            f"the model was measured as {runtime} bf16, and this CPU computes no bf16 natively "
+            "(no avx512_bf16 or amx_bf16 flag): serve it on a CPU that does, or evaluate and "
+            "export it again with serve.quantize none"
+        )
+
+
 def graph_quantize(runtime: str, quantize: str) -> str | None:
     """The quantization of the ONNX graph `runtime` reads (what `make export` stores for it);
     None for PyTorch. ORT quantizes its own graph; OpenVINO compiles the fp32 graph at its

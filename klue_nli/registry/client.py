@@ -34,6 +34,14 @@ def version_metrics(version: ModelVersion) -> dict[str, float]:
     }
 
 
+def evidence(version: ModelVersion) -> dict[str, float | str]:
+    """What the promotion policy reads of a version: its `eval.*` figures, the served runtime
+    and precision they were measured with, and the dev file's sha256 (absent keys stay
+    absent: the policy refuses on them)."""
+    keys = ("served.runtime", "served.quantize", "data.dev_sha256")
+    return {**version_metrics(version), **{k: version.tags[k] for k in keys if k in version.tags}}
+
+
 def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     try:
         return c.get_model_version_by_alias(name, alias)

@@ -36,8 +36,9 @@ def verified_model_dir(name: str, version: str, dst: Path) -> tuple[Path, Predic
 
 def export_champion(params: Params) -> str:
     """Copy the champion's model folder into the BentoML model store (what `bentoml serve`
-    and `bentoml build` use), with the ONNX graph `serve.runtime` and `serve.quantize` ask
-    for; a no-op when the store's latest is that version and graph already."""
+    and `bentoml build` use), labelled with the served runtime and precision evaluate
+    measured it as (the service runs it so, and only so), with the ONNX graph they need; a
+    no-op when the store's latest is that version and graph already."""
     from klue_nli.inference import bento  # BentoML loads slowly; only this command needs it
 
     name, c = params.registry.model_name, client()
@@ -46,13 +47,21 @@ def export_champion(params: Params) -> str:
         raise UserError(f"{name}: no champion; run `make promote` first")
     # The run id too: "v1 of klue-nli" names a different model in every tracking store
     # (another clone, another server), and the BentoML store is per user, not per project.
+    runtime, precision = (champion.tags.get(f"served.{k}") for k in ("runtime", "quantize"))
+    if runtime is None or precision is None:
+        raise UserError(
+            f"{name} v{champion.version} records no served runtime and precision: run "
+            "evaluate and `klue-nli register` again"
+        )
     labels = {
         "registry_model": name,
         "registry_version": str(champion.version),
         "mlflow_run_id": champion.run_id,
+        bento.SERVED_RUNTIME: runtime,
+        bento.SERVED_QUANTIZE: precision,
     }
     # The ONNX graph the service runs, made once here rather than in every worker at start.
-    quantize = graph_quantize(params.serve.runtime, params.serve.quantize)
+    quantize = graph_quantize(runtime, precision)
     if quantize is not None:
         from klue_nli.inference.onnx import GRAPH_FORMAT
 

@@ -10,6 +10,7 @@ racing promotions leave exactly one champion.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,17 +25,24 @@ from klue_nli.registry.client import (
     PREVIOUS,
     alias_version,
     client,
+    evidence,
     get_version,
     registry_lock,
     version_metrics,
 )
 from klue_nli.registry.export import verified_model_dir
 from klue_nli.registry.policy import Decision, decide
-from klue_nli.registry.register import DEV_DATA_TAG
+
+CHECKS_TAG = "promotion.checks"  # each rule, its figure and its verdict (JSON)
+CARD_SECTION = "\n### Promotion\n"
 
 
-def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, Decision]:
-    """Apply the policy to `version` (default: the newest) and move the aliases if it holds."""
+def promote(
+    params: Params, version: str | None = None, allow_variant_change: bool = False
+) -> tuple[ModelVersion, Decision]:
+    """Apply the policy to `version` (default: the newest) and move the aliases if it holds.
+    allow_variant_change: the candidate may be served another way than the champion (runtime
+    or precision), compared as each is served."""
     name, c = params.registry.model_name, client()
     with registry_lock(name):
         candidate = get_version(c, name, version)
@@ -48,12 +56,11 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
             decision = Decision(True, ["completed an interrupted promotion"])
             _record(c, name, candidate.version, decision, alias_version(c, name, PREVIOUS))
             return c.get_model_version(name, candidate.version), decision
-        if champion is not None:
-            _require_same_dev_data(name, candidate, champion)
         decision = decide(
-            version_metrics(candidate),
-            version_metrics(champion) if champion else None,
+            evidence(candidate),
+            evidence(champion) if champion else None,
             params.registry,
+            allow_variant_change,
         )
         if decision.promote:
             try:  # never promote what could not be served
@@ -71,17 +78,6 @@ def promote(params: Params, version: str | None = None) -> tuple[ModelVersion, D
     return c.get_model_version(name, candidate.version), decision
 
 
-def _require_same_dev_data(name: str, candidate: ModelVersion, champion: ModelVersion) -> None:
-    """Accuracies measured on different dev files say nothing about which model is better."""
-    ours, theirs = (v.tags.get(DEV_DATA_TAG, "unknown") for v in (candidate, champion))
-    if "unknown" not in (ours, theirs) and ours != theirs:
-        raise UserError(
-            f"{name} v{candidate.version}: not compared with champion v{champion.version}: "
-            f"they were evaluated on different dev data (sha256 {ours[:12]}… vs "
-            f"{theirs[:12]}…); evaluate both on the same dev file"
-        )
-
-
 def _record(
     c: MlflowClient,
     name: str,
@@ -94,13 +90,28 @@ def _record(
     the artifact failed its checks). The decision tag goes last: its presence means the
     record is complete."""
     verdict = verdict or ("promoted" if decision.promote else "rejected")
+    checks = [{"rule": k.rule, "figure": k.figure, "holds": k.holds} for k in decision.checks]
+    _card_section(c, name, version, decision, verdict)
     for key, value in {
         "promotion.reasons": "; ".join(decision.reasons),
+        CHECKS_TAG: json.dumps(checks, ensure_ascii=False),
         "promotion.compared_to": champion.version if champion else "none",
         "promotion.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "promotion.decision": verdict,
     }.items():
         c.set_model_version_tag(name, version, key, value)
+
+
+def _card_section(
+    c: MlflowClient, name: str, version: str, decision: Decision, verdict: str
+) -> None:
+    """The version's model card with its promotion: every rule, its figure, its verdict."""
+    card = (c.get_model_version(name, version).description or "").split(CARD_SECTION)[0]
+    lines = [f"- {check.line()}" for check in decision.checks] or [
+        f"- {reason}" for reason in decision.reasons
+    ]
+    section = f"Decision: **{verdict}**\n\n" + "\n".join(lines) + "\n"
+    c.update_model_version(name, version, card.rstrip("\n") + "\n" + CARD_SECTION + section)
 
 
 def rollback(params: Params) -> ModelVersion:

@@ -3,6 +3,7 @@ service's test modules (test_feedback_service.py, test_service.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -80,6 +81,8 @@ def served(tmp_path_factory, klue_dir, kcbert, pipeline):
                 # each test has its own store (tests/conftest.py): this is the champion's
                 "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
                 "log": work / "bentoml-serve.log",
+                # the variant evaluate measured and recorded (what the service must serve)
+                "served": json.loads((work / "metrics/eval.json").read_text())["served"],
             }
         finally:
             server.stop()

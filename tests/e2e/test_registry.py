@@ -78,6 +78,13 @@ def candidate(
         "per_class": {label: {"f1": m[f"f1.{label}"]} for label in LABELS},
         "baselines": {"majority": 0.33},
         "data": {"dev_sha256": dev_sha256},
+        "behaviour": {"overall": {"pass_rate": 0.5, "n": 330}},
+        "served": {
+            "runtime": "openvino",
+            "quantize": "none",
+            "accuracy": acc,
+            "argmax_agreement": 1.0,
+        },
     }
     provenance = {"mlflow_run_id": run.info.run_id, "git_commit": "abc"}
     return register_run(name, provenance, report, default_params().registry)
@@ -101,13 +108,20 @@ def test_promotion_lifecycle(mlflow_server, model_dir, make_params):
     assert not decision.promote
     assert aliases() == {CHAMPION: v1.version}  # champion kept
     assert version.tags["promotion.decision"] == "rejected"
-    assert "accuracy 0.4500 <= 0.5000" in version.tags["promotion.reasons"]
+    assert (
+        "served accuracy > 0.5000 (champion + margin): 0.4500 (fails)"
+        in (version.tags["promotion.reasons"])
+    )
 
     better = candidate(model_dir, 0.60)
     version, decision = promote(params)  # newest by default
     assert version.version == better.version and decision.promote
     assert aliases() == {CHAMPION: better.version, PREVIOUS: v1.version}
     assert version.tags["promotion.compared_to"] == v1.version
+    # the model card shows every rule with its figure and verdict
+    card = version.description.split("### Promotion")[1]
+    assert "Decision: **promoted**" in card
+    assert "- served accuracy > 0.5000 (champion + margin): 0.6000 (holds)" in card
 
     restored = rollback(params)
     assert restored.version == v1.version
@@ -116,13 +130,11 @@ def test_promotion_lifecycle(mlflow_server, model_dir, make_params):
     with pytest.raises(UserError, match="no 'previous' version"):
         rollback(params)
 
-    # a version evaluated on another dev file is not compared at all: one line, no alias moves
+    # a version evaluated on another dev file is not compared at all: no alias moves
     other = candidate(model_dir, 0.99, dev_sha256="e" * 64)
-    with pytest.raises(
-        UserError, match=r"evaluated on different dev data \(sha256 eeeeeeeeeeee"
-    ) as exc:
-        promote(params, other.version)
-    assert "\n" not in str(exc.value)
+    version, decision = promote(params, other.version)
+    assert not decision.promote
+    assert "evaluated on the champion's dev file: eeeeeeeeeeee" in decision.reasons[-1]
     assert aliases() == {CHAMPION: v1.version}
 
 
@@ -174,14 +186,14 @@ def registry_write(method: str, path: str) -> bool:
     )
 
 
-PROMOTION_WRITES = 6  # two aliases, then four tags
+PROMOTION_WRITES = 7  # two aliases, then five tags
 
 
 @pytest.mark.slow
 def test_promotion_killed_before_each_of_its_writes_leaves_one_champion(
     mlflow_server, model_dir, make_params, tmp_path
 ):
-    """promote writes: alias previous, alias champion, then 4 tags (the decision last).
+    """promote writes: alias previous, alias champion, then 5 tags (the decision last).
     SIGKILL it before each write k in turn: there is always exactly one champion (the old one
     until the champion alias moves at write 2), and promoting again completes the same
     promotion with a full record. An uninterrupted promotion through the proxy then shows
@@ -197,14 +209,14 @@ def test_promotion_killed_before_each_of_its_writes_leaves_one_champion(
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
 
+    name = "killed"
+    params = make_params(registry={"model_name": name})
+    params_file = write_params(tmp_path / f"{name}.yaml", params)
+    old = candidate(model_dir, 0.50, name=name)
+    promote(params, old.version)
     try:
-        for kill_at in range(1, PROMOTION_WRITES + 1):
-            name = f"killed-at-{kill_at}"
-            params = make_params(registry={"model_name": name})
-            params_file = write_params(tmp_path / f"{name}.yaml", params)
-            old = candidate(model_dir, 0.50, name=name)
-            promote(params, old.version)
-            new = candidate(model_dir, 0.60, name=name)
+        for kill_at in range(1, PROMOTION_WRITES + 1):  # each time a better candidate
+            new = candidate(model_dir, 0.50 + 0.01 * kill_at, name=name)
             victim = promote_through_proxy(new.version, params_file)
             proxy.arm(victim, kill_at)
             output = victim.communicate(timeout=180)[0]
@@ -219,7 +231,8 @@ def test_promotion_killed_before_each_of_its_writes_leaves_one_champion(
             tags = version.tags
             assert tags["promotion.decision"] == "promoted"
             assert {"promotion.reasons", "promotion.compared_to", "promotion.at"} <= set(tags)
-        newest = candidate(model_dir, 0.70, name=name)
+            old = new
+        newest = candidate(model_dir, 0.90, name=name)
         whole = promote_through_proxy(newest.version, params_file)
         proxy.arm(whole, 0)  # never killed
         output = whole.communicate(timeout=180)[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -252,6 +253,76 @@ def test_bentoml_build_packages_the_champion(served):
     assert (
         "ARG KLUE_NLI_HOST=0.0.0.0" in generated and "ENV KLUE_NLI_HOST=$KLUE_NLI_HOST" in generated
     )
+
+
+def test_what_is_served_is_what_evaluate_measured(served):
+    """The service runs the runtime and precision evaluate recorded (the export's labels),
+    and says so: a /readyz header and a /metrics gauge."""
+    url, measured = served["url"], served["served"]
+    variant = f"{measured['runtime']} {measured['quantize']}"
+    ready = requests.get(f"{url}/readyz", timeout=10)
+    assert ready.headers["x-klue-nli-served"] == f"v{served['version']} {variant}"
+    metrics = requests.get(f"{url}/metrics", timeout=10).text
+    gauge = re.search(r"^klue_nli_served_variant\{([^}]*)\} 1\.0$", metrics, re.M)
+    assert gauge, metrics[-2000:]
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', gauge.group(1)))
+    assert labels == {
+        "model_version": served["version"],
+        "runtime": measured["runtime"],
+        "quantize": measured["quantize"],
+    }
+
+
+def relabelled(served, dest: Path, **labels: str | None) -> Path:
+    """A copy of the served BentoML home whose stored model has `labels` changed (None:
+    removed), as another export or another machine would leave it."""
+    import yaml
+
+    shutil.copytree(served["bentoml_home"], dest)
+    [info] = list((dest / "models").rglob("model.yaml"))
+    doc = yaml.safe_load(info.read_text())
+    for key, value in labels.items():
+        if value is None:
+            doc["labels"].pop(key, None)
+        else:
+            doc["labels"][key] = value
+    info.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (
+            {"served_runtime": "openvino", "served_quantize": "bf16"},
+            "the model was measured as openvino bf16, and this CPU computes no bf16 natively",
+        ),
+        (
+            {"served_runtime": None, "served_quantize": None},
+            "records no served runtime and precision (exported before they were recorded)",
+        ),
+    ],
+    ids=["bf16-on-a-cpu-without-it", "no-recorded-variant"],
+)
+def test_a_model_this_machine_cannot_serve_as_measured_is_refused(
+    served, tmp_path, labels, message
+):
+    """A model measured in bf16, on a CPU told it lacks bf16 (KLUE_NLI_CPUINFO); a model
+    whose export recorded no variant: the server stops at start with one line."""
+    home = relabelled(served, tmp_path / "bentoml-relabelled", **labels)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: a CPU without bf16\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENTOML_HOME": str(home)}
+    env["KLUE_NLI_CPUINFO"] = str(cpuinfo)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", bento_service(ROOT), "--port", str(free_port())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert "klue-nli service: error: refusing to serve: " in output, output[-2000:]
+    assert message in output, output[-2000:]
+    assert "Traceback" not in output, output[-2000:]
 
 
 def test_the_service_binds_loopback_unless_told_otherwise():

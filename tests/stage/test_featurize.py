@@ -296,8 +296,8 @@ def test_kornli_dev_joins_training_only_as_its_own_source(raw, make_params):
 
 def test_accepted_feedback_joins_training_only_as_its_own_source(raw, make_params):
     """paths.feedback_pairs (klue-nli feedback export): its pairs are training pairs of
-    their own source; one whose premise validation holds is left out; validation is
-    unchanged."""
+    their own source; one whose premise is a validation premise, or a near-duplicate of one,
+    is left out; validation is unchanged."""
     params = make_params(data={"train_pairs": 600})
     without = featurize(params)
     _, val = split_by_premise(read_split("data/raw", "train"), params.data.val_fraction)
@@ -311,12 +311,15 @@ def test_accepted_feedback_joins_training_only_as_its_own_source(raw, make_param
         },
         {"feedback_id": 3, "premise": val[0].premise, "hypothesis": "가설", "label": "neutral"},
     ]
+    # near-copies of a validation premise: spaced, and with one character changed
+    for i, premise in enumerate((f" {val[0].premise}  ", "가" + val[0].premise[1:]), 4):
+        rows.append({"feedback_id": i, "premise": premise, "hypothesis": "h", "label": "neutral"})
     export = Path(params.paths.feedback_pairs)
     export.parent.mkdir(parents=True, exist_ok=True)
     export.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     stats = featurize(params)
     assert stats["extra_train"] == {"feedback": 2}
-    assert stats["feedback_dropped_as_validation"] == 1
+    assert stats["feedback_left_out_as_validation"] == 3
     assert stats["train"]["by_source"]["feedback"] == 2
     assert stats["train"]["records"] == without["train"]["records"] + 2
     assert stats["val"] == without["val"]

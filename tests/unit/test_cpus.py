@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from klue_nli.core.cpus import threads_per_worker, usable_cpus
+from klue_nli.core.cpus import cpu_description, cpu_has_bf16, threads_per_worker, usable_cpus
 from tests.conftest import ROOT
 
 
@@ -106,3 +106,21 @@ def test_bf16_is_auto_only_where_the_cpu_computes_it_natively(tmp_path):
     assert cpu_has_bf16(cpuinfo("avx2 avx512f amx_tile amx_bf16"))
     assert not cpu_has_bf16(cpuinfo("avx2 avx512f"))  # bf16 emulated: slower than fp32
     assert not cpu_has_bf16(tmp_path / "absent")
+
+
+def test_a_process_can_be_told_its_cpus_flags(tmp_path, monkeypatch):
+    """KLUE_NLI_CPUINFO names the file read instead of /proc/cpuinfo; a model measured in
+    bf16 is then refused on a CPU without it, in one line."""
+    from klue_nli.core.errors import UserError
+    from klue_nli.inference.predictor import require_native
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: told\nflags\t\t: avx2 avx512f\n")
+    monkeypatch.setenv("KLUE_NLI_CPUINFO", str(info))
+    assert cpu_description() == {"model": "told", "flags": ["avx2", "avx512f"]}
+    assert not cpu_has_bf16()
+    require_native("openvino", "none")  # fp32 runs anywhere
+    with pytest.raises(UserError, match="measured as openvino bf16, and this CPU computes no"):
+        require_native("openvino", "bf16")
+    info.write_text("model name\t: told\nflags\t\t: avx2 avx512f amx_bf16\n")
+    require_native("openvino", "bf16")

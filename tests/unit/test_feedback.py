@@ -19,9 +19,11 @@ from klue_nli.data.feedback import (
     StoreUnavailable,
     export_accepted,
     read_export,
+    sqlite_url,
     store_url,
 )
 from klue_nli.data.klue import split_filename
+from klue_nli.data.kornli import kornli_filename
 from tests.conftest import default_params, write_params
 
 LABELS = ("entailment", "contradiction", "neutral")
@@ -29,7 +31,20 @@ LABELS = ("entailment", "contradiction", "neutral")
 
 @pytest.fixture
 def store(tmp_path) -> FeedbackStore:
-    return FeedbackStore(store_url(None, str(tmp_path / "fb" / "feedback.db")))
+    return FeedbackStore(sqlite_url(tmp_path / "fb" / "feedback.db"))
+
+
+DEV_PREMISE = "오늘 회의는 오후 세 시에 본관 대회의실에서 열린다."
+TEST_PREMISE = "그는 아침마다 공원을 한 바퀴 달리고 나서 출근한다."
+
+
+def write_evaluation_files(raw) -> None:
+    """A dev file and an out-of-domain test file, one premise each, as download writes them."""
+    raw.mkdir(parents=True, exist_ok=True)
+    record = {"guid": "d-1", "premise": DEV_PREMISE, "hypothesis": "h", "gold_label": "neutral"}
+    (raw / split_filename("dev")).write_text(json.dumps([record], ensure_ascii=False))
+    tsv = f"sentence1\tsentence2\tgold_label\n{TEST_PREMISE}\th\tneutral\n"
+    (raw / kornli_filename("test")).write_text(tsv, encoding="utf-8")
 
 
 def _add(store: FeedbackStore, i: int, label: str = "neutral", premise: str | None = None) -> int:
@@ -71,22 +86,30 @@ def test_review_sets_the_status_and_an_unknown_id_is_named(store):
         store.review([ids[3], 999], "accepted")
     with pytest.raises(UserError, match="status 'maybe'"):
         store.review([ids[3]], "maybe")
+    # all or nothing: the known id of a refused review is still waiting
+    assert store.counts() == {"pending": 1, "accepted": 2, "rejected": 1}
+    assert [r["id"] for r in store.rows("pending")] == [ids[3]]
 
 
-def test_only_accepted_pairs_leave_the_store_and_never_a_dev_premise(store, workdir):
-    dev_premise = "개발 세트의 전제"
+def test_only_accepted_pairs_leave_the_store_and_never_an_evaluation_premise(store, workdir):
     ids = [_add(store, i, label) for i, label in enumerate(LABELS)]
-    dev_id = _add(store, 9, "contradiction", premise=dev_premise)
-    store.review([ids[0], ids[1], dev_id], "accepted")
+    copies = [
+        _add(store, 10, premise=" " + DEV_PREMISE),  # a leading space
+        _add(store, 11, premise=DEV_PREMISE.replace(" ", "  ", 2)),  # doubled spaces
+        _add(store, 12, premise=DEV_PREMISE[:-1] + "．"),  # a full-width period
+        _add(store, 13, premise=DEV_PREMISE.replace("세", "네")),  # one edited character
+        _add(store, 14, premise=TEST_PREMISE + "  "),  # the out-of-domain test's, spaced
+    ]
+    store.review([ids[0], ids[1], *copies], "accepted")
     store.review([ids[2]], "rejected")
-    raw = workdir / "raw"
-    raw.mkdir()
-    record = {"guid": "d-1", "premise": dev_premise, "hypothesis": "h", "gold_label": "neutral"}
-    (raw / split_filename("dev")).write_text(json.dumps([record], ensure_ascii=False))
+    write_evaluation_files(workdir / "raw")
     params = default_params(paths={"raw_dir": "raw", "feedback_pairs": "out/accepted.jsonl"})
-    assert export_accepted(store, params) == (2, 1)
+    left_out = {"dev": 4, "out_of_domain": 1}
+    threshold = params.data.near_duplicate_threshold
+    counts = {"pairs": 2, "left_out": left_out, "near_duplicate_threshold": threshold}
+    assert export_accepted(store, params) == counts
     lines = (workdir / "out" / "accepted.jsonl").read_text(encoding="utf-8").splitlines()
-    assert json.loads(lines[0]) == {"export": "klue-nli feedback", "pairs": 2}
+    assert json.loads(lines[0]) == {"export": "klue-nli feedback", **counts}
     exported = [json.loads(line) for line in lines[1:]]
     assert [e["feedback_id"] for e in exported] == ids[:2]
     assert exported[0]["corrects"] == {"model_version": "3", "answer": "entailment"}
@@ -98,7 +121,18 @@ def test_only_accepted_pairs_leave_the_store_and_never_a_dev_premise(store, work
     assert examples[0].guid == f"feedback-{ids[0]}"
 
 
-def test_the_export_needs_the_dev_file_to_keep_dev_out(store, workdir):
+def test_every_reader_opens_the_store_the_environment_names(tmp_path):
+    """The service, `klue-nli feedback` and the flow all call store_url: the variable wins,
+    then feedback.database_url, then the SQLite file."""
+    params = default_params(paths={"feedback_store": "fb/feedback.db"})
+    assert store_url(params, {}) == "sqlite:///fb/feedback.db"
+    team = default_params(feedback={"database_url": "postgresql://u@db/feedback"})
+    assert store_url(team, {}) == "postgresql://u@db/feedback"
+    env = {"KLUE_NLI_FEEDBACK_URL": f"sqlite:///{tmp_path}/other.db"}
+    assert store_url(team, env) == store_url(params, env) == env["KLUE_NLI_FEEDBACK_URL"]
+
+
+def test_the_export_needs_the_evaluation_files_to_keep_them_out(store, workdir):
     params = default_params(paths={"raw_dir": "absent"})
     with pytest.raises(DataError, match="run `dvc repro download` before the export"):
         export_accepted(store, params)
@@ -139,12 +173,9 @@ def _cli(workdir, *args: str) -> subprocess.CompletedProcess:
 def test_the_cli_lists_reviews_and_exports(workdir):
     params = default_params()
     write_params(workdir / "params.yaml", params)
-    store = FeedbackStore(store_url(None, params.paths.feedback_store))
+    store = FeedbackStore(store_url(params, {}))
     ids = [_add(store, i) for i in range(3)]
-    raw = workdir / params.paths.raw_dir
-    raw.mkdir(parents=True)
-    dev = [{"guid": "d", "premise": "dev", "hypothesis": "h", "gold_label": "neutral"}]
-    (raw / split_filename("dev")).write_text(json.dumps(dev))
+    write_evaluation_files(workdir / params.paths.raw_dir)
 
     listed = _cli(workdir, "list", "--json")
     assert listed.returncode == 0, listed.stderr
