@@ -25,7 +25,7 @@ from benchmarks import base, report, serving, variants
 from benchmarks.loadgen import PAIRS
 from devtools.sandbox import make_project, project_env, run_module
 from klue_nli.core.cpus import cpu_description
-from klue_nli.core.env import apply_quiet_defaults
+from klue_nli.core.env import apply_quiet_defaults, local_source
 from klue_nli.core.errors import UserError
 from klue_nli.core.io import atomic_write_json, atomic_write_text
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
@@ -246,7 +246,9 @@ def e5_training(params: Params, work: Path, steps: int = 16) -> dict:
     return runs
 
 
-def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
+def bench_pipeline(klue: str, kcbert: str, work: Path, root: Path = ROOT) -> dict:
+    """No-op `dvc repro` and Prefect flow times in a scratch copy of `root` (its committed
+    params.yaml, whatever recipe the checkout ran last)."""
     env = project_env(
         KLUE_NLI_MIRROR=klue,
         KCBERT_DIR=kcbert,
@@ -254,7 +256,7 @@ def bench_pipeline(klue: str, kcbert: str, work: Path) -> dict:
         BENTOML_HOME=str(work / "bentoml-pipe"),
     )
     env.pop("PREFECT_API_URL", None)
-    project = make_project(ROOT, work / "project", env)
+    project = make_project(root, work / "project", env)
     fast = ["-S", "train.max_steps=20"]
     recipe = shlex.split(run_module(project, env, "klue_nli.cli", "recipe", "quick"))
     run_module(project, env, "dvc", "exp", "run", *recipe, *fast)
@@ -344,8 +346,9 @@ def main() -> None:
             load_config(resolve(e5_source()))
         except UserError as exc:
             raise SystemExit(f"bench: {exc}") from None
-    klue = os.environ.get("KLUE_NLI_MIRROR") or None
-    kornli = os.environ.get("KORNLI_MIRROR") or None
+    # the stand-ins as absolute paths: the benchmark's projects are other folders
+    klue = local_source(os.environ.get("KLUE_NLI_MIRROR") or "") or None
+    kornli = local_source(os.environ.get("KORNLI_MIRROR") or "") or None
     kcbert = os.environ.get("KCBERT_DIR") or "beomi/kcbert-base"
     if Path(kcbert).exists():  # a folder: absolute, since the benchmark runs elsewhere
         kcbert = str(Path(kcbert).resolve())

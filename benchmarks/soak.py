@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from devtools.sandbox import bentoml_server, free_port
-from klue_nli.core.env import apply_quiet_defaults
+from klue_nli.core.env import apply_quiet_defaults, local_source
 from klue_nli.core.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
@@ -146,8 +146,9 @@ def soak(
 
 def main() -> None:
     apply_quiet_defaults()
-    klue = os.environ.get("KLUE_NLI_MIRROR") or None
-    kornli = os.environ.get("KORNLI_MIRROR") or None
+    # the stand-ins as absolute paths: the benchmark's projects are other folders
+    klue = local_source(os.environ.get("KLUE_NLI_MIRROR") or "") or None
+    kornli = local_source(os.environ.get("KORNLI_MIRROR") or "") or None
     kcbert = os.environ.get("KCBERT_DIR") or "beomi/kcbert-base"
     # absolute: the soak runs in a scratch folder
     klue = str(Path(klue).resolve()) if klue and Path(klue).exists() else klue

@@ -24,6 +24,7 @@ from benchmarks import base, serving
 from benchmarks.run import bench_params, ceiling, committed, store_in_bentoml
 from devtools.sandbox import Server
 from klue_nli.core.cpus import cpu_description
+from klue_nli.core.env import local_source
 from klue_nli.core.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
@@ -91,7 +92,7 @@ def measure(model_dir: Path, work: Path) -> dict:
 
 def main() -> None:
     kcbert = os.environ.get("KCBERT_DIR", "beomi/kcbert-base")
-    params = bench_params(os.environ.get("KLUE_NLI_MIRROR"), kcbert)
+    params = bench_params(local_source(os.environ.get("KLUE_NLI_MIRROR") or "") or None, kcbert)
     results: dict = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": cpu_description(),

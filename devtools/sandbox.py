@@ -109,7 +109,9 @@ PROJECT_FILES = [
 
 
 def make_project(root: Path, dest: Path, env: dict) -> Path:
-    """A scratch git checkout of the project, for tests that run DVC and change params.yaml."""
+    """A scratch git checkout of the project, for tests that run DVC and change params.yaml.
+    Its params.yaml is `root`'s as committed: a recipe run in `root` rewrites the file
+    (`dvc exp run -S`), and its values must not become the scratch project's defaults."""
     dest.mkdir()
     for name in PROJECT_FILES:
         src = root / name
@@ -118,6 +120,11 @@ def make_project(root: Path, dest: Path, env: dict) -> Path:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest / name)
+    committed = subprocess.run(
+        ["git", "show", "HEAD:./params.yaml"], cwd=root, capture_output=True, text=True
+    )
+    if committed.returncode == 0:  # else not a git checkout: the file as it is
+        (dest / "params.yaml").write_text(committed.stdout, encoding="utf-8")
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
         subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True)
     return dest
@@ -126,12 +133,15 @@ def make_project(root: Path, dest: Path, env: dict) -> Path:
 def project_env(**extra: str) -> dict:
     """The environment for commands in a scratch project: this venv first on PATH, a git
     identity that needs no git config, and the project's embedded MLflow store."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    from klue_nli.core.env import absolute_sources
+
+    # the stand-ins as absolute paths: the scratch project is another folder
+    env = absolute_sources({k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     for role in ("AUTHOR", "COMMITTER"):
         env[f"GIT_{role}_NAME"] = "test"
         env[f"GIT_{role}_EMAIL"] = "test@example.invalid"
-    env.update(extra)
+    env.update(absolute_sources(extra))
     return env
 
 

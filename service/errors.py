@@ -23,7 +23,13 @@ ERRORS = {
 # Only where a route gives them (POST /feedback): the answer it corrects is no longer held,
 # and one client sent too many.
 FEEDBACK_ERRORS = {
-    404: "the answer named is not held any more: send the pair",
+    # answers are held in memory by the worker that gave them (serve.workers: 1 by default);
+    # with several workers an answer_id another worker gave is unknown here
+    404: (
+        "the answer named is not held by the worker that took the correction (each worker "
+        "holds its own last feedback.recent_answers answers): send the premise and "
+        "hypothesis with it"
+    ),
     429: "too many corrections from this address",
     503: "the feedback store is unavailable: try again shortly",
 }
@@ -55,9 +61,15 @@ def error_body(message: str, detail: list[dict[str, Any]] | None = None) -> byte
 
 
 async def send_json(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    more: bool = False,
 ) -> None:
-    """A JSON answer, straight to the ASGI `send`."""
+    """A JSON answer, straight to the ASGI `send`; more=True: its bytes go out whole (the
+    client has them, by their content-length), but the response stays open until the caller
+    sends the final, empty body."""
     await send(
         {
             "type": "http.response.start",
@@ -69,7 +81,7 @@ async def send_json(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": more})
 
 
 async def send_error(

@@ -8,6 +8,7 @@ reach it is a 503 and the model's routes answer as usual. Text is never logged.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -57,11 +58,15 @@ class Corrections:
         self.url = store_url(params)  # the store `klue-nli feedback` and the flow read
         self.recent = recent
         self._store: FeedbackStore | None = None
+        # corrections are committed in worker threads (asyncio.to_thread): one opens the
+        # store, the others wait for it rather than each creating an engine of its own
+        self._opening = threading.Lock()
 
     def _open(self) -> FeedbackStore:
-        if self._store is None:
-            self._store = FeedbackStore(self.url)
-        return self._store
+        with self._opening:
+            if self._store is None:
+                self._store = FeedbackStore(self.url)
+            return self._store
 
     def _add(self, label: str, given: Given, answer_id: str | None, note: str | None) -> int:
         answered = given.label or None
@@ -98,7 +103,8 @@ class Corrections:
         try:  # SQLAlchemy blocks: the event loop keeps serving meanwhile
             return await asyncio.to_thread(self._add, label, given, answer_id, note)
         except UserError:  # unreachable, refusing writes, or its driver missing
-            self._store = None  # open again next time
+            with self._opening:
+                self._store = None  # open again next time
             raise ServiceUnavailable(
                 "the feedback store is unavailable: try again shortly"
             ) from None

@@ -9,6 +9,8 @@ registry), so declaring them here has no import-time effect.
 
 from __future__ import annotations
 
+import time
+
 import bentoml
 
 from klue_nli.inference.drift import CONFIDENCE_BUCKETS
@@ -32,6 +34,14 @@ QUEUE_WAIT = bentoml.metrics.Histogram(
     name="klue_nli_queue_wait_seconds",
     documentation="Time a request waited for its model call to start",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+# The earliest start of a worker since the service started (BentoML clears the metrics
+# folder at start, so a restart is a new value): drift monitoring tells a restarted
+# service's fresh counts from old ones by it.
+STARTED = bentoml.metrics.Gauge(
+    name="klue_nli_service_start_time_seconds",
+    documentation="When the service started (its first worker), in seconds since the epoch",
+    multiprocess_mode="min",
 )
 SERVED_VARIANT = bentoml.metrics.Gauge(
     name="klue_nli_served_variant",
@@ -99,5 +109,7 @@ def observe_answers(version: str, rows: list[dict[str, float]], chars: list[int]
 
 
 def observe_variant(version: str, runtime: str, quantize: str) -> None:
-    """What this worker serves: the model version, as evaluate measured it."""
+    """What this worker serves (the model version, as evaluate measured it), and when it
+    started."""
     SERVED_VARIANT.labels(model_version=version, runtime=runtime, quantize=quantize).set(1)
+    STARTED.set(time.time())

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import yaml
 
-from klue_nli.core.env import apply_quiet_defaults
+from klue_nli.core.env import absolute_sources, apply_quiet_defaults
 from klue_nli.core.params import Params, params_from_dict, params_to_dict
 from klue_nli.data.klue import SPLITS, split_filename
 from klue_nli.data.kornli import SPLITS as KORNLI_SPLITS
@@ -28,6 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # The project's Python: the library, the three faces its tools load, and what is not shipped.
 PYTHON_FOLDERS = ("klue_nli", "stages", "flows", "service", "benchmarks", "devtools", "tests")
 TIERS = ("unit", "stage", "e2e")  # a test's folder is its tier, and its marker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The stand-in variables as the README writes them (`../shared/...`, relative to the
+    checkout) made absolute once, so every test and every command a test runs in another
+    folder reads the same folders."""
+    os.environ.update(absolute_sources(dict(os.environ)))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

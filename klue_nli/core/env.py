@@ -44,6 +44,24 @@ def scoped_env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = before
 
 
+# The variables that name local stand-ins for the downloads and the Hub (README, offline use)
+SOURCE_VARIABLES = ("KLUE_NLI_MIRROR", "KORNLI_MIRROR", "KLUE_NLI_FULL_MIRROR", "KCBERT_DIR")
+
+
+def local_source(value: str) -> str:
+    """A stand-in as given (a URL, a Hub id), or, when it names an existing local path, that
+    path made absolute against the working directory: `KORNLI_MIRROR=../shared/kornli-xnli`
+    then means the same folder to every command, whatever folder it runs in."""
+    if not value or "://" in value or not Path(value).exists():
+        return value
+    return str(Path(value).resolve())
+
+
+def absolute_sources(environ: dict[str, str]) -> dict[str, str]:
+    """`environ` with each of SOURCE_VARIABLES that names a local path made absolute."""
+    return {k: local_source(v) if k in SOURCE_VARIABLES and v else v for k, v in environ.items()}
+
+
 def require_command(name: str) -> str:
     """The path of the program `name` on PATH, else a UserError naming it (a traceback from
     deep inside subprocess says less)."""

@@ -79,11 +79,23 @@ def verify_model_dir(
         raise UserError(f"{model_dir}: " + "; ".join(problems))
 
 
-def weights_sha256(model_dir: str | Path) -> str:
-    """A model folder's identity: its weights file's checksum, from the manifest train wrote
-    (evaluate records it; register checks the folder is still the model evaluate scored)."""
-    path = Path(model_dir) / MANIFEST_FILE
+def weights_sha256(model_dir: str | Path, verify: bool = True) -> str:
+    """A model folder's identity: its weights file's checksum (evaluate records it; register
+    checks the folder is still the model evaluate scored), computed from the file and checked
+    against the manifest train wrote, so a weights file changed since is named, never
+    vouched for. verify=False: the manifest's figure alone, for a folder checked whole just
+    before (the service's, by its deployment hook)."""
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST_FILE
     try:
-        return json.loads(path.read_text())["model.safetensors"]
+        recorded = json.loads(path.read_text())["model.safetensors"]
     except (FileNotFoundError, KeyError, ValueError):
         raise UserError(f"{path}: missing or without the weights; rerun train") from None
+    if verify:
+        weights = model_dir / "model.safetensors"
+        if not weights.is_file() or sha256_file(weights) != recorded:
+            raise UserError(
+                f"{weights} is not the file its manifest ({MANIFEST_FILE}) describes: the "
+                "weights changed after train wrote them; rerun train"
+            )
+    return recorded

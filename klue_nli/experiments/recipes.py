@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from klue_nli.core.env import local_source
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import PARAMS_FILE, flatten
 from klue_nli.core.project import project_dir
@@ -96,12 +97,12 @@ def local_sources(name: str, env: Mapping[str, str]) -> dict[str, Any]:
     """The data and model stand-ins the environment names for recipe `name`."""
     out: dict[str, Any] = {}
     if env.get("KLUE_NLI_MIRROR"):
-        out["data.mirror"] = env["KLUE_NLI_MIRROR"]
+        out["data.mirror"] = local_source(env["KLUE_NLI_MIRROR"])
     if env.get("KORNLI_MIRROR"):
-        out["data.kornli.mirror"] = env["KORNLI_MIRROR"]
+        out["data.kornli.mirror"] = local_source(env["KORNLI_MIRROR"])
     variable = stand_in(name)
     if variable and env.get(variable):
-        out["model.name_or_path"] = env[variable]
+        out["model.name_or_path"] = local_source(env[variable])
     return out
 
 

@@ -223,7 +223,9 @@ def stored_graph(model_dir: Path, quantize: str) -> tuple[Path, tuple[str, ...]]
         raise UserError(f"{info_path}: unreadable ({exc}); run `make export` again") from None
     if stored_quantize != quantize:
         return None
-    if weights != weights_sha256(model_dir):
+    # the manifest's figure: the folder's files are checked against it where it is loaded
+    # for serving (verify_model_dir), not hashed again for every graph it holds
+    if weights != weights_sha256(model_dir, verify=False):
         raise UserError(
             f"{model_dir}: {GRAPH_DIR}/{file} was exported from other weights than "
             "model.safetensors; run `make export` again"

@@ -63,9 +63,13 @@ class LengthGroupedSampler(Sampler[int]):
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this at each epoch's start, a resumed run included: the order
+        follows the trainer's epoch, so a run resumed at epoch 3 sees epoch 3's order."""
+        self.epoch = epoch
+
     def __iter__(self):
         rng = np.random.default_rng(self.seed + self.epoch)
-        self.epoch += 1
         order = rng.permutation(len(self.lengths))
         for start in range(0, len(order), self.window):
             window = order[start : start + self.window]

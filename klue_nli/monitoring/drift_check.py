@@ -39,13 +39,21 @@ def champion_profile(model_name: str) -> tuple[str, dict]:
     return str(version.version), json.loads(raw)
 
 
+# The service's start (its first worker's, in seconds since the epoch): a new value means the
+# counts started again from zero, whatever they add up to now (service/prometheus.py).
+STARTED = "klue_nli_service_start_time_seconds"
+
+
 def served_counts(metrics_text: str, version: str) -> dict:
     """The answers of `version` in a /metrics page: {"labels": {label: n}, "confidence":
-    [n per CONFIDENCE_BUCKETS bin]}, summed over workers."""
+    [n per CONFIDENCE_BUCKETS bin], "started": the service's start}, summed over workers."""
     labels: dict[str, float] = {}
     cumulative = dict.fromkeys(CONFIDENCE_BUCKETS, 0.0)
+    started = None
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
+            if sample.name == STARTED:
+                started = sample.value
             if sample.labels.get("model_version") != version:
                 continue
             if sample.name == "klue_nli_answers_total":
@@ -57,13 +65,13 @@ def served_counts(metrics_text: str, version: str) -> dict:
                     cumulative[bound] += sample.value
     counts = [cumulative[b] for b in CONFIDENCE_BUCKETS]
     per_bin = [counts[0]] + [b - a for a, b in itertools.pairwise(counts)]
-    return {"labels": labels, "confidence": per_bin}
+    return {"labels": labels, "confidence": per_bin, "started": started}
 
 
 def since(now: dict, before: dict | None) -> dict:
     """The counts added since `before` (the last check's), or `now` whole when the service
-    restarted in between (a count went down)."""
-    if before is None:
+    restarted in between: its start time changed, or (a page without it) a count went down."""
+    if before is None or before.get("started") != now.get("started"):
         return now
     labels = {k: v - before["labels"].get(k, 0.0) for k, v in now["labels"].items()}
     confidence = [a - b for a, b in zip(now["confidence"], before["confidence"], strict=True)]

@@ -29,6 +29,7 @@ from klue_nli.core.io import atomic_write_text
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "klue-nli"
 LOCK_FILE = "dvc.lock"
+DVC_STAGE_ENV = "DVC_STAGE"  # set by DVC for every stage command it runs
 
 
 def tracking_uri() -> str:
@@ -83,8 +84,17 @@ def git_commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def under_dvc() -> bool:
+    """This process is a stage DVC runs (`dvc repro`, `dvc exp run`: DVC sets DVC_STAGE)."""
+    return DVC_STAGE_ENV in os.environ
+
+
 def dvc_hashes(stages: tuple[str, ...] = ("download", "featurize")) -> dict[str, str]:
-    """The md5 DVC recorded in dvc.lock for these stages' outputs (written as each stage ends)."""
+    """The md5 DVC recorded in dvc.lock for these stages' outputs (written as each stage ends);
+    none when this process does not run under DVC: then dvc.lock describes some other run's
+    inputs, not this one's."""
+    if not under_dvc():
+        return {}
     try:
         lock = yaml.safe_load(Path(LOCK_FILE).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -131,7 +141,8 @@ def start_run(params: dict[str, Any], metrics: dict[str, float], run_file: Path)
     client = MlflowClient()
     if not run_id:
         experiment = mlflow.set_experiment(experiment_name())
-        tags = {"git_commit": git_commit(), "pipeline": "dvc", **dvc_hashes()}
+        runner = "dvc" if under_dvc() else "direct"
+        tags = {"git_commit": git_commit(), "pipeline": runner, **dvc_hashes()}
         run_id = client.create_run(experiment.experiment_id, tags=tags).info.run_id
         now = int(time.time() * 1000)
         client.log_batch(

@@ -412,6 +412,23 @@ def test_oversized_bodies_are_refused_before_they_are_read(served):
     assert ok.status_code == 200
 
 
+def test_a_client_that_sends_its_whole_body_first_reads_the_413(served):
+    """Python's urllib writes a 10 MB body whole before it reads: it gets the 413 (the
+    service drains the rest of the body before it closes), not a reset connection."""
+    import urllib.error
+    import urllib.request
+
+    body = b'{"premise": "' + b"x" * (10 * 2**20) + b'", "hypothesis": "h"}'
+    request = urllib.request.Request(
+        served["url"] + "/api", data=body, headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 413
+    assert json.loads(refused.value.read())["error"].startswith("the request body is over")
+    assert post(served["url"] + "/api", {"premise": "전제", "hypothesis": "가설"}).ok
+
+
 def test_the_largest_valid_request_fits_under_the_body_limit(served):
     """Every character \\u-escaped (ensure_ascii) at the text and pair limits: still 200."""
     import json as _json

@@ -320,3 +320,26 @@ def test_each_answered_batch_is_observed():
     assert [pairs for pairs, _, _ in seen] == [len(c) for c in model.calls]
     assert sum(len(waits) for _, waits, _ in seen) == 20  # one queue wait per request
     assert all(model_s >= 0.01 for _, _, model_s in seen)
+
+
+def test_the_length_grouped_order_follows_the_trainers_epoch():
+    """A run resumed at epoch 2 sees epoch 2's order, not epoch 0's: Lightning tells the
+    sampler the epoch (its own helper, as the fit loop calls it), and the order depends on it
+    alone."""
+    import numpy as np
+    from lightning_fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    from klue_nli.model.datamodule import LengthGroupedSampler
+
+    lengths = np.random.default_rng(0).integers(5, 64, size=400)
+    straight = LengthGroupedSampler(lengths, batch_size=8, seed=7)
+    orders = []
+    for epoch in range(3):
+        _set_sampler_epoch(DataLoader(range(400), sampler=straight, batch_size=8), epoch)
+        orders.append(list(straight))
+    assert orders[0] != orders[1] != orders[2]
+    resumed = LengthGroupedSampler(lengths, batch_size=8, seed=7)
+    _set_sampler_epoch(DataLoader(range(400), sampler=resumed, batch_size=8), 2)
+    assert list(resumed) == orders[2]
+    assert list(resumed) == orders[2]  # iterating again is the same epoch, the same order

@@ -131,3 +131,13 @@ def test_a_hand_edited_figure_is_seen(tmp_path):
     assert records.render_page(page, table) == page
     edited = page.replace("65.0 %", "67.0 %", 1)
     assert records.render_page(edited, table) == page != edited
+
+
+def test_ci_runs_the_readmes_offline_test_command_as_written():
+    """.ci/run runs the README's test command word for word, relative paths included, so a
+    command that only works with absolute variables fails in CI."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("Without network access")[1].split("```bash\n")[1].split("```")[0]
+    command = block.split("\n", 1)[1].strip()  # the second command: the tests
+    ci = (ROOT / ".ci/run").read_text(encoding="utf-8")
+    assert command.endswith("make test") and command in ci, (command, ci)

