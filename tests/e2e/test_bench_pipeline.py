@@ -22,5 +22,7 @@ def test_the_bench_pipeline_runs_after_a_recipe(tmp_path, klue_dir, kcbert, monk
     assert load_params(params_file).train.freeze_layers == 4  # the demo's, uncommitted
     # the stand-in relative to the folder the bench is started from
     klue = os.path.relpath(klue_dir, checkout)
-    result = bench_pipeline(klue, kcbert, tmp_path / "work", root=checkout)
+    work = tmp_path / "work"  # as the bench makes it
+    work.mkdir()
+    result = bench_pipeline(klue, kcbert, work, root=checkout)
     assert result["noop_repro_s"] > 0 and result["noop_flow_s"] > 0

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from devtools.team import TeamStack
-from klue_nli.data.feedback import FeedbackStore, store_url
+from klue_nli.data.feedback import FeedbackStore, sqlite_url
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def postgres(tmp_path_factory):
 def database(request, tmp_path) -> tuple[str, str, str | None]:
     """(dialect, URL, the password the URL holds, if any)."""
     if request.param == "sqlite":
-        return "sqlite", store_url(None, str(tmp_path / "fb" / "feedback.db")), None
+        return "sqlite", sqlite_url(tmp_path / "fb" / "feedback.db"), None
     stack = request.getfixturevalue("postgres")
     return "postgresql", stack.pg_url("postgres"), stack.password
 
@@ -51,6 +51,6 @@ def test_concurrent_writers_lose_nothing(database, tmp_path):
     assert {r["id"] for r in store.rows()} == set(acknowledged)
     assert store.review(acknowledged[:10], "accepted") == 10
     assert store.counts() == {"pending": 190, "accepted": 10, "rejected": 0}
-    assert store.export(tmp_path / "accepted.jsonl") == 10
+    assert store.export(tmp_path / "accepted.jsonl") == {"pairs": 10, "left_out": {}}
     if password:
         assert password not in store.where  # what error lines may show

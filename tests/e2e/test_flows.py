@@ -236,7 +236,7 @@ def test_the_schedule_learns_from_feedback_and_the_gate_refuses_a_poisoned_model
     assert first["state"] == "COMPLETED", first
     champion = first["result"]["promotion"]["version"]
     assert first["result"]["promotion"]["promoted"], first["result"]["promotion"]
-    assert first["result"]["feedback"]["exported"] == 0
+    assert first["result"]["feedback"]["pairs"] == 0
 
     started = time.perf_counter()
     again = summary(flow_once(project, env, run))
@@ -266,7 +266,7 @@ def test_the_schedule_learns_from_feedback_and_the_gate_refuses_a_poisoned_model
     poisoned = summary(flow_once(project, env, run))
     assert poisoned["state"] == "COMPLETED", poisoned
     result = poisoned["result"]
-    assert result["feedback"]["exported"] == 200
+    assert result["feedback"]["pairs"] == 200
     assert result["stages"]["featurize"] == "ran" and result["stages"]["train"] == "ran"
     meta = json.loads((project / "data/features/meta.json").read_text())
     assert meta["train"]["by_source"]["feedback"] == 200, meta["train"]
