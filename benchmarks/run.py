@@ -28,11 +28,11 @@ from klue_nli.core.cpus import cpu_description
 from klue_nli.core.env import apply_quiet_defaults, local_source
 from klue_nli.core.errors import UserError
 from klue_nli.core.io import atomic_write_json, atomic_write_text
-from klue_nli.core.params import Params, params_from_dict, params_to_dict
+from klue_nli.core.params import Params, load_params, params_from_dict, params_to_dict
 from klue_nli.data.klue import read_split
 from klue_nli.experiments.recipes import committed_tree
-from klue_nli.inference.bento import store_model
-from klue_nli.inference.predictor import Predictor
+from klue_nli.inference.bento import SERVED_QUANTIZE, SERVED_RUNTIME, store_model
+from klue_nli.inference.predictor import Predictor, resolve_quantize
 from klue_nli.model.encoders import HUB_ID, resolve
 from klue_nli.model.modeling import load_config
 from stages.download import download
@@ -93,8 +93,14 @@ def bench_train(params: Params, steps: int = 120) -> dict:
 
 def store_in_bentoml(model_dir: Path, label: str) -> None:
     """Put a model folder in the BentoML store as the service's model (what `make export`
-    does for the champion), labelled as registry version `label`."""
-    store_model(model_dir, {"registry_version": label})
+    does for the champion), labelled as registry version `label` and with the variant the
+    project's params.yaml serves (serve.quantize resolved on this CPU, as evaluate does)."""
+    serve = load_params(ROOT / "params.yaml").serve
+    variant = {
+        SERVED_RUNTIME: serve.runtime,
+        SERVED_QUANTIZE: resolve_quantize(serve.quantize, serve.runtime),
+    }
+    store_model(model_dir, {"registry_version": label, **variant})
 
 
 def ceiling(model_dir: Path, params: Params, batch: int = 32, seconds: float = 5) -> float:

@@ -24,7 +24,9 @@ from pathlib import Path
 import psutil
 import requests
 
-from devtools.sandbox import Server, bento_service, free_port
+from devtools.sandbox import Server, bento_service, free_port, relabelled_store
+from klue_nli.core.params import load_params
+from klue_nli.inference.predictor import resolve_quantize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -269,7 +271,14 @@ def start(
         # Prometheus folder at start, which would blank the metrics of a service already up.
         home = work / f"bentoml-home-{port}"
         home.mkdir()
-        (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models")
+        models = Path(os.environ["BENTOML_HOME"]) / "models"
+        if root == ROOT:
+            (home / "models").symlink_to(models)
+        else:  # a service copy with its own serve.*: the same model, labelled to serve so
+            serve = load_params(root / "params.yaml").serve
+            quantize = resolve_quantize(serve.quantize, serve.runtime)
+            relabelled_store(models, home / "models", served_runtime=serve.runtime,
+                             served_quantize=quantize)  # fmt: skip
         env["BENTOML_HOME"] = str(home)
     server = Server(
         [sys.executable, "-m", *args], url + health, work / f"{kind}-{port}.log", root, env

@@ -91,6 +91,33 @@ def bentoml_server(root: Path, port: int, log: Path, env: dict, *extra: str) -> 
     return Server(args, f"http://127.0.0.1:{port}/readyz", log, root, env)
 
 
+def relabelled_store(models: Path, dest: Path, **labels: str | None) -> Path:
+    """A copy of a BentoML model store (`models`, hard links: instant, nothing written to the
+    original) whose models carry `labels` changed (None: removed): the same model, stored as
+    another export or another variant would leave it."""
+    import yaml
+
+    shutil.copytree(models, dest, copy_function=_link_or_copy)
+    for info in dest.rglob("model.yaml"):
+        doc = yaml.safe_load(info.read_text(encoding="utf-8"))
+        for key, value in labels.items():
+            if value is None:
+                doc["labels"].pop(key, None)
+            else:
+                doc["labels"][key] = value
+        fresh = info.with_suffix(".tmp")  # a new file: the linked original stays as it was
+        fresh.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+        os.replace(fresh, info)
+    return dest
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+
+
 PROJECT_FILES = [
     "klue_nli",
     "stages",

@@ -21,7 +21,13 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devtools.sandbox import bento_service, bentoml_server, free_port, run_module
+from devtools.sandbox import (
+    bento_service,
+    bentoml_server,
+    free_port,
+    relabelled_store,
+    run_module,
+)
 from tests.conftest import ROOT, default_params
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -273,23 +279,6 @@ def test_what_is_served_is_what_evaluate_measured(served):
     }
 
 
-def relabelled(served, dest: Path, **labels: str | None) -> Path:
-    """A copy of the served BentoML home whose stored model has `labels` changed (None:
-    removed), as another export or another machine would leave it."""
-    import yaml
-
-    shutil.copytree(served["bentoml_home"], dest)
-    [info] = list((dest / "models").rglob("model.yaml"))
-    doc = yaml.safe_load(info.read_text())
-    for key, value in labels.items():
-        if value is None:
-            doc["labels"].pop(key, None)
-        else:
-            doc["labels"][key] = value
-    info.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    return dest
-
-
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
@@ -309,7 +298,8 @@ def test_a_model_this_machine_cannot_serve_as_measured_is_refused(
 ):
     """A model measured in bf16, on a CPU told it lacks bf16 (KLUE_NLI_CPUINFO); a model
     whose export recorded no variant: the server stops at start with one line."""
-    home = relabelled(served, tmp_path / "bentoml-relabelled", **labels)
+    home = tmp_path / "bentoml-relabelled"
+    relabelled_store(served["bentoml_home"] / "models", home / "models", **labels)
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("model name\t: a CPU without bf16\nflags\t\t: fpu sse2 avx2 avx512f\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENTOML_HOME": str(home)}
