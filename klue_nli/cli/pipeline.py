@@ -7,10 +7,13 @@ import os
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from klue_nli.core.errors import UserError
 from klue_nli.core.project import project_dir
 
 sets_option = click.option(
@@ -32,14 +35,34 @@ def load_flow(entrypoint: str) -> Any:
     from prefect.flows import load_flow_from_entrypoint
 
     path, _, name = entrypoint.partition(":")
-    return load_flow_from_entrypoint(f"{project_dir() / path}:{name}")
+    script = _script(path)
+    return _loaded(script, lambda: load_flow_from_entrypoint(f"{script}:{name}", False))
 
 
 def load_module(path: str) -> Any:
     """A module of the project folder by its file path, as Prefect loads an entrypoint's file."""
     from prefect.utilities.importtools import load_script_as_module
 
-    return load_script_as_module(str(project_dir() / path))
+    script = _script(path)
+    return _loaded(script, lambda: load_script_as_module(str(script)))
+
+
+def _script(path: str) -> Path:
+    script = project_dir() / path
+    if not script.is_file():
+        raise UserError(f"{script}: not found; the project folder holds the flows ({path})")
+    return script
+
+
+def _loaded(script: Path, load: Callable[[], Any]) -> Any:
+    """What `load` returns; a file that fails to run is one line naming it and the error."""
+    from prefect.exceptions import ScriptError
+
+    try:
+        return load()
+    except ScriptError as exc:
+        cause = f"{type(exc.user_exc).__name__}: {exc.user_exc}"
+        raise UserError(f"{script}: could not be loaded ({cause})") from None
 
 
 def _split(text: str) -> list[str]:

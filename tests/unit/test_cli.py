@@ -97,3 +97,31 @@ def test_the_flows_are_named_once_and_load_from_their_entrypoints(monkeypatch):
     assert [d["entrypoint"] for d in prefect["deployments"]] == [deploy.TRAINING]
     assert load_flow(deploy.TRAINING).name == deploy.TRAINING_FLOW_NAME
     assert load_flow(deploy.MONITOR).name == "klue-nli-monitor"
+
+
+def test_flows_that_cannot_be_loaded_are_one_line(tmp_path):
+    """`klue-nli flow` in a folder without the flows, or with a flow file that fails to run:
+    one line naming the file, exit 1."""
+    import shutil
+
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+
+    def flow() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(SCRIPT), "flow"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+
+    missing = flow()
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        f"klue-nli: error: {tmp_path / 'flows/deploy.py'}: not found; the project folder "
+        "holds the flows (flows/deploy.py)"
+    ]
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "deploy.py").write_text("import a_module_nobody_installed\n")
+    broken = flow()
+    assert broken.returncode == 1
+    assert broken.stderr.strip().splitlines() == [
+        f"klue-nli: error: {tmp_path / 'flows/deploy.py'}: could not be loaded "
+        "(ModuleNotFoundError: No module named 'a_module_nobody_installed')"
+    ]
