@@ -118,22 +118,6 @@ def test_missing_and_broken_files_are_one_line_errors(tmp_path):
         load_params(broken)
 
 
-def test_stage_cli_prints_one_error_line_and_no_traceback(tmp_path):
-    import subprocess
-    import sys
-
-    bad = tmp_path / "params.yaml"
-    bad.write_text(yaml.safe_dump(deep_update(defaults(), {"train": {"batch_size": -1}})))
-    proc = subprocess.run(
-        [sys.executable, "-m", "stages.download", "--params", str(bad)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == "download: error: train.batch_size: must be > 0, got -1"
-
-
 def test_recipes_override_and_full_recipe_undoes_them(tmp_path, monkeypatch):
     defaults = committed_params(ROOT / "params.yaml")
     current = dict(defaults)
