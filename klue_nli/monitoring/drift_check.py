@@ -4,7 +4,7 @@ version recorded on KLUE dev at registration (klue_nli/inference/drift.py states
 
 The window is the answers given since the last check: each check keeps the counts it saw in
 a state file, and the next compares only what came after (a restarted service, whose counts
-start again from zero, is taken whole).
+started again from zero, is taken whole: its start time on /metrics tells it).
 
     klue-nli monitor --url http://127.0.0.1:3000 --since monitor-state.json
 """
