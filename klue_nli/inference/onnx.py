@@ -201,7 +201,9 @@ def store_graph(
         "data": data_file(path.name),
         "quantize": quantize,
         "inputs": list(inputs),
-        "weights_sha256": weights_sha256(model_dir),
+        # the manifest's figure: callers check the folder whole before they store a graph
+        # (make export), and write_manifest below hashes every file again anyway
+        "weights_sha256": weights_sha256(model_dir, verify=False),
     }
     atomic_write_json(folder / GRAPH_INFO, info)
     write_manifest(model_dir)
