@@ -3,6 +3,8 @@
 `/api`'s text fields are byte for byte the tutorial's expressions, `f"참 {round(p, 2)}"` and
 `f"{round(p, 2) * 100}%"`: "참 0.7" and "70.0%" for 0.7, and "56.99999999999999%" for 0.57
 (Python's float arithmetic, kept: clients of the tutorial's app parse these strings).
+Beside them, `unsure`: the answer's confidence is below the threshold the model was
+calibrated for (klue_nli/network/calibration.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from klue_nli.core.labels import KOREAN_NAMES
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 ANSWER_ID_DOC = "names this answer in POST /feedback (the service keeps its recent answers)"
+UNSURE_DOC = (
+    "the top probability is below the model's unsure threshold: on validation, answers at "
+    "or above it were right at least as often as its calibration's target accuracy"
+)
 
 
 class Answer(BaseModel):
@@ -34,6 +40,7 @@ class Answer(BaseModel):
     truncated: bool = Field(description="the pair was cut to the model's maximum length")
     model_version: str
     answer_id: str = Field(description=ANSWER_ID_DOC)
+    unsure: bool = Field(description=UNSURE_DOC)
 
 
 class Result(BaseModel):
@@ -41,6 +48,7 @@ class Result(BaseModel):
     probabilities: dict[str, Probability]
     truncated: bool = Field(description="the pair was cut to the model's maximum length")
     answer_id: str = Field(description=ANSWER_ID_DOC)
+    unsure: bool = Field(description=UNSURE_DOC)
 
 
 class BatchAnswer(BaseModel):
@@ -72,6 +80,7 @@ def tutorial_answer(
     truncated: bool,
     version: str,
     answer_id: str,
+    unsure: bool,
 ) -> Answer:
     best = max(probs, key=probs.get)
     return Answer(
@@ -83,5 +92,6 @@ def tutorial_answer(
         truncated=truncated,
         model_version=version,
         answer_id=answer_id,
+        unsure=unsure,
         **bars(probs),
     )

@@ -91,6 +91,11 @@ CONFIDENCE = bentoml.metrics.Histogram(
     labelnames=["model_version"],
     buckets=CONFIDENCE_BUCKETS,
 )
+UNSURE = bentoml.metrics.Counter(
+    name="klue_nli_unsure_answers",
+    documentation="Answers below the model's unsure threshold of confidence, by model version",
+    labelnames=["model_version"],
+)
 INPUT_CHARS = bentoml.metrics.Histogram(
     name="klue_nli_input_chars",
     documentation="Characters of premise + hypothesis, by model version",
@@ -99,12 +104,16 @@ INPUT_CHARS = bentoml.metrics.Histogram(
 )
 
 
-def observe_answers(version: str, rows: list[dict[str, float]], chars: list[int]) -> None:
-    """Count each answer's label, confidence and input length under its model version."""
-    for probs, n in zip(rows, chars, strict=True):
+def observe_answers(
+    version: str, rows: list[dict[str, float]], unsure: list[bool], chars: list[int]
+) -> None:
+    """Count each answer's label, confidence, unsureness and input length under its model
+    version."""
+    for probs, doubt, n in zip(rows, unsure, chars, strict=True):
         label = max(probs, key=probs.get)
         ANSWERS.labels(model_version=version, label=label).inc()
         CONFIDENCE.labels(model_version=version).observe(probs[label])
+        UNSURE.labels(model_version=version).inc(int(doubt))
         INPUT_CHARS.labels(model_version=version).observe(n)
 
 

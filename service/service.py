@@ -128,6 +128,7 @@ class NLIService:
         self.version = model.info.labels.get("registry_version", "unknown")
         observe_variant(self.version, self.runtime, self.quantize)
         self.labels = list(self.predictor.labels)
+        self.unsure_below = self.predictor.calibration.unsure_below
         self.recent = RecentAnswers(PARAMS.feedback.recent_answers)
         self.corrections = Corrections(PARAMS, self.recent)
         self.batcher = MicroBatcher(
@@ -158,6 +159,9 @@ class NLIService:
             raise ServiceUnavailable(str(exc)) from None
         return [(dict(zip(self.labels, probs, strict=True)), cut) for probs, cut in rows]
 
+    def _unsure(self, probs: dict[str, float]) -> bool:
+        return max(probs.values()) < self.unsure_below
+
     def _given(self, premise: str, hypothesis: str, probs: dict[str, float]) -> str:
         """Remember an answer (for a correction naming it); its answer id."""
         label = max(probs, key=probs.get)
@@ -169,24 +173,30 @@ class NLIService:
         """One pair, answered as the tutorial's web app expects."""
         premise, hypothesis = pair.premise, pair.hypothesis
         [(probs, truncated)] = await self._infer([(premise, hypothesis)])
-        observe_answers(self.version, [probs], [len(premise) + len(hypothesis)])
+        unsure = self._unsure(probs)
+        observe_answers(self.version, [probs], [unsure], [len(premise) + len(hypothesis)])
         answer_id = self._given(premise, hypothesis, probs)
-        return tutorial_answer(premise, hypothesis, probs, truncated, self.version, answer_id)
+        return tutorial_answer(
+            premise, hypothesis, probs, truncated, self.version, answer_id, unsure
+        )
 
     async def answer_batch(self, batch: Batch) -> BatchAnswer:
         """Several pairs: labels, probabilities and truncation, in request order."""
         pairs = batch.pairs
         named = await self._infer([(p.premise, p.hypothesis) for p in pairs])
         rows = [row for row, _ in named]
-        observe_answers(self.version, rows, [len(p.premise) + len(p.hypothesis) for p in pairs])
+        unsure = [self._unsure(row) for row in rows]
+        chars = [len(p.premise) + len(p.hypothesis) for p in pairs]
+        observe_answers(self.version, rows, unsure, chars)
         results = [
             Result(
                 label=max(row, key=row.get),
                 probabilities=row,
                 truncated=cut,
                 answer_id=self._given(p.premise, p.hypothesis, row),
+                unsure=doubt,
             )
-            for p, (row, cut) in zip(pairs, named, strict=True)
+            for p, (row, cut), doubt in zip(pairs, named, unsure, strict=True)
         ]
         return BatchAnswer(model_version=self.version, results=results)
 

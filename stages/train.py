@@ -1,6 +1,7 @@
 """Stage 3: fine-tune on the feature cache with Lightning; export the best epoch (by
-validation accuracy, on premises held out of the train file) as a Hugging Face folder; log
-params, curves and the model to one MLflow run, and curves and metrics with DVCLive.
+validation accuracy, on premises held out of the train file) as a Hugging Face folder, with
+the temperature and unsure threshold fitted on the same validation pairs; log params, curves
+and the model to one MLflow run, and curves and metrics with DVCLive.
 
 An interrupted run resumes from its last checkpoint (kept under paths.checkpoints_dir, keyed
 by a fingerprint of the params and features, so a changed config never resumes a stale one).
@@ -27,12 +28,13 @@ from klue_nli.data.encoding import load_tokenizer
 from klue_nli.data.features import TOKENIZER_DIR, read_meta
 from klue_nli.model.checkpoints import checkpoint_dir, resume_step
 from klue_nli.model.datamodule import NLIDataModule
-from klue_nli.model.export import export_best
+from klue_nli.model.export import export_best, load_best, predict_logits
 from klue_nli.model.live import live_logger, publish
 from klue_nli.model.modeling import build_model
 from klue_nli.model.module import NLIModule, StopAtStep
 from klue_nli.model.precision import resolve_precision
 from klue_nli.model.quiet import quiet_lightning
+from klue_nli.network.calibration import fit_calibration
 from klue_nli.registry import tracking
 
 
@@ -66,8 +68,15 @@ def train(params: Params) -> dict:
         return {}
 
     model_dir = Path(paths.model_dir)
-    export_best(module, best.best_model_path, tokenizer, model_dir, _provenance(run_id, best))
+    load_best(module, best.best_model_path)
+    calibration = fit_calibration(
+        *predict_logits(module, data.val_dataloader()), params.calibration.target_accuracy
+    )
+    provenance = _provenance(run_id, best)
+    export_best(module, tokenizer, model_dir, provenance, calibration.to_dict())
     metrics = _metrics(trainer, best, cfg, meta, resumed_at or 0, seconds)
+    # fitted on the validation pairs (the model folder's calibration.json holds the whole fit)
+    metrics.update(temperature=calibration.temperature, unsure_below=calibration.unsure_below)
     live.experiment.summary.update(metrics)
     live.experiment.make_summary()
     publish(live_dir, paths.train_live)

@@ -22,7 +22,7 @@ from klue_nli.data.klue import SPLITS, split_filename
 from klue_nli.data.kornli import SPLITS as KORNLI_SPLITS
 from klue_nli.data.kornli import kornli_filename
 from klue_nli.experiments.recipes import committed_tree
-from tests.helpers import LoopbackServer, bentoml_home, deep_update
+from tests.helpers import LoopbackServer, bentoml_home, deep_update, write_calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 # The project's Python: the library, the three faces its tools load, and what is not shipped.
@@ -242,5 +242,6 @@ def model_dir(tmp_path, kcbert, make_params) -> Path:
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    write_calibration(folder)
     write_manifest(folder)
     return folder

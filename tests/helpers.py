@@ -47,6 +47,17 @@ def bentoml_home(home: Path) -> Iterator[None]:
         yield
 
 
+def write_calibration(folder: Path, temperature: float = 1.0, unsure_below: float = 0.0) -> None:
+    """calibration.json as train writes it, for a model folder a test builds by hand (the
+    default: probabilities as the softmax gives them, and no answer unsure)."""
+    from klue_nli.core.io import atomic_write_json
+    from klue_nli.core.manifest import CALIBRATION_FILE
+    from klue_nli.network.calibration import Calibration
+
+    fit = Calibration(temperature, unsure_below, 0.9, True, 0, 0.0, 0.0)
+    atomic_write_json(folder / CALIBRATION_FILE, fit.to_dict())
+
+
 def deep_update(base: dict, new: dict) -> dict:
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

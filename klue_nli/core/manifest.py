@@ -17,6 +17,8 @@ from klue_nli.core.io import atomic_write_json
 MANIFEST_FILE = "checksums.json"
 # Lineage written beside the weights by the train stage (MLflow run id, git commit, DVC hashes).
 PROVENANCE_FILE = "provenance.json"
+# The temperature and unsure threshold fitted on validation (klue_nli/network/calibration.py).
+CALIBRATION_FILE = "calibration.json"
 
 
 def sha256_file(path: Path) -> str:

@@ -67,6 +67,8 @@ class PathParams(Section):
     train_live: str  # DVCLive: metrics.json + plots/metrics/**.tsv
     eval_metrics: str
     confusion: str
+    reliability: str  # a folder: the reliability diagrams' bins (DVC plots), one file a curve
+    risk_coverage: str  # accuracy of the answers kept as the confidence threshold rises
     sweep_table: str  # `make sweep`'s ranking (markdown), as its last run wrote it
     recipe_records: str  # a folder: NAME.json, what `klue-nli recipe NAME --run` measured
     feedback_store: str  # the SQLite file of the feedback store (no database_url)
@@ -223,6 +225,16 @@ class EvaluateParams(Section):
     out_of_domain_pairs: Positive | None
 
 
+class CalibrationParams(Section):
+    """What the probabilities shown are checked and fitted for (network/calibration.py)."""
+
+    # evaluate: expected calibration error over this many equal-width confidence bins
+    bins: Annotated[int, Field(ge=2, le=100)]
+    # train: the unsure threshold is the lowest confidence whose answers at or above it were
+    # right this often on validation; the service calls an answer below it unsure
+    target_accuracy: Annotated[float, Field(gt=0, le=1), AS_NUMBER]
+
+
 class RegistryParams(Section):
     """MLflow model registry name and the promotion policy (see klue_nli/registry/policy.py)."""
 
@@ -237,6 +249,8 @@ class RegistryParams(Section):
     max_f1_drop: Annotated[float, Field(ge=0, le=1), AS_NUMBER]
     # ... and, when set, a behaviour-suite pass rate (all capabilities) of at least this.
     min_behaviour_pass: Annotated[float, Field(ge=0, le=1), AS_NUMBER] | None
+    # ... and, when set, a dev expected calibration error (as served) of at most this.
+    max_ece: Annotated[float, Field(ge=0, le=1), AS_NUMBER] | None
     # `make gc`: versions kept (newest first); champion and previous are always kept
     keep_versions: Positive
 
@@ -302,6 +316,7 @@ class Params(Section):
     featurize: FeaturizeParams
     train: TrainParams
     evaluate: EvaluateParams
+    calibration: CalibrationParams
     registry: RegistryParams
     feedback: FeedbackParams
     serve: ServeParams

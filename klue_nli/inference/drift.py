@@ -42,9 +42,10 @@ def confidence_histogram(confidences: Sequence[float]) -> list[int]:
     return np.bincount(np.minimum(index, len(edges) - 1), minlength=len(edges)).tolist()
 
 
-def profile(probabilities: np.ndarray, labels: Sequence[str]) -> dict:
-    """What drift is measured against: a model's predicted-label shares and confidence
-    histogram on a set of pairs (evaluate records it for dev, as served)."""
+def profile(probabilities: np.ndarray, labels: Sequence[str], unsure: np.ndarray) -> dict:
+    """What drift is measured against: a model's predicted-label shares, confidence
+    histogram and share of unsure answers on a set of pairs (evaluate records it for dev, as
+    served)."""
     predicted = probabilities.argmax(axis=1)
     counts = np.bincount(predicted, minlength=len(labels))
     return {
@@ -54,17 +55,20 @@ def profile(probabilities: np.ndarray, labels: Sequence[str]) -> dict:
         },
         "confidence_buckets": list(CONFIDENCE_BUCKETS),
         "confidence_counts": confidence_histogram(probabilities.max(axis=1)),
+        "unsure_share": float(np.mean(unsure)),
     }
 
 
 def compare(
     label_counts: Mapping[str, float],
     confidence_counts: Sequence[float],
+    unsure: float,
     reference: Mapping,
     threshold: float = THRESHOLD,
 ) -> dict:
-    """The served answers' PSI against `reference` (a profile), for the labels and for the
-    confidence; drift when either is over `threshold`."""
+    """The served answers' PSI against `reference` (a profile), for the labels, the
+    confidence and the unsure share (`unsure` of the answers were); drift when any is over
+    `threshold`."""
     labels = list(reference["label_shares"])
     label_psi = psi(
         [label_counts.get(label, 0.0) for label in labels],
@@ -72,13 +76,20 @@ def compare(
     )
     confidence_psi = psi(confidence_counts, reference["confidence_counts"])
     answers = sum(label_counts.values())
+    share = reference["unsure_share"]
+    unsure_psi = psi([unsure, answers - unsure], [share, 1.0 - share])
     served_shares = {label: label_counts.get(label, 0.0) / answers for label in labels}
     return {
         "answers": int(answers),
         "label_psi": round(label_psi, 4),
         "confidence_psi": round(confidence_psi, 4),
+        "unsure_psi": round(unsure_psi, 4),
         "threshold": threshold,
-        "drift": bool(max(label_psi, confidence_psi) > threshold or math.isnan(label_psi)),
+        "drift": bool(
+            max(label_psi, confidence_psi, unsure_psi) > threshold or math.isnan(label_psi)
+        ),
+        "served_unsure_share": round(unsure / answers, 4),
+        "reference_unsure_share": round(share, 4),
         "served_label_shares": {k: round(v, 4) for k, v in served_shares.items()},
         "reference_label_shares": {k: round(v, 4) for k, v in reference["label_shares"].items()},
     }

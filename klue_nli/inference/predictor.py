@@ -1,8 +1,9 @@
 """The one inference path: a predictor built from a saved model folder.
 
 The folder holds what `save_pretrained` writes for the model (weights in safetensors, config
-with the label map) and the tokenizer (with max length). Evaluate, the service and the tests
-all predict through `Predictor.predict_proba`.
+with the label map), the tokenizer (with max length) and the calibration train fitted
+(calibration.json: the temperature every runtime's logits are divided by, and the unsure
+threshold). Evaluate, the service and the tests all predict through `Predictor.predict_proba`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from klue_nli.core.manifest import verify_model_dir
 from klue_nli.data.encoding import bucket_width, length_chunks, pad_arrays
 from klue_nli.data.text import clean_pair
 from klue_nli.inference.tokenizer import PairTokenizer
+from klue_nli.network.calibration import Calibration, read_calibration
 
 if TYPE_CHECKING:  # types only: a worker serving a stored graph imports neither
     import torch
@@ -111,11 +113,6 @@ def torch_forward(model: torch.nn.Module, device: str) -> Forward:
     return forward
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def read_config(model_dir: Path) -> dict:
     """The model folder's config.json (labels, position limit), or one line saying why not."""
     try:
@@ -144,12 +141,14 @@ class Predictor:
         tokenizer: PairTokenizer,
         forward: Forward,
         config: dict,
+        calibration: Calibration,
         model: torch.nn.Module | None = None,
         device: str = "cpu",
         runtime: str = "torch",
         graph_source: str | None = None,
     ):
-        """`config`: the model folder's config.json (labels, position limit). `model`: the
+        """`config`: the model folder's config.json (labels, position limit). `calibration`:
+        its calibration.json (temperature, unsure threshold). `model`: the
         PyTorch model `forward` runs, or None when another runtime (ONNX Runtime) holds its
         own copy of the weights (a serving worker then holds the model once)."""
         self.tokenizer = tokenizer
@@ -161,6 +160,7 @@ class Predictor:
         # where the ONNX graph came from ("stored" by `make export`, or "exported at load")
         self.graph_source = graph_source
         self.config = config
+        self.calibration = calibration
         id2label = {int(k): v for k, v in config["id2label"].items()}
         self.labels: tuple[str, ...] = tuple(id2label[i] for i in range(len(id2label)))
         # A tokenizer saved without a cap reports a huge model_max_length; the model's own
@@ -209,6 +209,7 @@ class Predictor:
         config = read_config(model_dir)
         verify_model_dir(model_dir, require_manifest, checked)
         tokenizer = PairTokenizer.from_dir(model_dir)
+        model_files = (tokenizer, config, read_calibration(model_dir))
         device = device or default_device()
         cpu = device.split(":")[0] == "cpu"
         quantize = resolve_quantize(quantize, runtime) if cpu else "none"
@@ -221,7 +222,7 @@ class Predictor:
             stored = stored_graph(model_dir, stored_quantize)
             if stored is not None:  # `make export` stored it: the weights need not be loaded
                 forward = graph_forward(runtime, *stored, threads, quantize, "stored")
-                return cls._made(tokenizer, forward, config, None, device, quantize)
+                return cls._made(*model_files, forward, None, device, quantize)
         import torch
 
         if given_threads is not None and cpu:
@@ -233,24 +234,26 @@ class Predictor:
             path, inputs, tmp = exported_graph(model, tokenizer.model_input_names, stored_quantize)
             forward = graph_forward(runtime, path, inputs, threads, quantize, "exported at load")
             forward._tmp = tmp  # the graph's folder lives as long as the forward
-            return cls._made(tokenizer, forward, config, None, device, quantize)
+            return cls._made(*model_files, forward, None, device, quantize)
         model = quantized(model, quantize if cpu else "none").to(device).eval()
-        return cls._made(tokenizer, torch_forward(model, device), config, model, device, quantize)
+        return cls._made(*model_files, torch_forward(model, device), model, device, quantize)
 
     @classmethod
-    def _made(cls, tokenizer, forward, config, model, device, quantize) -> Predictor:
+    def _made(cls, tokenizer, config, calibration, forward, model, device, quantize) -> Predictor:
         """A predictor whose `forward` is a graph runtime's (model None) or PyTorch's."""
         if model is None:
-            made = cls(tokenizer, forward, config, None, device, forward.name, forward.source)
+            made = cls(
+                tokenizer, forward, config, calibration, None, device, forward.name, forward.source
+            )
         else:
-            made = cls(tokenizer, forward, config, model, device)
+            made = cls(tokenizer, forward, config, calibration, model, device)
         made.quantize = quantize
         return made
 
-    def predict_proba_truncated(
+    def logits_truncated(
         self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities, shape (n, len(self.labels)) in the model's label order, and
+        """The model's raw logits, shape (n, len(self.labels)) in the model's label order, and
         which pairs were cut to the model's maximum length (bool, n).
 
         Every pair goes through the one text rule first (NFC; InvalidText for empty,
@@ -279,15 +282,26 @@ class Predictor:
                 )
                 self.tokens_real += sum(len(ids[i]) for i in rows)
                 self.tokens_padded += batch["input_ids"].size
-                logits = self._forward(batch).astype(np.float32, copy=False)
-                out[[start + i for i in rows]] = softmax(logits)
+                out[[start + i for i in rows]] = self._forward(batch)
         return out, truncated
+
+    def predict_proba_truncated(
+        self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated class probabilities (the logits over the fitted temperature), shape
+        (n, len(self.labels)), and which pairs were cut to the maximum length (bool, n)."""
+        logits, truncated = self.logits_truncated(premises, hypotheses, batch_size)
+        return self.calibration.probabilities(logits), truncated
 
     def predict_proba(
         self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
     ) -> np.ndarray:
         """Class probabilities, shape (n, len(self.labels)), in the model's label order."""
         return self.predict_proba_truncated(premises, hypotheses, batch_size)[0]
+
+    def unsure(self, probabilities: np.ndarray) -> np.ndarray:
+        """Which rows of calibrated probabilities are below the model's unsure threshold."""
+        return self.calibration.unsure(probabilities)
 
     def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[str]:
         probs = self.predict_proba(premises, hypotheses)

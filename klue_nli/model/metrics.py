@@ -63,3 +63,83 @@ def hypothesis_only_baseline(
     classifier = MultinomialNB().fit(vectorizer.fit_transform(train_hypotheses), train_labels)
     pred = classifier.predict(vectorizer.transform(dev_hypotheses))
     return float(np.mean(pred == np.asarray(dev_labels)))
+
+
+def reliability_bins(probs: np.ndarray, gold: np.ndarray, bins: int) -> list[dict]:
+    """The reliability diagram's points: the top probability split into `bins` equal-width
+    bins over [0, 1]; per non-empty bin, its bounds, mean confidence, accuracy and pairs."""
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(gold)
+    # bin i holds (i/bins, (i+1)/bins]; a confidence of exactly 0 joins the first
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    points = []
+    for i in range(bins):
+        mask = index == i
+        if mask.any():
+            points.append(
+                {
+                    "lower": round(i / bins, 6),
+                    "upper": round((i + 1) / bins, 6),
+                    "confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                    "pairs": int(mask.sum()),
+                }
+            )
+    return points
+
+
+def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int) -> float:
+    """ECE: the pair-weighted mean gap between confidence and accuracy over equal-width bins
+    of the top probability (Guo et al., 2017)."""
+    points = reliability_bins(probs, gold, bins)
+    n = sum(p["pairs"] for p in points)
+    return float(sum(p["pairs"] * abs(p["accuracy"] - p["confidence"]) for p in points) / n)
+
+
+def brier_score(probs: np.ndarray, gold: np.ndarray) -> float:
+    """Mean over pairs of the squared distance between the probabilities and the one-hot
+    gold label (summed over classes: 0 is perfect, 2 the worst)."""
+    onehot = np.eye(probs.shape[1])[np.asarray(gold)]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+def risk_coverage(probs: np.ndarray, gold: np.ndarray, points: int = 100) -> list[dict]:
+    """Accuracy of the answers kept when only the most confident are answered: at each
+    coverage 1/points ... 1, the confidence threshold and the accuracy above it."""
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(gold)
+    order = np.argsort(-confidence, kind="stable")
+    running = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    curve = []
+    for k in sorted({max(1, round(len(order) * i / points)) for i in range(1, points + 1)}):
+        curve.append(
+            {
+                "coverage": round(k / len(order), 6),
+                "accuracy": float(running[k - 1]),
+                "threshold": float(confidence[order[k - 1]]),
+            }
+        )
+    return curve
+
+
+def selective(probs: np.ndarray, gold: np.ndarray, unsure: np.ndarray) -> dict:
+    """The answers kept (not unsure): their share, and how often they are right."""
+    kept = ~np.asarray(unsure)
+    correct = probs.argmax(axis=1) == np.asarray(gold)
+    return {
+        "coverage": float(kept.mean()),
+        "accuracy_kept": float(correct[kept].mean()) if kept.any() else None,
+        "pairs": len(kept),
+    }
+
+
+def calibration_figures(before: np.ndarray, after: np.ndarray, gold: np.ndarray, bins: int) -> dict:
+    """ECE, Brier score and reliability points of the same pairs' probabilities before and
+    after temperature scaling."""
+    return {
+        "pairs": len(gold),
+        "ece_before": expected_calibration_error(before, gold, bins),
+        "ece": expected_calibration_error(after, gold, bins),
+        "brier_before": brier_score(before, gold),
+        "brier": brier_score(after, gold),
+        "reliability_before": reliability_bins(before, gold, bins),
+        "reliability": reliability_bins(after, gold, bins),
+    }

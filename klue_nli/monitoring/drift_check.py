@@ -36,7 +36,13 @@ def champion_profile(model_name: str) -> tuple[str, dict]:
             f"{model_name} version {version.version} has no {PROFILE_TAG} tag (registered "
             "before drift monitoring): run evaluate and `klue-nli register` again"
         )
-    return str(version.version), json.loads(raw)
+    profile = json.loads(raw)
+    if "unsure_share" not in profile:
+        raise UserError(
+            f"{model_name} version {version.version}'s {PROFILE_TAG} has no unsure share "
+            "(evaluated before unsure answers): run evaluate and `klue-nli register` again"
+        )
+    return str(version.version), profile
 
 
 # The service's start (its first worker's, in seconds since the epoch): a new value means the
@@ -46,8 +52,10 @@ STARTED = "klue_nli_service_start_time_seconds"
 
 def served_counts(metrics_text: str, version: str) -> dict:
     """The answers of `version` in a /metrics page: {"labels": {label: n}, "confidence":
-    [n per CONFIDENCE_BUCKETS bin], "started": the service's start}, summed over workers."""
+    [n per CONFIDENCE_BUCKETS bin], "unsure": n, "started": the service's start}, summed over
+    workers."""
     labels: dict[str, float] = {}
+    unsure = 0.0
     cumulative = dict.fromkeys(CONFIDENCE_BUCKETS, 0.0)
     started = None
     for family in text_string_to_metric_families(metrics_text):
@@ -59,25 +67,28 @@ def served_counts(metrics_text: str, version: str) -> dict:
             if sample.name == "klue_nli_answers_total":
                 label = sample.labels["label"]
                 labels[label] = labels.get(label, 0.0) + sample.value
+            elif sample.name == "klue_nli_unsure_answers_total":
+                unsure += sample.value
             elif sample.name == "klue_nli_answer_confidence_bucket":
                 bound = float(sample.labels["le"])
                 if bound in cumulative:
                     cumulative[bound] += sample.value
     counts = [cumulative[b] for b in CONFIDENCE_BUCKETS]
     per_bin = [counts[0]] + [b - a for a, b in itertools.pairwise(counts)]
-    return {"labels": labels, "confidence": per_bin, "started": started}
+    return {"labels": labels, "confidence": per_bin, "unsure": unsure, "started": started}
 
 
 def since(now: dict, before: dict | None) -> dict:
     """The counts added since `before` (the last check's), or `now` whole when the service
     restarted in between: its start time changed, or (a page without it) a count went down."""
-    if before is None or before.get("started") != now.get("started"):
-        return now
+    if before is None or before.get("started") != now.get("started") or "unsure" not in before:
+        return now  # (a state written before unsure answers were counted: taken whole too)
     labels = {k: v - before["labels"].get(k, 0.0) for k, v in now["labels"].items()}
     confidence = [a - b for a, b in zip(now["confidence"], before["confidence"], strict=True)]
-    if min([*labels.values(), *confidence], default=0.0) < 0:
+    unsure = now["unsure"] - before["unsure"]
+    if min([*labels.values(), *confidence, unsure], default=0.0) < 0:
         return now
-    return {"labels": labels, "confidence": confidence}
+    return {"labels": labels, "confidence": confidence, "unsure": unsure}
 
 
 def check(
@@ -103,7 +114,9 @@ def check(
     result = {"model_version": version, "url": url, "answers": answers}
     if answers < min_answers:
         return {**result, "drift": None, "reason": f"fewer than {min_answers} new answers"}
-    result.update(compare(window["labels"], window["confidence"], profile, threshold))
+    result.update(
+        compare(window["labels"], window["confidence"], window["unsure"], profile, threshold)
+    )
     if state is not None:
         atomic_write_json(state, {version: now})
     return result
@@ -117,5 +130,7 @@ def one_line(result: dict) -> str:
     verdict = "drift" if result["drift"] else "no drift"
     return (
         f"{verdict}: {head}; label PSI {result['label_psi']:.3f}, confidence PSI "
-        f"{result['confidence_psi']:.3f} (threshold {result['threshold']})"
+        f"{result['confidence_psi']:.3f}, unsure PSI {result['unsure_psi']:.3f} (unsure "
+        f"{result['served_unsure_share']:.1%} vs {result['reference_unsure_share']:.1%} on dev; "
+        f"threshold {result['threshold']})"
     )

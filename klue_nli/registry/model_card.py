@@ -70,6 +70,7 @@ def version_card(provenance: dict, report: dict, run_params: dict[str, str]) -> 
             f"{served.get('quantize')}): accuracy {_num(served.get('accuracy'))}, argmax "
             f"agreement with PyTorch fp32 {_num(served.get('argmax_agreement'))}"
         )
+    lines += _calibration_lines(report)
     lines += [
         "",
         "### Lineage",
@@ -77,6 +78,41 @@ def version_card(provenance: dict, report: dict, run_params: dict[str, str]) -> 
         f"- git commit: `{provenance.get('git_commit', 'unknown')}`",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(report: dict) -> list[str]:
+    """The probabilities' calibration, the unsure threshold and the dev reliability diagram."""
+    calibration, unsure = report.get("calibration"), report.get("unsure")
+    if not calibration or not unsure:
+        return ["", "### Calibration", "- not measured: run evaluate and register again"]
+    lines = [
+        "",
+        "### Calibration",
+        f"- temperature {calibration['temperature']:.3f}, fitted on "
+        f"{calibration['validation_pairs']} validation pairs; ECE over {calibration['binning']}",
+    ]
+    for split, name in (("dev", "dev"), ("out_of_domain", "out of domain")):
+        fig = calibration[split]
+        lines.append(
+            f"- {name} ({fig['pairs']} pairs): ECE {_num(fig['ece_before'])} before scaling, "
+            f"{_num(fig['ece'])} after; Brier {_num(fig['brier_before'])} before, "
+            f"{_num(fig['brier'])} after"
+        )
+    for split, name in (("dev", "dev"), ("out_of_domain", "out of domain")):
+        kept = unsure[split]
+        lines.append(
+            f"- unsure below confidence {unsure['below']:.3f} (validation accuracy "
+            f"{unsure['target_accuracy']} above it): {name} answers kept "
+            f"{_num(kept['coverage'])}, right {_num(kept['accuracy_kept'])} of the time"
+        )
+    lines += ["", "Reliability on dev after scaling (confidence bin: accuracy, pairs):", "", "```"]
+    for point in calibration["dev"]["reliability"]:
+        bar = "#" * round(point["accuracy"] * 40)
+        lines.append(
+            f"{point['lower']:.2f}-{point['upper']:.2f} mean {point['confidence']:.2f} | "
+            f"{bar:<40} {point['accuracy']:.2f} ({point['pairs']})"
+        )
+    return [*lines, "```"]
 
 
 def policy_card(name: str, policy: RegistryParams) -> str:

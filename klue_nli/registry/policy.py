@@ -19,6 +19,7 @@ from klue_nli.core.params import RegistryParams
 # The keys of a version's evidence (klue_nli/registry/client.py, `evidence`)
 AGREEMENT = "served.argmax_agreement"
 SERVED_ACCURACY = "served.accuracy"
+ECE = "served.ece"  # dev expected calibration error of the probabilities as served
 BEHAVIOUR = "behaviour_pass"
 RUNTIME, PRECISION = "served.runtime", "served.quantize"
 DEV_DATA = "data.dev_sha256"
@@ -56,7 +57,10 @@ def rules(policy: RegistryParams) -> list[str]:
         f"behaviour suite pass rate at least {floor} (`min_behaviour_pass`)"
         if floor is not None
         else "behaviour suite pass rate recorded; no minimum (`min_behaviour_pass`: null)",
-        "the first version needs only the agreement and behaviour rules",
+        f"dev expected calibration error as served at most {policy.max_ece} (`max_ece`)"
+        if policy.max_ece is not None
+        else "dev expected calibration error recorded; no maximum (`max_ece`: null)",
+        "the first version needs only the agreement, behaviour and calibration rules",
         "every figure a rule reads must be recorded: a missing one refuses promotion",
         "compared only on the same dev file (its sha256) and the same served runtime and "
         "precision (a change of either is promoted only when asked for); the artifact must "
@@ -82,7 +86,7 @@ def decide(
     """The promotion policy: the model as served must agree with the trained one and pass
     the behaviour floor; against a champion, as served, it must beat the champion's accuracy
     by more than the margin (a tie keeps the champion) and lose no class's F1."""
-    needed = (AGREEMENT, SERVED_ACCURACY, BEHAVIOUR, RUNTIME, PRECISION, DEV_DATA)
+    needed = (AGREEMENT, SERVED_ACCURACY, BEHAVIOUR, ECE, RUNTIME, PRECISION, DEV_DATA)
     gaps = missing(candidate, needed, "candidate")
     checks = gaps or _own_checks(candidate, policy)
     if champion is not None and not gaps:
@@ -99,6 +103,9 @@ def _own_checks(candidate: dict, policy: RegistryParams) -> list[Check]:
     rate, minimum = candidate[BEHAVIOUR], policy.min_behaviour_pass
     if minimum is not None:
         checks.append(Check(f"behaviour pass rate >= {minimum}", f"{rate:.4f}", rate >= minimum))
+    ece, most = candidate[ECE], policy.max_ece
+    if most is not None:
+        checks.append(Check(f"dev ECE as served <= {most}", f"{ece:.4f}", ece <= most))
     return checks
 
 

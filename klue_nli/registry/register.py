@@ -63,7 +63,11 @@ def eval_tags(report: dict) -> dict[str, float | str]:
             if "behaviour" in report
             else {}
         ),
-        **{f"eval.served.{k}": served[k] for k in ("accuracy", "argmax_agreement") if k in served},
+        **{
+            f"eval.served.{k}": served[k]
+            for k in ("accuracy", "argmax_agreement", "ece")
+            if k in served
+        },
         **{f"served.{k}": served[k] for k in ("runtime", "quantize") if k in served},
         **({PROFILE_TAG: json.dumps(served["profile"])} if "profile" in served else {}),
         DEV_DATA_TAG: report.get("data", {}).get("dev_sha256", "unknown"),

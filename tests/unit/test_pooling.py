@@ -15,6 +15,7 @@ from klue_nli.inference.predictor import Predictor
 from klue_nli.model.modeling import build_model
 from klue_nli.network.pooling import MeanPooled
 from tests.conftest import default_params
+from tests.helpers import write_calibration
 from tests.stage.test_families import tiny_checkpoint
 
 LABELS = ("entailment", "contradiction", "neutral")
@@ -41,6 +42,7 @@ def saved_model(family: str, pooling: str, kcbert: str, tmp_path) -> tuple:
     folder = tmp_path / f"{family}-{pooling}"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    write_calibration(folder)
     return model, tokenizer, folder
 
 
