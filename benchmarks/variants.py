@@ -271,14 +271,17 @@ def runtime_predictors(
     from benchmarks import runtimes
 
     threads = torch.get_num_threads()
-    tok, config = reference.tokenizer, reference.config
+    tok, config, fit = reference.tokenizer, reference.config, reference.calibration
     out: dict[str, tuple[Predictor, str]] = {}
     bf16 = Predictor.from_dir(model_dir, device="cpu", runtime="torch")
     bf16.model.to(torch.bfloat16)
     out["pytorch bf16"] = (bf16, "bf16")
     for name, (path, inputs, dtype) in graphs.items():
         forward = OnnxForward(path, inputs, threads, source=name)
-        out[f"onnxruntime {name}"] = (Predictor(tok, forward, config, runtime="onnxruntime"), dtype)
+        out[f"onnxruntime {name}"] = (
+            Predictor(tok, forward, config, fit, runtime="onnxruntime"),
+            dtype,
+        )
     plain, inputs, _ = graphs["fp32 plain"]
     forwards = runtimes.openvino_forwards(plain, inputs, threads)
     notes: dict = {}
@@ -291,7 +294,7 @@ def runtime_predictors(
     forwards |= ct2
     for name, forward in forwards.items():
         dtype = "bf16" if "bf16" in name else "int8" if "int8" in name else "fp32"
-        out[name] = (Predictor(tok, forward, config, runtime=forward.name), dtype)
+        out[name] = (Predictor(tok, forward, config, fit, runtime=forward.name), dtype)
     return out, notes
 
 

@@ -78,8 +78,9 @@ def render_train_speed(speed: dict[str, Any]) -> str:
     """The ways of training side by side, as `make train-speed` measured them."""
     cpu = speed["cpu"] if isinstance(speed["cpu"], dict) else {"model": speed["cpu"]}
     flags = ", ".join(cpu.get("flags", [])) or "flags not recorded"
+    when = f"{speed['date']}, commit `{speed['commit']}`"
     lines = [
-        f"`make train-speed` on {speed['cores']} cores ({cpu['model']}; {flags}), "
+        f"`make train-speed` ({when}) on {speed['cores']} cores ({cpu['model']}; {flags}), "
         f"{speed['precision']}, {speed['examples_each']:,} training examples each, "
         f"{speed['val_records']:,} validation pairs "
         "([benchmarks/train_speed.json](../benchmarks/train_speed.json)):\n",

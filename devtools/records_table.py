@@ -69,7 +69,40 @@ def _rows(r: dict[str, Any]) -> list[str]:
         ),
         ", ".join(f"{k.replace('_', ' ')} {passed[k]}" for k in HARD if k in passed),
         f"{served['runtime']} ({served['quantize']}): agreement "
-        f"{_pct(served['argmax_agreement'])}, dev {_pct(served['accuracy'])}",
+        f"{_pct(served['argmax_agreement'])}, dev {_pct(served['accuracy'])} "
+        f"({e['n']:,} pairs)",
+        *_confidence_rows(e),
+    ]
+
+
+def _dev_file(e: dict[str, Any]) -> str:
+    data = e.get("data", {})
+    if "dev_bytes" not in data:
+        return "not recorded (a run before the record named its dev file)"
+    return (
+        f"sha256 `{data['dev_sha256'][:12]}`, {data['dev_bytes']:,} bytes, "
+        f"{data['dev_pairs']:,} pairs"
+    )
+
+
+def _confidence_rows(e: dict[str, Any]) -> list[str]:
+    """Dev file; ECE before and after scaling, dev and out of domain; the unsure threshold."""
+    calibration, unsure = e.get("calibration"), e.get("unsure")
+    if not calibration or not unsure:
+        missing = "not measured (a run before calibration)"
+        return [_dev_file(e), missing, missing]
+    ece = "; ".join(
+        f"{name} {calibration[split]['ece_before']:.3f} → **{calibration[split]['ece']:.3f}**"
+        for split, name in (("dev", "dev"), ("out_of_domain", "out of domain"))
+    )
+    dev = unsure["dev"]
+    kept = "none" if dev["accuracy_kept"] is None else _pct(dev["accuracy_kept"])
+    return [
+        _dev_file(e),
+        f"{ece} (T = {calibration['temperature']:.2f}, fitted on "
+        f"{calibration['validation_pairs']:,} validation pairs)",
+        f"below {unsure['below']:.2f}: dev answers kept {_pct(dev['coverage'])}, right "
+        f"{kept} of them (target {_pct(unsure['target_accuracy'])} on validation)",
     ]
 
 
@@ -85,6 +118,9 @@ LABELS = (
     "the five basic capabilities",
     "the six hard ones",
     "served runtime: agreement with PyTorch, dev accuracy",
+    "dev file the figures are on",
+    "expected calibration error, before → after temperature scaling",
+    "unsure answers (confidence below the threshold fitted on validation)",
 )
 
 

@@ -68,15 +68,8 @@ def train(params: Params) -> dict:
         return {}
 
     model_dir = Path(paths.model_dir)
-    load_best(module, best.best_model_path)
-    calibration = fit_calibration(
-        *predict_logits(module, data.val_dataloader()), params.calibration.target_accuracy
-    )
-    provenance = _provenance(run_id, best)
-    export_best(module, tokenizer, model_dir, provenance, calibration.to_dict())
-    metrics = _metrics(trainer, best, cfg, meta, resumed_at or 0, seconds)
-    # fitted on the validation pairs (the model folder's calibration.json holds the whole fit)
-    metrics.update(temperature=calibration.temperature, unsure_below=calibration.unsure_below)
+    fitted = _export(params, module, data, tokenizer, _provenance(run_id, best), best)
+    metrics = {**_metrics(trainer, best, cfg, meta, resumed_at or 0, seconds), **fitted}
     live.experiment.summary.update(metrics)
     live.experiment.make_summary()
     publish(live_dir, paths.train_live)
@@ -85,6 +78,25 @@ def train(params: Params) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
     run_file.unlink(missing_ok=True)
     return metrics
+
+
+def _export(
+    params: Params,
+    module: NLIModule,
+    data: NLIDataModule,
+    tokenizer,
+    provenance: dict,
+    best: ModelCheckpoint,
+) -> dict:
+    """The best epoch's weights, with the temperature and unsure threshold fitted on the
+    validation pairs, as the model folder; the fit's two figures (calibration.json in the
+    folder holds the whole fit)."""
+    load_best(module, best.best_model_path)
+    logits, gold = predict_logits(module, data.val_dataloader())
+    calibration = fit_calibration(logits, gold, params.calibration.target_accuracy)
+    model_dir = Path(params.paths.model_dir)
+    export_best(module, tokenizer, model_dir, provenance, calibration.to_dict())
+    return {"temperature": calibration.temperature, "unsure_below": calibration.unsure_below}
 
 
 def _trainer(cfg: TrainParams, loggers: list, callbacks: list) -> pl.Trainer:

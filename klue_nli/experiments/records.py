@@ -27,6 +27,8 @@ TRAIN_KEYS = (
     "train_examples_per_s",
     "precision",
     "effective_batch_size",
+    "temperature",
+    "unsure_below",
 )
 EVAL_KEYS = (
     "n",
@@ -38,6 +40,9 @@ EVAL_KEYS = (
     "out_of_domain",
     "behaviour",
     "served",
+    "calibration",
+    "unsure",
+    "data",  # which dev file the figures are on: its sha256, bytes and pairs
 )
 
 

@@ -57,6 +57,7 @@ def test_api_answers_like_the_tutorial_and_matches_evaluate(served):
             assert body[f"{label}_width"] == f"{round(p, 2) * 100}%"
         assert body["truncated"] is served["truncated"][i]  # as the evaluated model says
         assert body["model_version"] == served["version"]
+        assert body["unsure"] is bool(max(probs) < served["unsure_below"])
     long = post(f"{url}/api", {"premise": "오늘은 비가 온다. " * 60, "hypothesis": "비가 온다."})
     assert long.status_code == 200 and long.json()["truncated"] is True
 
@@ -70,6 +71,27 @@ def test_predict_batches_pairs_in_order(served):
     assert len(results) == len(dev)
     got = np.array([[r["probabilities"][label] for label in served["labels"]] for r in results])
     np.testing.assert_allclose(got, served["probs"], atol=served["atol"])
+
+
+def test_answers_below_the_calibrated_threshold_say_unsure_and_are_counted(served):
+    """The threshold train fitted on validation splits the dev pairs (some sure, some not),
+    each answer says which it is, and /metrics counts the unsure ones for drift monitoring."""
+    from benchmarks.serving import scrape
+
+    url, dev = served["url"], served["dev"]
+    expected = [bool(p.max() < served["unsure_below"]) for p in served["probs"]]
+    assert any(expected) and not all(expected), served["unsure_below"]
+    key = "klue_nli_unsure_answers_total"
+    before = scrape(url).get(key, 0.0)
+    pairs = [{"premise": e.premise, "hypothesis": e.hypothesis} for e in dev]
+    results = post(f"{url}/predict", {"pairs": pairs}).json()["results"]
+    # bf16 may move a probability sitting at the threshold: compare away from it
+    near = np.abs(served["probs"].max(axis=1) - served["unsure_below"]) <= served["atol"]
+    got = [r["unsure"] for r in results]
+    assert [g for g, n in zip(got, near, strict=True) if not n] == [
+        e for e, n in zip(expected, near, strict=True) if not n
+    ]
+    assert scrape(url)[key] - before == sum(got)
 
 
 def test_requests_write_no_access_log_lines(served):
@@ -218,6 +240,23 @@ def test_page_in_headless_chromium(served):
         assert all(w >= 0 for w in widths) and abs(sum(widths) - 1) < 0.02, widths
         assert page.text_content("#hypothesis-echo") == payload  # shown as text
         assert page.evaluate("window.pwned") is None  # and never run
+        first = post(
+            served["url"] + "/api", {"premise": "오늘은 비가 많이 온다.", "hypothesis": payload}
+        )
+        assert page.is_visible("#unsure") is first.json()["unsure"]
+        # 확신 낮음 beside the prediction exactly when the answer is unsure
+        for i in range(len(served["dev"])):
+            if served["probs"][i].max() < served["unsure_below"] - served["atol"]:
+                break
+        pair = {"premise": served["dev"][i].premise, "hypothesis": served["dev"][i].hypothesis}
+        page.fill("#premise", pair["premise"])
+        page.fill("#hypothesis", pair["hypothesis"])
+        page.click("#submit")
+        page.wait_for_function(
+            f"document.getElementById('premise-echo').textContent === {json.dumps(pair['premise'])}"
+        )
+        assert post(f"{served['url']}/api", pair).json()["unsure"] is True
+        assert page.is_visible("#unsure") and page.text_content("#unsure") == "확신 낮음"
         page.screenshot(path=str(ARTIFACTS / "nli-page.png"), full_page=True)
 
         # errors reach the user: an empty hypothesis is refused by the service

@@ -24,10 +24,12 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from devtools.sandbox import free_port
-from klue_nli.core.manifest import PROVENANCE_FILE
-from klue_nli.data.klue import read_split, split_by_premise
+from klue_nli.core.manifest import CALIBRATION_FILE, MANIFEST_FILE, PROVENANCE_FILE
+from klue_nli.data.klue import clean_examples, read_split, split_by_premise
 from klue_nli.data.text import InvalidText
 from klue_nli.inference.predictor import Predictor
+from klue_nli.model.metrics import brier_score, expected_calibration_error
+from klue_nli.network.calibration import softmax
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.featurize import featurize
@@ -164,6 +166,45 @@ def test_eval_json_holds_the_report_baselines_and_data(evaluated):
     assert saved["data"]["dropped"] == 0 and saved["data"]["truncated"] > 0
     confusion = (work / "plots/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 403
+
+
+def test_the_temperature_fitted_on_validation_travels_and_evaluate_measures_it(evaluated):
+    """calibration.json is fitted on the validation pairs (never dev), checksummed with the
+    weights; evaluate's ECE and Brier figures are those of the dev probabilities before and
+    after it, recomputed here from the logits; scaling changes no answer."""
+    saved, model_dir, work = evaluated["saved"], evaluated["model_dir"], evaluated["work"]
+    fit = json.loads((model_dir / CALIBRATION_FILE).read_text())
+    assert fit["pairs"] == 99 and fit["temperature"] > 0  # the 99 validation pairs
+    assert fit["nll_after"] <= fit["nll_before"]
+    assert CALIBRATION_FILE in json.loads((model_dir / MANIFEST_FILE).read_text())
+    assert evaluated["metrics"]["temperature"] == fit["temperature"]
+
+    predictor = Predictor.from_dir(model_dir, device="cpu")
+    dev, _ = clean_examples(read_split(work / "data/raw", "dev"))
+    logits, _ = predictor.logits_truncated([e.premise for e in dev], [e.hypothesis for e in dev])
+    gold = np.array([predictor.labels.index(e.label) for e in dev])
+    raw, scaled = softmax(logits), softmax(logits / fit["temperature"])
+    figures = saved["calibration"]["dev"]
+    assert figures["pairs"] == len(dev) == saved["n"]
+    assert figures["ece_before"] == pytest.approx(expected_calibration_error(raw, gold, 15))
+    assert figures["ece"] == pytest.approx(expected_calibration_error(scaled, gold, 15), abs=1e-6)
+    assert figures["brier"] == pytest.approx(brier_score(scaled, gold), abs=1e-6)
+    assert saved["calibration"]["temperature"] == fit["temperature"]
+    # the same answers: accuracy from the raw logits is the report's
+    assert np.mean(raw.argmax(axis=1) == gold) == pytest.approx(saved["accuracy"])
+    assert saved["calibration"]["out_of_domain"]["pairs"] == 300
+
+    kept = saved["unsure"]["dev"]
+    assert saved["unsure"]["below"] == fit["unsure_below"]
+    assert kept["coverage"] == pytest.approx(np.mean(scaled.max(axis=1) >= fit["unsure_below"]))
+    assert saved["served"]["ece"] >= 0 and "unsure_share" in saved["served"]["profile"]
+    for name in ("dev", "out_of_domain"):
+        for when in ("before", "after"):
+            rows = (work / f"plots/reliability/{name}_{when}_scaling.csv").read_text().splitlines()
+            assert rows[0] == "lower,upper,confidence,accuracy,pairs" and len(rows) > 1
+    curve = list(csv.DictReader((work / "plots/risk_coverage.csv").open()))
+    assert float(curve[-1]["coverage"]) == 1.0
+    assert float(curve[-1]["accuracy"]) == pytest.approx(saved["accuracy"])
 
 
 def test_the_behaviour_suite_and_the_out_of_domain_set_are_scored(evaluated):

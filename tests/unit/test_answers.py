@@ -33,9 +33,10 @@ def test_fields_are_the_tutorials_strings_byte_for_byte():
 def test_tutorial_answer_fields():
     probs = {"entailment": 0.2, "contradiction": 0.7, "neutral": 0.1}
     answer = tutorial_answer(
-        "전제.", "가설.", probs, truncated=True, version="3", answer_id="a" * 32
+        "전제.", "가설.", probs, truncated=True, version="3", answer_id="a" * 32, unsure=True
     )
     assert answer.prediction == "거짓 (contradiction)" and answer.label == "contradiction"
+    assert answer.unsure is True  # beside the tutorial's fields, which it leaves as they were
     assert answer.probabilities == probs  # raw, unrounded, for clients that compute
     assert answer.truncated is True and answer.model_version == "3"
     assert answer.contradiction_data == "거짓 0.7" and answer.contradiction_width == "70.0%"

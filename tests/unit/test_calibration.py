@@ -137,5 +137,5 @@ def test_a_model_folder_without_its_calibration_is_refused_in_one_line(model_dir
     with pytest.raises(UserError, match=r"calibration.json is missing.*rerun train"):
         Predictor.from_dir(bare, device="cpu")
     (bare / CALIBRATION_FILE).write_text(json.dumps({"temperature": -1}))
-    with pytest.raises(UserError, match="calibration.json: unreadable"):
+    with pytest.raises(UserError, match=r"calibration\.json: unreadable"):
         read_calibration(bare)

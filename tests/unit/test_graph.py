@@ -107,7 +107,9 @@ def test_the_fused_graph_answers_as_pytorch_on_the_dev_file(family, kcbert, klue
     layers = pytorch.config["num_hidden_layers"]
     assert fused["Attention"] == layers and fused["SkipLayerNormalization"] == 2 * layers, fused
     forward = OnnxForward(path, inputs, 1, source="exported at load")
-    served = Predictor(pytorch.tokenizer, forward, pytorch.config, runtime="onnxruntime")
+    served = Predictor(
+        pytorch.tokenizer, forward, pytorch.config, pytorch.calibration, runtime="onnxruntime"
+    )
     dev = read_split(klue_dir, "dev")
     premises, hypotheses = [e.premise for e in dev], [e.hypothesis for e in dev]
     a = served.predict_proba(premises, hypotheses)

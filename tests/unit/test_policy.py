@@ -10,6 +10,7 @@ from klue_nli.registry.policy import (
     AGREEMENT,
     BEHAVIOUR,
     DEV_DATA,
+    ECE,
     PRECISION,
     RUNTIME,
     SERVED_ACCURACY,
@@ -36,6 +37,7 @@ def metrics(acc: float, f1: float | None = None, **per_class: float) -> dict:
         SERVED_ACCURACY: acc,
         AGREEMENT: 1.0,
         BEHAVIOUR: 0.5,
+        ECE: 0.02,
         RUNTIME: "openvino",
         PRECISION: "none",
         DEV_DATA: "d" * 64,
@@ -105,7 +107,22 @@ def test_promotion_judges_the_model_as_served():
     assert not first.promote and "served agreement >= 0.99: 0.9700 (fails)" in first.reasons
 
 
-@pytest.mark.parametrize("key", [AGREEMENT, SERVED_ACCURACY, BEHAVIOUR, DEV_DATA, RUNTIME])
+@pytest.mark.parametrize(
+    ("ece", "most", "promote"), [(0.02, 0.05, True), (0.06, 0.05, False), (0.3, None, True)]
+)
+def test_probabilities_further_from_the_truth_than_max_ece_are_refused(ece, most, promote):
+    """On when set (params.yaml sets it), for a first model too; null records it only."""
+    candidate = metrics(0.7) | {ECE: ece}
+    capped = policy(max_ece=most)
+    for champion in (None, metrics(0.6)):
+        decision = decide(candidate, champion, capped)
+        assert decision.promote is promote
+    if most is not None:
+        verdict = "holds" if promote else "fails"
+        assert f"dev ECE as served <= {most}: {ece:.4f} ({verdict})" in decision.reasons
+
+
+@pytest.mark.parametrize("key", [AGREEMENT, SERVED_ACCURACY, BEHAVIOUR, ECE, DEV_DATA, RUNTIME])
 def test_a_figure_a_rule_needs_and_a_version_lacks_refuses_promotion(key):
     """Nothing is skipped and nothing stands in: the PyTorch accuracy is no substitute for the
     served one, and an unknown dev file compares with nothing."""
@@ -152,7 +169,8 @@ def test_every_rule_is_shown_with_its_figure_and_verdict():
     assert "served agreement >= 0.99: 1.0000 (holds)" in lines
     assert "served accuracy > 0.6000 (champion + margin): 0.7000 (holds)" in lines
     assert "f1.neutral drop <= 0.05: 0.2000 (fails)" in lines
-    assert len(decision.checks) == 5  # agreement, accuracy, three classes' F1
+    assert "dev ECE as served <= 0.05: 0.0200 (holds)" in lines
+    assert len(decision.checks) == 6  # agreement, ECE, accuracy, three classes' F1
 
 
 def test_the_policy_is_stated_from_the_code_in_the_card_and_the_docs():

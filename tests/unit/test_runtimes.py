@@ -33,7 +33,12 @@ def test_ctranslate2_answers_as_pytorch(family, pooling, kcbert, klue_dir, tmp_p
     assert set(forwards) | {f"ctranslate2 {t}" for t in refused} == {
         f"ctranslate2 {t}" for t in runtimes.CT2_TYPES
     }
-    fp32 = Predictor(reference.tokenizer, forwards["ctranslate2 fp32"], reference.config)
+    fp32 = Predictor(
+        reference.tokenizer,
+        forwards["ctranslate2 fp32"],
+        reference.config,
+        reference.calibration,
+    )
     got = fp32.predict_proba(premises, hypotheses)
     assert np.abs(got - expected).max() <= 1e-4
     assert (got.argmax(1) == expected.argmax(1)).all()
@@ -77,6 +82,12 @@ def test_nncf_int8_and_its_accuracy_aware_int8(kcbert, klue_dir, tmp_path):
     premises, hypotheses = dev_pairs(klue_dir)
     expected = reference.predict_proba(premises, hypotheses)
     for forward in forwards.values():
-        int8 = Predictor(reference.tokenizer, forward, reference.config, runtime="openvino")
+        int8 = Predictor(
+            reference.tokenizer,
+            forward,
+            reference.config,
+            reference.calibration,
+            runtime="openvino",
+        )
         # int8 rounds the tiny model's probabilities by a little, not more
         assert np.abs(int8.predict_proba(premises, hypotheses) - expected).max() <= 0.05
