@@ -127,11 +127,10 @@ class TeamStack:
         # (mode 700, owned by root) is not reachable for that user.
         data = Path(tempfile.mkdtemp(prefix="klue-nli-pg-"))
         pwfile = data.with_suffix(".pw")
-        pwfile.write_text(self.password)
+        _write_private(pwfile, self.password)
         if os.geteuid() == 0:
             shutil.chown(data, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")
-        pwfile.chmod(0o600)
         initdb = [_pg_bin("initdb"), "-D", str(data / "db"), "-U", PG_USER, "-A", "scram-sha-256"]
         subprocess.run(
             _as_postgres_user([*initdb, f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"]),
@@ -225,13 +224,20 @@ class TeamStack:
 STATE = Path(".team")
 
 
+def _write_private(path: Path, text: str) -> None:
+    """A file holding a secret, readable by its owner only from its creation (never briefly
+    world-readable, whatever the umask), and made so again if it existed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def up(env: dict) -> None:
     stack = TeamStack(STATE.resolve()).start(env)
     lines = [f"export {k}={v}" for k, v in stack.client_env().items()]
     lines.append(f"# DVC remote: dvc remote add -d team {stack.dvc_remote}")
-    env_file = STATE / "env"
-    env_file.touch(mode=0o600)  # it holds the generated credentials
-    env_file.write_text("\n".join(lines) + "\n")
+    _write_private(STATE / "env", "\n".join(lines) + "\n")  # it holds the credentials
     pids = {name: s.proc.pid for name, s in stack.servers.items()}
     (STATE / "pids.json").write_text(json.dumps(pids))
     print(f"team servers up: {pids}; for a clone: source {STATE / 'env'}")

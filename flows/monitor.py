@@ -13,7 +13,7 @@ from prefect import flow
 from klue_nli.core.params import PARAMS_FILE, load_params
 from klue_nli.inference.drift import THRESHOLD
 from klue_nli.monitoring.drift_check import check, one_line
-from klue_nli.monitoring.webhook import notify
+from klue_nli.monitoring.webhook import notify, shown
 
 STATE_FILE = ".monitor-state.json"  # the last check's counts: each run compares what came since
 
@@ -34,5 +34,5 @@ def monitor_flow(
     print(one_line(result))
     if webhook_url and result["drift"]:
         notify(webhook_url, result)
-        print(f"posted to {webhook_url}")
+        print(f"posted to {shown(webhook_url)}")
     return result

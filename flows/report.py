@@ -14,7 +14,7 @@ from klue_nli.registry import tracking
 
 
 def _run_link(run_id: str) -> str:
-    uri = tracking.tracking_uri()
+    uri = tracking.redact(tracking.tracking_uri())  # a server's password is not shown
     if uri.startswith("http"):
         return f"[{run_id}]({uri.rstrip('/')}/#/runs/{run_id})"
     return f"`{run_id}` in `{uri}` (open with `make mlflow-ui`)"

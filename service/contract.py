@@ -101,7 +101,13 @@ async def answer(send: Send, path: str, handler: Handler, request: BaseModel) ->
         status = exc.error_code.value
         said = {**ERRORS, **ROUTE_ERRORS.get(path, {})}
         message = said.get(status, str(exc)) if status >= 500 else str(exc)
-        return await send_error(send, status, message or said.get(status, "the request failed"))
+        # a refusal that knows when to come back says so (a full review queue)
+        wait = getattr(exc, "retry_after_s", None)
+        if wait is not None:
+            message = str(exc)
+        headers = [(b"retry-after", str(wait).encode())] if wait is not None else None
+        message = message or said.get(status, "the request failed")
+        return await send_error(send, status, message, headers=headers)
     except Exception:  # a bug: logged with its traceback, answered without one
         log.exception("POST %s failed", path)
         return await send_error(send, 500, "an unexpected error: see the server log")

@@ -17,7 +17,7 @@ from bentoml.exceptions import NotFound, ServiceUnavailable
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import Params
-from klue_nli.data.feedback import STORE_ENV, FeedbackStore, store_url
+from klue_nli.data.feedback import STORE_ENV, FeedbackStore, StoreFull, store_url
 
 __all__ = ["STORE_ENV", "Corrections", "Given", "RecentAnswers"]
 
@@ -50,12 +50,21 @@ class RecentAnswers:
         return self._answers.get(answer_id)
 
 
+class QueueFull(ServiceUnavailable):
+    """503 with Retry-After: a cap on stored corrections is reached (the store is up)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Corrections:
     """Commits corrections to the feedback store, opened at first use (and again after a
     failure), so a store that is down when the service starts only delays /feedback."""
 
     def __init__(self, params: Params, recent: RecentAnswers) -> None:
         self.url = store_url(params)  # the store `klue-nli feedback` and the flow read
+        self.caps = (params.feedback.max_pending, params.feedback.max_rows_per_hour)
         self.recent = recent
         self._store: FeedbackStore | None = None
         # corrections are committed in worker threads (asyncio.to_thread): one opens the
@@ -78,6 +87,7 @@ class Corrections:
             answered=answered,
             model_version=given.model_version or None,
             note=note,
+            caps=self.caps,
         )
 
     async def submit(
@@ -102,6 +112,8 @@ class Corrections:
             given = Given(premise, hypothesis or "", "", "")  # a pair of the user's own
         try:  # SQLAlchemy blocks: the event loop keeps serving meanwhile
             return await asyncio.to_thread(self._add, label, given, answer_id, note)
+        except StoreFull as full:
+            raise QueueFull(str(full), full.retry_after_s) from None
         except UserError:  # unreachable, refusing writes, or its driver missing
             with self._opening:
                 self._store = None  # open again next time

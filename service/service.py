@@ -26,10 +26,13 @@ from klue_nli.core.manifest import stat_fingerprint, verify_model_dir
 from klue_nli.inference.batching import MicroBatcher, Overloaded
 from klue_nli.inference.bento import BENTO_MODEL, served_variant
 from klue_nli.inference.predictor import Predictor, require_native
+from klue_nli.network.calibration import read_calibration
 from service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_answer
 from service.arrival import ARRIVED, Arrival
 from service.contract import JsonContract, Route
 from service.feedback import Corrections, Given, RecentAnswers
+from service.guard import Guard, allowed_hosts
+from service.headers import SecurityHeaders
 from service.inputs import PARAMS, SERVE, Batch, Correction, Pair
 from service.limits import BodyLimit
 from service.prometheus import BatchMetrics, observe_answers, observe_variant
@@ -49,6 +52,8 @@ MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 
 # Set by the deployment hook once the model folder passed its checksums, for the workers
 # (they inherit the server's environment): the folder's stat_fingerprint then.
 CHECKED_ENV = "KLUE_NLI_MODEL_CHECKED"
+# uvicorn's list of the peers whose X-Forwarded-For it believes
+FORWARDED_ENV = "FORWARDED_ALLOW_IPS"
 
 
 # The routes the contract middleware (service/contract.py) answers in one pass.
@@ -58,7 +63,8 @@ JSON_ROUTES = {
     "/feedback": Route(Correction, "take_correction"),
 }
 
-ui = FastAPI()
+# FastAPI's own documentation routes off: /docs.json is the service's OpenAPI document
+ui = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @ui.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -93,12 +99,22 @@ class NLIService:
             # taken before the hashing: a file rewritten meanwhile no longer matches it
             fingerprint = stat_fingerprint(model.path)
             verify_model_dir(model.path, require_manifest=True)
+            read_calibration(model.path)  # the probabilities it shows, as evaluate measured them
         except (UserError, bentoml.exceptions.NotFound) as exc:
             print(f"klue-nli service: error: refusing to serve: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         # A worker (the first, or one replacing a crashed one) then checks that no file
         # changed since, instead of hashing the folder again (most of a worker's start).
         os.environ[CHECKED_ENV] = fingerprint
+
+    @bentoml.on_deployment
+    def trust_configured_proxies_only() -> None:
+        """Runs once in `bentoml serve`, before any worker starts (they inherit it): uvicorn
+        takes the client's address from X-Forwarded-For when the peer is in
+        FORWARDED_ALLOW_IPS, loopback by default, so any local client could name its own
+        address and get a fresh rate-limit bucket. Only feedback.trusted_proxies (none by
+        default) are trusted."""
+        os.environ[FORWARDED_ENV] = ",".join(PARAMS.feedback.trusted_proxies)
 
     @bentoml.on_deployment
     def respawn_crashed_workers_promptly() -> None:
@@ -235,8 +251,11 @@ class NLIService:
         return await self.take_correction(Correction.model_construct(label=label, **fields))
 
 
-# Outermost first: the arrival stamp, the size limit before anything reads a body, the
-# corrections' rate limit, then the JSON contract.
+# Outermost first: the security headers on every answer, the guard (host names, known paths:
+# before BentoML's request metrics see a path), the arrival stamp, the size limit before
+# anything reads a body, the corrections' rate limit, then the JSON contract.
+NLIService.add_asgi_middleware(SecurityHeaders, page=PAGE)
+NLIService.add_asgi_middleware(Guard, hosts=allowed_hosts(SERVE.allowed_hosts))
 NLIService.add_asgi_middleware(Arrival)
 NLIService.add_asgi_middleware(ServedHeader)
 NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

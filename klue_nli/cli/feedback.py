@@ -10,7 +10,9 @@ import click
 
 from klue_nli.core.params import PARAMS_FILE, Params, load_params
 
-params_option = click.option("--params", "params_file", default=PARAMS_FILE, show_default=True)
+params_option = click.option(
+    "--params", "params_file", default=PARAMS_FILE, show_default=True, help="the params file"
+)
 
 
 def _store(params: Params):
@@ -25,20 +27,30 @@ def feedback() -> None:
 
 
 @feedback.command("list")
-@click.option("--status", type=click.Choice(["pending", "accepted", "rejected"]))
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--status", type=click.Choice(["pending", "accepted", "rejected"]), help="only these rows"
+)
+@click.option("--limit", type=int, default=50, show_default=True, help="at most this many rows")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--full", is_flag=True, help="each correction's whole premise, hypothesis and note")
 @params_option
-def list_(status: str | None, limit: int, as_json: bool, params_file: str) -> None:
-    """The stored corrections (oldest first), and how many there are of each status."""
+def list_(status: str | None, limit: int, as_json: bool, full: bool, params_file: str) -> None:
+    """The stored corrections (oldest first), and how many there are of each status. A line
+    each shows the premise's first 40 characters; --full or --json show every text whole."""
     store = _store(load_params(params_file))
     for row in store.rows(status, limit):
         if as_json:
             shown = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
             print(json.dumps(shown, ensure_ascii=False, sort_keys=True))
-        else:
-            said = f"{row['answered'] or '?'} -> {row['label']}"
+            continue
+        said = f"{row['answered'] or '?'} -> {row['label']}"
+        if not full:
             print(f"{row['id']:>6}  {row['status']:<8}  {said:<28}  {row['premise'][:40]!r}")
+            continue
+        print(f"{row['id']:>6}  {row['status']:<8}  {said}")
+        for key in ("premise", "hypothesis", "note"):
+            if row.get(key):
+                print(f"        {key}: {row[key]!r}")
     counts = store.counts()
     click.echo(", ".join(f"{n} {status}" for status, n in counts.items()), err=True)
 
@@ -78,7 +90,7 @@ def export(params_file: str) -> None:
     )
 
 
-@click.command()
+@click.command(short_help="Drift of the champion's answers from its dev profile (PSI).")
 @click.option("--url", default="http://127.0.0.1:3000", show_default=True, help="the service")
 @click.option(
     "--since",
@@ -86,7 +98,13 @@ def export(params_file: str) -> None:
     metavar="FILE",
     help="compare only the answers since the check that wrote FILE (updated here)",
 )
-@click.option("--min-answers", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--min-answers",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="fewer new answers than this: no verdict",
+)
 @click.option(
     "--threshold",
     type=click.FloatRange(min=0),

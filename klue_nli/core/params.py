@@ -10,11 +10,13 @@ naming its dotted key, e.g. `train.batch_size: must be > 0, got -1`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -281,6 +283,10 @@ class ServeParams(Section):
     # load) run by ONNX Runtime or OpenVINO on CPU (ignored on a GPU); torch: the PyTorch
     # model. make variants measures each (benchmarks/variants.json, docs/performance.md).
     runtime: Literal["onnxruntime", "openvino", "torch"]
+    # Host names answered (a request naming another is refused: a page elsewhere that a DNS
+    # rebinding points at this machine cannot post to it); "*" answers any. The container
+    # image sets KLUE_NLI_ALLOWED_HOSTS instead (comma-separated).
+    allowed_hosts: Annotated[tuple[str, ...], BeforeValidator(_listed), Field(min_length=1)]
 
     @field_validator("runtime")
     @classmethod
@@ -291,6 +297,16 @@ class ServeParams(Section):
         if quantize == "int8" and runtime == "openvino":
             raise ValueError("quantize int8 runs on onnxruntime or torch; set serve.runtime")
         return runtime
+
+
+def _addresses(value: tuple[str, ...]) -> tuple[str, ...]:
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return value
 
 
 class FeedbackParams(Section):
@@ -304,6 +320,15 @@ class FeedbackParams(Section):
     # the answers a worker remembers (pair, label, model version; in memory, never logged),
     # so a correction can name the answer it corrects by its answer_id
     recent_answers: Positive
+    # POST /feedback answers 503 (Retry-After) while this many corrections wait for review,
+    # or this many were stored in the last hour, from every client together
+    max_pending: Positive
+    max_rows_per_hour: Positive
+    # proxies (addresses or networks) whose X-Forwarded-For names the client; from any other
+    # peer the header is ignored, so a client cannot pick its own rate-limit bucket
+    trusted_proxies: Annotated[
+        tuple[str, ...], BeforeValidator(_listed), AfterValidator(_addresses)
+    ]
 
 
 class Params(Section):

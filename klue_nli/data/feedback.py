@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,15 @@ class StoreUnavailable(UserError):
     """The database cannot be reached or written now (the service answers 503)."""
 
 
+class StoreFull(StoreUnavailable):
+    """A cap on stored corrections is reached (feedback.max_pending, max_rows_per_hour): the
+    service answers 503 with Retry-After, so one client cannot fill the review queue."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # The store's URL from the environment (a container's volume, a team's database, a test's
 # scratch file): a SQLAlchemy URL, as feedback.database_url.
 STORE_ENV = "KLUE_NLI_FEEDBACK_URL"
@@ -101,6 +110,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _private_file(path: Path) -> None:
+    """The SQLite file, created readable by its owner only (0600) before SQLite opens it (one
+    an earlier version left readable made so too): it holds what users typed. SQLite creates
+    its -wal and -shm files with the database's mode."""
+    if str(path) == ":memory:":
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_uid == os.getuid():
+            file.chmod(0o600)
+
+
 class FeedbackStore:
     """The feedback table behind one engine. Every write is one transaction."""
 
@@ -121,7 +143,7 @@ class FeedbackStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             if self.engine.dialect.name == "sqlite" and self.engine.url.database:
-                Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(self.engine.url.database))
             metadata.create_all(self.engine)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"feedback store {self.where}: {_reason(exc)}") from None
@@ -141,8 +163,10 @@ class FeedbackStore:
         answered: str | None = None,
         model_version: str | None = None,
         note: str | None = None,
+        caps: tuple[int, int] | None = None,
     ) -> int:
-        """Store one correction; its id once committed."""
+        """Store one correction; its id once committed. `caps`: (most pending rows, most rows
+        stored in the last hour), checked in the same transaction: StoreFull past either."""
         row = {
             "premise": premise,
             "hypothesis": hypothesis,
@@ -156,6 +180,8 @@ class FeedbackStore:
         }
         try:
             with self.engine.begin() as conn:
+                if caps is not None:
+                    _check_caps(conn, *caps, now=row["created_at"])
                 return int(conn.execute(insert(FEEDBACK).values(**row)).inserted_primary_key[0])
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"feedback store {self.where}: {_reason(exc)}") from None
@@ -288,6 +314,26 @@ def _status(status: str) -> str:
     if status not in STATUSES:
         raise UserError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     return status
+
+
+def _check_caps(conn, max_pending: int, max_per_hour: int, now: datetime) -> None:
+    pending = conn.execute(
+        select(func.count()).select_from(FEEDBACK).where(FEEDBACK.c.status == "pending")
+    ).scalar_one()
+    if pending >= max_pending:
+        raise StoreFull(
+            f"{pending} corrections wait for review (feedback.max_pending): review some first",
+            3600,
+        )
+    hour_ago = now - timedelta(hours=1)
+    recent = select(func.count(), func.min(FEEDBACK.c.created_at)).where(
+        FEEDBACK.c.created_at >= hour_ago
+    )
+    count, oldest = conn.execute(recent).one()
+    if count >= max_per_hour:
+        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)  # SQLite drops it
+        wait = max(1, int((oldest + timedelta(hours=1) - now).total_seconds()) + 1)
+        raise StoreFull(f"{count} corrections in the last hour (feedback.max_rows_per_hour)", wait)
 
 
 def _reason(exc: Exception) -> str:

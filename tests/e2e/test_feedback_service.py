@@ -45,13 +45,16 @@ LIMIT = load_params(ROOT / "params.yaml").feedback.per_client_per_minute
 PAIR = {"premise": "민수가 지수를 도왔다.", "hypothesis": "지수가 민수를 도왔다."}
 
 
-def post_from(source: str, url: str, path: str, body: dict, timeout: float = 60) -> tuple:
+def post_from(
+    source: str, url: str, path: str, body: dict, timeout: float = 60, headers: dict | None = None
+) -> tuple:
     """POST `body` as JSON from the loopback address `source`: (status, headers, JSON)."""
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout, source_address=(source, 0))
     try:
         payload = json.dumps(body).encode()
-        conn.request("POST", path, payload, {"Content-Type": "application/json"})
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        conn.request("POST", path, payload, sent)
         resp = conn.getresponse()
         return resp.status, dict(resp.getheaders()), json.loads(resp.read() or b"null")
     finally:
@@ -223,6 +226,18 @@ def test_one_address_past_its_limit_gets_429_and_others_are_not_held(served):
     assert {"400", "404", "413", "415", "429", "503"} <= set(
         spec["paths"]["/feedback"]["post"]["responses"]
     )
+
+
+def test_a_client_cannot_name_its_own_address_to_escape_the_limit(served):
+    """uvicorn believes X-Forwarded-For from loopback unless told otherwise: a client held at
+    429 that names another address must still be held (feedback.trusted_proxies is empty)."""
+    url, body = served["url"], {**PAIR, "label": "neutral"}
+    for _ in range(LIMIT):
+        assert post_from("127.0.2.6", url, "/feedback", body)[0] == 200
+    for forwarded in ("10.0.0.1", "10.0.0.2", "203.0.113.9", "2001:db8::1"):
+        named = {"X-Forwarded-For": forwarded, "X-Real-IP": forwarded}
+        status, _, error = post_from("127.0.2.6", url, "/feedback", body, headers=named)
+        assert status == 429, (forwarded, status, error)
 
 
 def test_correction_text_never_reaches_the_log(served):

@@ -126,6 +126,51 @@ def test_health_metrics_and_openapi(served):
     assert "http://" not in page.text and "https://" not in page.text  # no CDN assets
 
 
+def test_every_answer_carries_the_security_headers_and_only_known_routes_answer(served):
+    url = served["url"]
+    answers = {
+        "page": requests.get(url + "/", timeout=10),
+        "api": post(f"{url}/api", {"premise": "비가 온다.", "hypothesis": "맑다."}),
+        "bad": post(f"{url}/api", {"premise": "비가 온다."}),
+        "metrics": requests.get(url + "/metrics", timeout=10),
+        "unknown": requests.get(url + "/nowhere", timeout=10),
+    }
+    policy = answers["page"].headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    for name, resp in answers.items():
+        assert resp.headers["content-security-policy"] == policy, name
+        assert resp.headers["x-content-type-options"] == "nosniff", name
+        assert resp.headers["referrer-policy"] == "no-referrer", name
+    # FastAPI's and BentoML's documentation pages are not served; the OpenAPI document is
+    for path in ("/docs", "/redoc", "/openapi.json", "/static_content/swagger-ui.css"):
+        resp = requests.get(url + path, timeout=10)
+        assert resp.status_code == 404 and resp.json()["error"] == "no such route", path
+    assert requests.get(url + "/docs.json", timeout=10).status_code == 200
+    # a request naming another host (a DNS-rebinding page's) is refused
+    rebound = requests.post(
+        f"{url}/feedback",
+        json={"label": "neutral", "premise": "a", "hypothesis": "b"},
+        headers={"Host": "attacker.example"},
+        timeout=10,
+    )
+    assert rebound.status_code == 400 and "host name" in rebound.json()["error"]
+
+
+def test_invented_paths_add_nothing_to_metrics(served):
+    """BentoML labels its request metrics by path: 1,000 invented paths must not add a series."""
+    url = served["url"]
+
+    def series() -> set[str]:
+        page = requests.get(url + "/metrics", timeout=10).text
+        return {line.rsplit(" ", 1)[0] for line in page.splitlines() if not line.startswith("#")}
+
+    before = series()
+    with requests.Session() as session:
+        for i in range(1000):
+            assert session.get(f"{url}/probe-{i}-%3Cscript%3E", timeout=10).status_code == 404
+    assert series() == before
+
+
 LONG = "가" * 1001
 BAD_INPUTS = [
     ("/api", {"premise": "전제"}, "hypothesis"),
@@ -293,7 +338,8 @@ def test_bentoml_build_packages_the_champion(served):
     requirements = next(folder.rglob("requirements.txt")).read_text()
     assert "torch==2.13.0+cpu" in requirements and "mlflow" not in requirements
     generated = "\n".join(p.read_text() for p in folder.rglob("Dockerfile*"))
-    assert "FROM python:3.11.7-slim-bookworm" in generated
+    assert "FROM python:3.11.16-slim-bookworm" in generated
+    assert "KLUE_NLI_ALLOWED_HOSTS" in generated
     assert "download.pytorch.org/whl/cpu" in generated + requirements
     assert (
         "ARG KLUE_NLI_HOST=0.0.0.0" in generated and "ENV KLUE_NLI_HOST=$KLUE_NLI_HOST" in generated
@@ -581,11 +627,27 @@ def test_errors_speak_the_projects_words(served):
     assert served["server"].alive()
 
 
-def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path):
+def truncate_weights(folder: Path) -> str:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])  # e.g. a copy cut short
+    return "model.safetensors is corrupt"
+
+
+def drop_calibration(folder: Path) -> str:
+    """A model exported before calibration: consistent, but without calibration.json."""
+    from klue_nli.core.manifest import CALIBRATION_FILE, write_manifest
+
+    (folder / CALIBRATION_FILE).unlink()
+    write_manifest(folder)
+    return "calibration.json is missing"
+
+
+@pytest.mark.parametrize("damage", [truncate_weights, drop_calibration])
+def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path, damage):
     home = tmp_path / "bentoml-damaged"
     shutil.copytree(served["bentoml_home"], home)
     [weights] = list((home / "models").rglob("model.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:-1000])  # truncated, e.g. a copy cut short
+    said = damage(weights.parent)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENTOML_HOME": str(home)}
     proc = subprocess.run(
         [sys.executable, "-m", "bentoml", "serve", bento_service(ROOT),
@@ -594,7 +656,7 @@ def test_a_damaged_model_stops_the_server_with_one_clear_line(served, tmp_path):
     )  # fmt: skip
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-2000:]
-    assert "refusing to serve" in output and "model.safetensors is corrupt" in output, output
+    assert "refusing to serve" in output and said in output, output
     assert "Traceback" not in output, output
 
 

@@ -170,6 +170,20 @@ def _cli(workdir, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_the_cli_shows_whole_texts_on_request(workdir):
+    params = default_params()
+    write_params(workdir / "params.yaml", params)
+    store = FeedbackStore(store_url(params, {}))
+    premise = "비가 와서 길이 젖었고, 사람들은 우산을 쓰고 천천히 걸었다. " * 3  # > 40 characters
+    _add(store, 0, premise=premise)
+    short = _cli(workdir, "list")
+    assert short.returncode == 0 and premise not in short.stdout
+    assert repr(premise[:40]) in short.stdout
+    full = _cli(workdir, "list", "--full")
+    assert full.returncode == 0, full.stderr
+    assert f"premise: {premise!r}" in full.stdout and "hypothesis: '가설 0'" in full.stdout
+
+
 def test_the_cli_lists_reviews_and_exports(workdir):
     params = default_params()
     write_params(workdir / "params.yaml", params)

@@ -88,7 +88,22 @@ def test_every_server_default_binds_loopback():
         ("/home/me/data/kcbert-base", "<local>/kcbert-base"),
         ("file:///srv/mirror/klue-nli", "<local>/klue-nli"),
         ("~/klue", "<local>/klue"),
-        ("https://user:s3cret@mirror.example/klue", "https://mirror.example/klue"),
+        ("https://user:s3cret@mirror.example/klue", "https://user:***@mirror.example/klue"),
+        # a password holding the characters a plain URL split stops at
+        (
+            "postgresql://u:p/ss#w?rd@db.example:5432/klue",
+            "postgresql://u:***@db.example:5432/klue",
+        ),
+        (
+            "postgresql://db.example/klue?sslmode=require&password=s3cret",
+            "postgresql://db.example/klue?sslmode=require&password=***",
+        ),
+        ("host=db.example dbname=klue password=s3cret", "host=db.example dbname=klue password=***"),
+        (
+            "host=db.example password='s3 cret' dbname=klue",
+            "host=db.example password=*** dbname=klue",
+        ),
+        ("https://host/a@b", None),
         ("https://raw.githubusercontent.com/KLUE-benchmark/KLUE", None),
         ("beomi/kcbert-base", None),
         ("data/raw", None),
@@ -96,3 +111,39 @@ def test_every_server_default_binds_loopback():
 )
 def test_redaction_of_values_before_they_are_logged(value, logged):
     assert tracking.redact(value) == (value if logged is None else logged)
+
+
+def test_a_webhook_that_refuses_or_is_gone_is_named_without_its_secret_path():
+    """A chat webhook's URL path is its secret: an error line shows the scheme and host only
+    (requests' own message quotes the whole URL)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from devtools.sandbox import free_port
+    from klue_nli.core.errors import UserError
+    from klue_nli.monitoring.webhook import notify
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    Thread(target=server.serve_forever, daemon=True).start()
+    result = {"model_version": "3", "answers": 300, "drift": None, "reason": "few"}
+    secret = "T000/B000/XXXXsecretXXXX"
+    try:
+        for url, said in (
+            (f"http://127.0.0.1:{server.server_port}/services/{secret}", "HTTP 404"),
+            (f"http://127.0.0.1:{free_port()}/services/{secret}", "did not answer"),
+        ):
+            with pytest.raises(UserError) as refused:
+                notify(url, result)
+            assert secret not in str(refused.value) and said in str(refused.value)
+            assert "http://127.0.0.1/…" in str(refused.value)
+    finally:
+        server.shutdown()
+        server.server_close()
