@@ -78,6 +78,8 @@ def render_train_speed(speed: dict[str, Any]) -> str:
     """The ways of training side by side, as `make train-speed` measured them."""
     cpu = speed["cpu"] if isinstance(speed["cpu"], dict) else {"model": speed["cpu"]}
     flags = ", ".join(cpu.get("flags", [])) or "flags not recorded"
+    if "date" not in speed:
+        raise SystemExit(f"{TRAIN_SPEED}: no date or commit (an older run): rerun make train-speed")
     when = f"{speed['date']}, commit `{speed['commit']}`"
     lines = [
         f"`make train-speed` ({when}) on {speed['cores']} cores ({cpu['model']}; {flags}), "

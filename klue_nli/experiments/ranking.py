@@ -18,6 +18,7 @@ GRID = {
     "train.layer_decay": "ld",
     "train.ema_decay": "ema",
     "data.kornli.add_dev_to_train": "xnli",
+    "seed": "seed",  # the same point at several seeds: the spread a gain is read against
 }
 GRID_KEYS = tuple(GRID)
 COLUMNS = {
@@ -31,6 +32,7 @@ COLUMNS = {
     "train.layer_decay": "layer decay",
     "train.ema_decay": "EMA",
     "data.kornli.add_dev_to_train": "+ XNLI dev",
+    "seed": "seed",
 }
 
 

@@ -468,3 +468,16 @@ def test_sweep_axes_given_replace_the_demo_s_values_and_empty_ones_keep_them(cap
         assert "data.kornli.add_dev_to_train=true" in args
         assert "train.learning_rate=1.0e-04" in args or "train.learning_rate=0.0001" in args
     assert "sweep-emanull-xnlitrue" in commands[0]
+
+
+def test_the_seed_axis_runs_one_point_at_each_seed(capsys):
+    """--seed "7 8 9" with EMA on and off: every point at every seed (the spread between
+    seeds is measured in the same sweep as the gain it is read against)."""
+    from klue_nli.experiments.sweep import sweep
+
+    sweep({"train.ema_decay": ["null", "0.999"], "seed": ["7", "8", "9"]}, dry_run=True)
+    commands = [c.split() for c in capsys.readouterr().out.splitlines()]
+    assert len(commands) == 6
+    seeds = sorted(a for c in commands for a in c if a.startswith("seed="))
+    assert seeds == ["seed=7", "seed=7", "seed=8", "seed=8", "seed=9", "seed=9"]
+    assert "sweep-ema0.999-seed9" in commands[-1]
