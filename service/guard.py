@@ -1,13 +1,13 @@
-"""ASGI middleware: which requests reach the service at all, decided before anything else reads
-them (BentoML's request metrics included).
+"""ASGI middleware: which requests reach the service's routes at all.
 
 - **Host names.** A request whose `Host` is not in `serve.allowed_hosts` (or
   KLUE_NLI_ALLOWED_HOSTS, comma-separated: the container image's) is refused with 400: a page
   on another site that a DNS rebinding points at this machine names its own host, so it
   cannot post corrections to a service on loopback. `*` answers any name.
 - **Known paths.** A path the service does not serve is answered 404 here, in the project's
-  error shape, and never reaches BentoML, whose request metrics are labelled by path: every
-  invented path would otherwise add its own series to /metrics, without bound.
+  error shape: BentoML's Swagger files and FastAPI's documentation routes are never reached.
+  (BentoML's request metrics sit outside every middleware a service adds, so they still
+  count such a request under its path.)
 """
 
 from __future__ import annotations
