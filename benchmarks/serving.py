@@ -33,7 +33,7 @@ ROOT = HERE.parent
 ROUNDS = max(3, int(os.environ.get("BENCH_ROUNDS", "3")))
 DURATION = min(float(os.environ.get("BENCH_DURATION", "6")), 60.0)
 CONCURRENCY = (1, 8, 32)
-API_DURATION = "bentoml_service_request_duration_seconds"
+API_DURATION = "klue_nli_request_duration_seconds"  # the service's, by route
 
 
 def load(url: str, concurrency: int = 0, rate: float = 0, duration: float = DURATION) -> dict:
@@ -82,15 +82,15 @@ def cpu_shares(before: dict, after: dict, wall_s: float) -> dict:
 
 
 def scrape(url: str) -> dict[str, float]:
-    """/metrics as {name|label values: value}, summed over workers; BentoML's request
-    metrics for /api only."""
+    """/metrics as {name|label values: value}, summed over workers; the request metrics for
+    /api only."""
     out: dict[str, float] = defaultdict(float)
     for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
         if not line or line.startswith("#"):
             continue
         head, value = line.rsplit(" ", 1)
         name, _, labels = head.partition("{")
-        if name.startswith("bentoml_") and 'endpoint="/api"' not in labels:
+        if name.startswith(API_DURATION) and 'route="/api"' not in labels:
             continue
         le = re.search(r'le="([^"]+)"', labels)
         kind = re.search(r'kind="([^"]+)"', labels)

@@ -11,14 +11,27 @@ from flows.stage import StageFailed, tool_env
 from klue_nli.core.params import load_params
 
 
+def uncached_outputs(paths) -> list[str]:
+    """Every output dvc.yaml declares `cache: false`: git carries them, and a clone finds the
+    pipeline up to date only if all of them travel (tests/unit/test_publish.py holds the
+    list to dvc.yaml)."""
+    return [
+        f"{paths.train_live}/metrics.json",
+        f"{paths.train_live}/plots",
+        paths.eval_metrics,
+        paths.confusion,
+        paths.reliability,
+        paths.risk_coverage,
+    ]
+
+
 @task
 def publish(params_file: str, message: str) -> str:
     """Cached outputs go to the DVC remote (`dvc push`); dvc.lock, params.yaml and the uncached
     metrics and plots (git's, as DVC intends) to the git remote the checkout came from. A fresh
     clone then gets the run with `git pull` + `dvc pull` and finds the pipeline up to date.
     The new commit, or "nothing new to publish"."""
-    paths = load_params(params_file).paths
-    tracked = ["dvc.lock", params_file, paths.train_live, paths.eval_metrics, paths.confusion]
+    tracked = ["dvc.lock", params_file, *uncached_outputs(load_params(params_file).paths)]
 
     def run(*args: str) -> str:
         proc = subprocess.run(args, capture_output=True, text=True, env=tool_env())

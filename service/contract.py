@@ -13,9 +13,10 @@ document says is what the routes do.
   BentoML's clients, whose requests this answers the same way.
 - `/docs.json` documents exactly that (service/openapi.py).
 
-Everything outside this middleware still applies: BentoML's request metrics and concurrency
-limit (its access log and the JSON routes' trace spans are off by default: service.py), and
-this project's arrival stamp, body limit and rate limit.
+Everything outside this middleware still applies: BentoML's concurrency limit (its access
+log, per-path request metrics and the JSON routes' trace spans are off by default:
+service.py), and this project's request metrics, headers, guard, arrival stamp, body limit
+and rate limit.
 """
 
 from __future__ import annotations

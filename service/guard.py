@@ -6,8 +6,6 @@
   cannot post corrections to a service on loopback. `*` answers any name.
 - **Known paths.** A path the service does not serve is answered 404 here, in the project's
   error shape: BentoML's Swagger files and FastAPI's documentation routes are never reached.
-  (BentoML's request metrics sit outside every middleware a service adds, so they still
-  count such a request under its path.)
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""The service's own Prometheus metrics, on `/metrics` beside BentoML's (summed over workers):
-what each model call batched, how much of it was padding, how long requests queued, how
-long the model ran. `make bench` reads them to split a request's time into HTTP, queue and
-model; in production they show whether batching works.
+"""The service's Prometheus metrics, on `/metrics` (summed over workers): each request by
+route and status (a path the service does not serve counts as one route, `other`, so no
+client can add series: BentoML's own request metrics, labelled by the raw path, are off),
+what each model call batched, how much of it was padding, how long requests queued, how long
+the model ran. `make bench` reads them to split a request's time into HTTP, queue and model;
+in production they show whether batching works.
 
 BentoML's metrics are lazy proxies (created at first use, in the worker's multiprocess
 registry), so declaring them here has no import-time effect.
@@ -15,6 +17,12 @@ import bentoml
 
 from klue_nli.inference.drift import CONFIDENCE_BUCKETS
 
+REQUEST_SECONDS = bentoml.metrics.Histogram(
+    name="klue_nli_request_duration_seconds",
+    documentation="Time from a request's arrival to its answer's last byte, by route and status",
+    labelnames=["route", "code"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 BATCH_PAIRS = bentoml.metrics.Histogram(
     name="klue_nli_batch_pairs",
     documentation="Pairs per model call",
@@ -122,3 +130,40 @@ def observe_variant(version: str, runtime: str, quantize: str) -> None:
     started."""
     SERVED_VARIANT.labels(model_version=version, runtime=runtime, quantize=quantize).set(1)
     STARTED.set(time.time())
+
+
+class RequestMetrics:
+    """ASGI middleware: every HTTP request's duration, labelled by its route (one of `routes`,
+    else `other`) and status code: a bounded set of series whatever paths clients send."""
+
+    def __init__(self, app, routes: frozenset[str]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/metrics":
+            return await self.app(scope, receive, send)
+        route = scope["path"] if scope["path"] in self.routes else "other"
+        started = time.perf_counter()
+        status = 500  # until the answer says otherwise (an app that raised sent none)
+
+        async def timed_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                elapsed = time.perf_counter() - started
+                REQUEST_SECONDS.labels(route=route, code=str(status)).observe(elapsed)
+
+        return await self.app(scope, receive, timed_send)
+
+
+def exposition() -> tuple[bytes, str]:
+    """/metrics: every worker's metrics (BentoML's multiprocess files), as Prometheus text."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

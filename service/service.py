@@ -18,7 +18,7 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from klue_nli.core.cpus import threads_per_worker
 from klue_nli.core.errors import UserError
@@ -31,11 +31,17 @@ from service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_
 from service.arrival import ARRIVED, Arrival
 from service.contract import JsonContract, Route
 from service.feedback import Corrections, Given, RecentAnswers
-from service.guard import Guard, allowed_hosts
+from service.guard import KNOWN_PATHS, Guard, allowed_hosts
 from service.headers import SecurityHeaders
 from service.inputs import PARAMS, SERVE, Batch, Correction, Pair
 from service.limits import BodyLimit
-from service.prometheus import BatchMetrics, observe_answers, observe_variant
+from service.prometheus import (
+    BatchMetrics,
+    RequestMetrics,
+    exposition,
+    observe_answers,
+    observe_variant,
+)
 from service.ratelimit import RateLimit
 from service.respawn import prompt_respawn
 from service.variant import ServedHeader
@@ -72,6 +78,13 @@ def page() -> str:
     return PAGE.read_text(encoding="utf-8")
 
 
+@ui.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus' scrape: the service's metrics (service/prometheus.py), every worker's."""
+    body, media_type = exposition()
+    return Response(body, media_type=media_type)
+
+
 @bentoml.service(
     name="klue-nli",
     http={"host": HOST, "port": 3000},
@@ -81,6 +94,9 @@ def page() -> str:
     # samples none unless its tracing is configured). A BentoML configuration overrides
     # both (BENTOML_CONFIG, BENTOML_CONFIG_OVERRIDES).
     logging={"access": {"enabled": False}},
+    # BentoML's request metrics are labelled by the raw path (a client inventing paths adds
+    # series without bound); the service's own are labelled by route (service/prometheus.py)
+    metrics={"enabled": False},
     tracing={"excluded_urls": [rf"{path}(\?|$)" for path in JSON_ROUTES]},
 )
 @bentoml.asgi_app(ui, path="/")
@@ -251,9 +267,10 @@ class NLIService:
         return await self.take_correction(Correction.model_construct(label=label, **fields))
 
 
-# Outermost first: the security headers on every answer, the guard (host names, known paths:
-# before BentoML's request metrics see a path), the arrival stamp, the size limit before
+# Outermost first: each request timed by route, the security headers on every answer, the
+# guard (host names, known paths), the arrival stamp, the size limit before
 # anything reads a body, the corrections' rate limit, then the JSON contract.
+NLIService.add_asgi_middleware(RequestMetrics, routes=KNOWN_PATHS)
 NLIService.add_asgi_middleware(SecurityHeaders, page=PAGE)
 NLIService.add_asgi_middleware(Guard, hosts=allowed_hosts(SERVE.allowed_hosts))
 NLIService.add_asgi_middleware(Arrival)

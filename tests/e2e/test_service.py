@@ -110,7 +110,8 @@ def test_health_metrics_and_openapi(served):
     assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
     requests.post(f"{url}/api", json={"premise": "비가 온다.", "hypothesis": "맑다."}, timeout=30)
     metrics = requests.get(f"{url}/metrics", timeout=10)
-    assert metrics.status_code == 200 and "bentoml_" in metrics.text
+    assert metrics.status_code == 200
+    assert 'klue_nli_request_duration_seconds_count{code="200",route="/api"}' in metrics.text
     # the service's own: what each model call batched, padding, queue wait, model time
     from benchmarks.serving import scrape
 
@@ -154,6 +155,23 @@ def test_every_answer_carries_the_security_headers_and_only_known_routes_answer(
         timeout=10,
     )
     assert rebound.status_code == 400 and "host name" in rebound.json()["error"]
+
+
+def test_invented_paths_add_nothing_to_metrics(served):
+    """Requests are counted by route: 1,000 invented paths must not add a series."""
+    url = served["url"]
+
+    def series() -> set[str]:
+        page = requests.get(url + "/metrics", timeout=10).text
+        return {line.rsplit(" ", 1)[0] for line in page.splitlines() if not line.startswith("#")}
+
+    with requests.Session() as session:
+        session.get(f"{url}/probe-first", timeout=10)  # the `other` route's series exist
+        before = series()
+        for i in range(1000):
+            assert session.get(f"{url}/probe-{i}-%3Cscript%3E", timeout=10).status_code == 404
+    assert series() == before
+    assert not any("probe" in s for s in before)
 
 
 LONG = "가" * 1001

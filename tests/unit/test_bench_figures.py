@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.serving import ratios, service_stats, spread, summarise
 
-API = "bentoml_service_request_duration_seconds"
+API = "klue_nli_request_duration_seconds"
 
 
 def scrape(requests: int, in_app_s: float, calls: int, pairs: int, buckets: dict) -> dict:
