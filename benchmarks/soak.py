@@ -72,12 +72,14 @@ def save_demo_model(params, folder: Path) -> Path:
     from klue_nli.core.manifest import write_manifest
     from klue_nli.data.encoding import load_tokenizer
     from klue_nli.model.modeling import build_model
+    from klue_nli.network.calibration import Calibration, write_calibration
 
     tokenizer = load_tokenizer(params.model.name_or_path, do_lower_case=False)
     tokenizer.model_max_length = params.featurize.max_seq_length
     model = build_model(params.model, params.labels, tokenizer)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    write_calibration(folder, Calibration.none_fitted())  # random weights: nothing to fit on
     write_manifest(folder)  # the service serves only verifiable model folders
     return folder
 

@@ -50,12 +50,9 @@ def bentoml_home(home: Path) -> Iterator[None]:
 def write_calibration(folder: Path, temperature: float = 1.0, unsure_below: float = 0.0) -> None:
     """calibration.json as train writes it, for a model folder a test builds by hand (the
     default: probabilities as the softmax gives them, and no answer unsure)."""
-    from klue_nli.core.io import atomic_write_json
-    from klue_nli.core.manifest import CALIBRATION_FILE
-    from klue_nli.network.calibration import Calibration
+    from klue_nli.network.calibration import Calibration, write_calibration
 
-    fit = Calibration(temperature, unsure_below, 0.9, True, 0, 0.0, 0.0)
-    atomic_write_json(folder / CALIBRATION_FILE, fit.to_dict())
+    write_calibration(folder, Calibration(temperature, unsure_below, 0.9, True, 0, 0.0, 0.0))
 
 
 def deep_update(base: dict, new: dict) -> dict:

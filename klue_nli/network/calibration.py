@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from klue_nli.core.errors import UserError
+from klue_nli.core.io import atomic_write_json
 from klue_nli.core.manifest import CALIBRATION_FILE
 
 # The temperatures searched (log-uniform bounds): far outside what a fine-tuned classifier needs.
@@ -54,6 +55,17 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def none_fitted(cls) -> Calibration:
+        """For a model folder nobody trained (the benchmarks' random weights): the softmax as it
+        is and no answer unsure, saying so (`pairs` 0, `target_met` false)."""
+        return cls(1.0, 0.0, 1.0, False, 0, 0.0, 0.0)
+
+
+def write_calibration(model_dir: str | Path, calibration: Calibration) -> None:
+    """calibration.json into a model folder (before its manifest is written)."""
+    atomic_write_json(Path(model_dir) / CALIBRATION_FILE, calibration.to_dict())
 
 
 def read_calibration(model_dir: str | Path) -> Calibration:
