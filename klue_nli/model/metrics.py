@@ -90,7 +90,11 @@ def reliability_bins(probs: np.ndarray, gold: np.ndarray, bins: int) -> list[dic
 def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int) -> float:
     """ECE: the pair-weighted mean gap between confidence and accuracy over equal-width bins
     of the top probability (Guo et al., 2017)."""
-    points = reliability_bins(probs, gold, bins)
+    return _ece(reliability_bins(probs, gold, bins))
+
+
+def _ece(points: list[dict]) -> float:
+    """ECE from reliability points (what expected_calibration_error and the figures share)."""
     n = sum(p["pairs"] for p in points)
     return float(sum(p["pairs"] * abs(p["accuracy"] - p["confidence"]) for p in points) / n)
 
@@ -134,12 +138,14 @@ def selective(probs: np.ndarray, gold: np.ndarray, unsure: np.ndarray) -> dict:
 def calibration_figures(before: np.ndarray, after: np.ndarray, gold: np.ndarray, bins: int) -> dict:
     """ECE, Brier score and reliability points of the same pairs' probabilities before and
     after temperature scaling."""
+    points_before = reliability_bins(before, gold, bins)
+    points = reliability_bins(after, gold, bins)
     return {
         "pairs": len(gold),
-        "ece_before": expected_calibration_error(before, gold, bins),
-        "ece": expected_calibration_error(after, gold, bins),
+        "ece_before": _ece(points_before),
+        "ece": _ece(points),
         "brier_before": brier_score(before, gold),
         "brier": brier_score(after, gold),
-        "reliability_before": reliability_bins(before, gold, bins),
-        "reliability": reliability_bins(after, gold, bins),
+        "reliability_before": points_before,
+        "reliability": points,
     }

@@ -80,6 +80,10 @@ def version_card(provenance: dict, report: dict, run_params: dict[str, str]) -> 
     return "\n".join(lines) + "\n"
 
 
+# the sets evaluate measures calibration on, as the card names them
+SPLITS = (("dev", "dev"), ("out_of_domain", "out of domain"))
+
+
 def _calibration_lines(report: dict) -> list[str]:
     """The probabilities' calibration, the unsure threshold and the dev reliability diagram."""
     calibration, unsure = report.get("calibration"), report.get("unsure")
@@ -91,14 +95,14 @@ def _calibration_lines(report: dict) -> list[str]:
         f"- temperature {calibration['temperature']:.3f}, fitted on "
         f"{calibration['validation_pairs']} validation pairs; ECE over {calibration['binning']}",
     ]
-    for split, name in (("dev", "dev"), ("out_of_domain", "out of domain")):
+    for split, name in SPLITS:
         fig = calibration[split]
         lines.append(
             f"- {name} ({fig['pairs']} pairs): ECE {_num(fig['ece_before'])} before scaling, "
             f"{_num(fig['ece'])} after; Brier {_num(fig['brier_before'])} before, "
             f"{_num(fig['brier'])} after"
         )
-    for split, name in (("dev", "dev"), ("out_of_domain", "out of domain")):
+    for split, name in SPLITS:
         kept = unsure[split]
         lines.append(
             f"- unsure below confidence {unsure['below']:.3f} (validation accuracy "
