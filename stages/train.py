@@ -31,7 +31,7 @@ from klue_nli.model.datamodule import NLIDataModule
 from klue_nli.model.export import export_best, load_best, predict_logits
 from klue_nli.model.live import live_logger, publish
 from klue_nli.model.modeling import build_model
-from klue_nli.model.module import NLIModule, StopAtStep
+from klue_nli.model.module import NLIModule, StopAtStep, TailAverage
 from klue_nli.model.precision import resolve_precision
 from klue_nli.model.quiet import quiet_lightning
 from klue_nli.network.calibration import fit_calibration
@@ -167,6 +167,7 @@ def _callbacks(cfg: TrainParams, best: ModelCheckpoint, ckpt_dir: Path) -> list[
         *([StopAtStep(cfg.max_steps)] if cfg.max_steps > 0 else []),
         # validated, checkpointed and exported as the average (Lightning swaps it in)
         *([WeightAveraging(avg_fn=get_ema_avg_fn(cfg.ema_decay))] if cfg.ema_decay else []),
+        *([TailAverage(cfg.swa_from, cfg)] if cfg.swa_from else []),
     ]
 
 

@@ -109,6 +109,7 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
 @click.option("--weight-decay", default="", help="train.weight_decay")
 @click.option("--layer-decay", default="", help="train.layer_decay")
 @click.option("--ema", default="", help="train.ema_decay (null: off)")
+@click.option("--swa", default="", help="train.swa_from (null: off)")
 @click.option("--xnli", default="", help="data.kornli.add_dev_to_train (false true)")
 @click.option("--seed", default="", help="seed (7 8 9: the spread between seeds)")
 @click.option(
@@ -123,7 +124,7 @@ def sweep(dry_run: bool, one_at_a_time: bool, **axes: str) -> None:
     project_dir()  # the experiments run in the working directory's project
     # each option's parameter name, in GRID's order (click passes them in the order given)
     names = ("pairs", "epochs", "lr", "pooling", "precision", "warmup", "weight_decay")
-    names += ("layer_decay", "ema", "xnli", "seed")
+    names += ("layer_decay", "ema", "swa", "xnli", "seed")
     values = [_split(axes[name]) for name in names]
     run_sweep(dict(zip(GRID_KEYS, values, strict=True)), dry_run, one_at_a_time)
 

@@ -193,7 +193,18 @@ class TrainParams(Section):
     # WeightAveraging): validation, the best checkpoint and the export use the average.
     # null: off; else the decay, e.g. 0.999.
     ema_decay: Annotated[float, Field(gt=0, lt=1), AS_NUMBER] | None
+    # Stochastic weight averaging over the tail of the schedule: the equal-weight mean of the
+    # weights after each step from this fraction of the steps on (e.g. 0.75: the last quarter).
+    # null: off. One of ema_decay and swa_from at most.
+    swa_from: Annotated[float, Field(gt=0, lt=1), AS_NUMBER] | None
     log_every_n_steps: Positive
+
+    @field_validator("swa_from")
+    @classmethod
+    def _one_average(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("ema_decay") is not None:
+            raise ValueError("one weight average at most: ema_decay is set too")
+        return value
 
     @field_validator("max_steps")
     @classmethod

@@ -17,6 +17,7 @@ GRID = {
     "train.weight_decay": "wd",
     "train.layer_decay": "ld",
     "train.ema_decay": "ema",
+    "train.swa_from": "swa",
     "data.kornli.add_dev_to_train": "xnli",
     "seed": "seed",  # the same point at several seeds: the spread a gain is read against
 }
@@ -31,6 +32,7 @@ COLUMNS = {
     "train.weight_decay": "weight decay",
     "train.layer_decay": "layer decay",
     "train.ema_decay": "EMA",
+    "train.swa_from": "SWA from",
     "data.kornli.add_dev_to_train": "+ XNLI dev",
     "seed": "seed",
 }

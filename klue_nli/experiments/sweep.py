@@ -5,10 +5,10 @@ used to choose: the choice is made on the premises held out of the train file.
     klue-nli sweep [--pairs "8000 16000"] [--epochs 1] [--lr "5e-5 1e-4"]
                    [--pooling "cls mean"] [--precision bf16-mixed] [--warmup "0 0.1"]
                    [--weight-decay "0.01 0.001"] [--layer-decay "1.0 0.8"]
-                   [--ema "null 0.999"] [--xnli "false true"] [--seed "7 8 9"]
+                   [--ema "null 0.999"] [--swa "null 0.75"] [--xnli "false true"] [--seed "7 8 9"]
                    [--one-at-a-time] [--dry-run]
 
-An axis left empty keeps the demo recipe's value (the last six are empty by default).
+An axis left empty keeps the demo recipe's value (the last seven are empty by default).
 `--seed "7 8 9"` runs each point at each seed: a gain smaller than the spread between seeds
 is not a gain.
 `--one-at-a-time` varies one axis at a time around the first value of each (1 + sum(k - 1)

@@ -1,6 +1,6 @@
 """The LightningModule: loss, metrics, optimiser and schedule, with one step shared by
 training and validation; AdamW's parameter groups (weight decay, layer-wise lr decay); and
-the callback that ends a run at train.max_steps."""
+the callbacks that end a run at train.max_steps and average its last steps' weights."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import WeightAveraging
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from klue_nli.core.errors import ParamsError
@@ -52,11 +53,7 @@ class NLIModule(pl.LightningModule):
     def configure_optimizers(self):
         groups = param_groups(self.model, self.cfg)
         optimizer = torch.optim.AdamW(groups, lr=self.cfg.learning_rate, fused=fused_adamw(groups))
-        total = int(self.trainer.estimated_stepping_batches)
-        if self.cfg.max_steps > 0 and self.trainer.max_steps == -1:
-            # train's Trainer has no step limit (StopAtStep ends the run at train.max_steps):
-            # the schedule ends there too. A Trainer given its own max_steps is followed.
-            total = min(total, self.cfg.max_steps)
+        total = scheduled_steps(self.trainer, self.cfg)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(total * self.cfg.warmup_ratio), total
         )
@@ -124,6 +121,65 @@ def param_groups(model: torch.nn.Module, cfg: TrainParams) -> list[dict]:
             }
         )
     return out
+
+
+def scheduled_steps(trainer: pl.Trainer, cfg: TrainParams) -> int:
+    """The optimiser steps the run is scheduled for: the epochs' batches, or train.max_steps
+    where it is fewer. train's Trainer has no step limit (StopAtStep ends the run at
+    train.max_steps), so the schedule ends there too; a Trainer given its own is followed."""
+    total = int(trainer.estimated_stepping_batches)
+    if cfg.max_steps > 0 and trainer.max_steps == -1:
+        total = min(total, cfg.max_steps)
+    return total
+
+
+class TailAverage(WeightAveraging):
+    """train.swa_from: the equal-weight average of the weights after each step from that
+    fraction of the schedule on (stochastic weight averaging over the tail of the decaying
+    schedule). Before the first averaged step, validation sees the weights as trained."""
+
+    def __init__(self, start_fraction: float, cfg: TrainParams) -> None:
+        super().__init__()  # no avg_fn: AveragedModel's running equal-weight mean
+        self.start_fraction = start_fraction
+        self.cfg = cfg
+        self.start_step = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self.start_step = int(scheduled_steps(trainer, self.cfg) * self.start_fraction)
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return step_idx is not None and step_idx >= self.start_step
+
+    def averaging(self) -> bool:
+        """Whether a step has been averaged yet: before that, the average holds the weights
+        at the start of fit, which validation, checkpoints and the export must not see."""
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.averaging():
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.averaging():
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.averaging():
+            super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        if self.averaging():
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        # a checkpoint saved before the tail holds no average: the next step starts it
+        if "current_model_state" in checkpoint:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
 class StopAtStep(pl.Callback):
