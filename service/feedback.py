@@ -19,7 +19,7 @@ from klue_nli.core.errors import UserError
 from klue_nli.core.params import Params
 from klue_nli.data.feedback import STORE_ENV, FeedbackStore, StoreFull, store_url
 
-__all__ = ["STORE_ENV", "Corrections", "Given", "RecentAnswers"]
+__all__ = ["STORE_ENV", "Corrections", "Given", "LazyStore", "RecentAnswers"]
 
 
 @dataclass(frozen=True)
@@ -58,28 +58,40 @@ class QueueFull(ServiceUnavailable):
         self.retry_after_s = retry_after_s
 
 
-class Corrections:
-    """Commits corrections to the feedback store, opened at first use (and again after a
-    failure), so a store that is down when the service starts only delays /feedback."""
+class LazyStore:
+    """The feedback store `store_url` names, opened at first use (and again after a failure),
+    so a store that is down when the service starts only delays /feedback."""
 
-    def __init__(self, params: Params, recent: RecentAnswers) -> None:
+    def __init__(self, params: Params) -> None:
         self.url = store_url(params)  # the store `klue-nli feedback` and the flow read
-        self.caps = (params.feedback.max_pending, params.feedback.max_rows_per_hour)
-        self.recent = recent
         self._store: FeedbackStore | None = None
-        # corrections are committed in worker threads (asyncio.to_thread): one opens the
-        # store, the others wait for it rather than each creating an engine of its own
+        # the store is used from worker threads (asyncio.to_thread): one opens it, the
+        # others wait for it rather than each creating an engine of its own
         self._opening = threading.Lock()
 
-    def _open(self) -> FeedbackStore:
+    def open(self) -> FeedbackStore:
         with self._opening:
             if self._store is None:
                 self._store = FeedbackStore(self.url)
             return self._store
 
+    def forget(self) -> None:
+        """After a failure: open it again next time."""
+        with self._opening:
+            self._store = None
+
+
+class Corrections:
+    """Commits corrections to the feedback store."""
+
+    def __init__(self, params: Params, recent: RecentAnswers) -> None:
+        self.store = LazyStore(params)
+        self.caps = (params.feedback.max_pending, params.feedback.max_rows_per_hour)
+        self.recent = recent
+
     def _add(self, label: str, given: Given, answer_id: str | None, note: str | None) -> int:
         answered = given.label or None
-        return self._open().add(
+        return self.store.open().add(
             given.premise,
             given.hypothesis,
             label,
@@ -115,8 +127,7 @@ class Corrections:
         except StoreFull as full:
             raise QueueFull(str(full), full.retry_after_s) from None
         except UserError:  # unreachable, refusing writes, or its driver missing
-            with self._opening:
-                self._store = None  # open again next time
+            self.store.forget()
             raise ServiceUnavailable(
                 "the feedback store is unavailable: try again shortly"
             ) from None

@@ -30,7 +30,7 @@ from klue_nli.network.calibration import read_calibration
 from service.answers import Acknowledged, Answer, BatchAnswer, Result, tutorial_answer
 from service.arrival import ARRIVED, Arrival
 from service.contract import JsonContract, Route
-from service.feedback import Corrections, Given, RecentAnswers
+from service.feedback import Corrections, Given, LazyStore, RecentAnswers
 from service.guard import KNOWN_PATHS, Guard, allowed_hosts
 from service.headers import SecurityHeaders
 from service.inputs import PARAMS, SERVE, Batch, Correction, Pair
@@ -277,6 +277,9 @@ NLIService.add_asgi_middleware(Arrival)
 NLIService.add_asgi_middleware(ServedHeader)
 NLIService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 NLIService.add_asgi_middleware(
-    RateLimit, path="/feedback", per_minute=PARAMS.feedback.per_client_per_minute
+    RateLimit,
+    path="/feedback",
+    per_minute=PARAMS.feedback.per_client_per_minute,
+    store=LazyStore(PARAMS),
 )
 NLIService.add_asgi_middleware(JsonContract, routes=JSON_ROUTES)

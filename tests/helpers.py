@@ -1,7 +1,9 @@
-"""Test helpers: a loopback HTTP server with scripted faults, and dict merging."""
+"""Test helpers: a loopback HTTP server with scripted faults, dict merging, one request
+through an ASGI app."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -224,3 +226,31 @@ class Webhook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+async def ok_app(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def asgi_call(app, path: str = "/api", host: bytes = b"127.0.0.1:3000", client=("127.0.0.1", 5)):
+    """One request through `app`: (status, headers, body)."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(b"host", host)] if host is not None else [],
+        "client": client,
+    }
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body

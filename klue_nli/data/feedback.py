@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,18 +20,22 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Float,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    case,
     create_engine,
+    delete,
     event,
     func,
     insert,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from klue_nli.core.errors import DataError, UserError
@@ -41,6 +46,8 @@ from klue_nli.data.klue import Example, read_split, split_filename
 from klue_nli.data.overlap import NearDuplicates
 
 STATUSES = ("pending", "accepted", "rejected")
+# the stores whose INSERT ... ON CONFLICT DO NOTHING the rate limit uses
+_upsert_dialects = {"sqlite": sqlite, "postgresql": postgresql}
 SOURCE = "feedback"  # the pairs' source in featurize's meta.json
 HEADER = "klue-nli feedback"  # the export's first line: {"export": HEADER, "pairs": n}
 
@@ -59,6 +66,15 @@ FEEDBACK = Table(
     Column("status", String(16), nullable=False, default="pending", index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("reviewed_at", DateTime(timezone=True), nullable=True),
+)
+# POST /feedback's per-client limit, kept in the store so that every worker of every service
+# sharing it counts the same requests: one row per client key, the time (Unix seconds) at
+# which its next request is due under the generic cell rate algorithm, pruned once past.
+RATE = Table(
+    "feedback_rate",
+    metadata,
+    Column("client", String(64), primary_key=True),
+    Column("due", Float, nullable=False, index=True),
 )
 
 
@@ -183,6 +199,32 @@ class FeedbackStore:
                 if caps is not None:
                     _check_caps(conn, *caps, now=row["created_at"])
                 return int(conn.execute(insert(FEEDBACK).values(**row)).inserted_primary_key[0])
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"feedback store {self.where}: {_reason(exc)}") from None
+
+    def take(self, client: str, per_minute: int, now: float | None = None) -> float:
+        """One request from `client` under a limit of `per_minute` a minute (all of them at
+        once, then one every 60 / per_minute s): 0 when it may go ahead, else the seconds
+        until one may. One indexed row per client, updated by one conditional UPDATE, so
+        concurrent workers never both spend the last place. StoreUnavailable when the store
+        cannot answer."""
+        now = time.time() if now is None else now
+        interval, burst = 60.0 / per_minute, 60.0
+        try:
+            with self.engine.begin() as conn:
+                if _spend(conn, client, now, interval, burst):
+                    return 0.0
+                due = conn.execute(select(RATE.c.due).where(RATE.c.client == client)).scalar()
+                if due is not None:
+                    return max(due + interval - burst - now, 0.001)
+                # a client not seen since its row lapsed: lapsed rows go, and its own is made
+                # (a worker that made it first is not overwritten: spend from that one)
+                conn.execute(delete(RATE).where(RATE.c.due < now))
+                dialect = _upsert_dialects[self.engine.dialect.name]
+                conn.execute(
+                    dialect.insert(RATE).values(client=client, due=now).on_conflict_do_nothing()
+                )
+                return 0.0 if _spend(conn, client, now, interval, burst) else interval
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"feedback store {self.where}: {_reason(exc)}") from None
 
@@ -334,6 +376,19 @@ def _check_caps(conn, max_pending: int, max_per_hour: int, now: datetime) -> Non
         oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)  # SQLite drops it
         wait = max(1, int((oldest + timedelta(hours=1) - now).total_seconds()) + 1)
         raise StoreFull(f"{count} corrections in the last hour (feedback.max_rows_per_hour)", wait)
+
+
+def _spend(conn, client: str, now: float, interval: float, burst: float) -> bool:
+    """Move the client's due time on by one interval where that keeps it within `burst` of
+    now (it starts from now when it has lapsed): whether there was a row to move."""
+    start = case((RATE.c.due > now, RATE.c.due), else_=now)
+    query = (
+        update(RATE)
+        # within a microsecond: n intervals of 60 / n seconds add up to 60 and a hair over
+        .where(RATE.c.client == client, start + interval - now <= burst + 1e-6)
+        .values(due=start + interval)
+    )
+    return conn.execute(query).rowcount == 1
 
 
 def _reason(exc: Exception) -> str:

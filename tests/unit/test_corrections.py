@@ -26,7 +26,7 @@ def test_threads_committing_at_once_open_the_store_once(tmp_path, monkeypatch):
     stores: list[FeedbackStore] = []
 
     def commit() -> None:
-        stores.append(corrections._open())
+        stores.append(corrections.store.open())
 
     threads = [threading.Thread(target=commit) for _ in range(8)]
     for t in threads:

@@ -1,6 +1,6 @@
 """What reaches the service (service/guard.py), what every answer tells a browser
-(service/headers.py), whose address a rate-limit bucket belongs to (service/ratelimit.py),
-and the feedback store's file mode: each against a small ASGI app or a scratch file."""
+(service/headers.py), and the feedback store's file mode and caps: each against a small
+ASGI app or a scratch file."""
 
 from __future__ import annotations
 
@@ -17,38 +17,11 @@ from klue_nli.core.errors import ParamsError
 from klue_nli.data.feedback import FeedbackStore, sqlite_url
 from service.guard import Guard, allowed_hosts, host_name
 from service.headers import SecurityHeaders, content_security_policy
-from service.ratelimit import MAX_CLIENTS, RateLimit, client_key
 from tests.conftest import ROOT, default_params
+from tests.helpers import asgi_call as call
+from tests.helpers import ok_app as _ok
 
 PAGE = ROOT / "service/static/index.html"
-
-
-async def _ok(scope, receive, send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-def call(app, path: str = "/api", host: bytes = b"127.0.0.1:3000", client=("127.0.0.1", 5)):
-    """One request through `app`: (status, headers, body)."""
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "headers": [(b"host", host)] if host is not None else [],
-        "client": client,
-    }
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], dict(start["headers"]), body
 
 
 @pytest.mark.parametrize(
@@ -97,30 +70,6 @@ def test_every_answer_carries_a_policy_that_allows_only_the_pages_own_script_and
         assert headers[b"content-security-policy"] == policy.encode()
         assert headers[b"x-content-type-options"] == b"nosniff"
         assert headers[b"referrer-policy"] == b"no-referrer"
-
-
-@pytest.mark.parametrize(
-    ("address", "key"),
-    [
-        ("203.0.113.9", "203.0.113.9"),
-        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
-        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
-        ("::ffff:198.51.100.7", "198.51.100.7"),
-        ("unix-socket", "unix-socket"),
-    ],
-)
-def test_an_ipv6_client_is_one_bucket_per_64(address, key):
-    assert client_key(address) == key
-
-
-def test_a_client_cannot_pick_a_fresh_bucket_within_its_64_and_buckets_stay_bounded():
-    limit = RateLimit(_ok, "/feedback", per_minute=2)
-    statuses = [call(limit, "/feedback", client=(f"2001:db8::{i}", 5))[0] for i in range(1, 4)]
-    assert statuses == [200, 200, 429]
-    assert call(limit, "/feedback", client=("2001:db8:0:1::1", 5))[0] == 200  # another /64
-    for i in range(MAX_CLIENTS + 50):  # each request costs the same: the oldest is forgotten
-        limit.take(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", 0.0)
-    assert len(limit._buckets) == MAX_CLIENTS
 
 
 def test_trusted_proxies_are_addresses_or_networks():
