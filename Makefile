@@ -216,5 +216,5 @@ plots: $(STAMP) ## Render DVC plots to dvc_plots/index.html
 mlflow-ui: $(STAMP) ## MLflow UI on 127.0.0.1:$MLFLOW_PORT (default 5000) against the local store
 	mlflow ui --backend-store-uri "$$(python -c "from klue_nli.registry.tracking import tracking_uri; print(tracking_uri())")" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-clean: ## Remove the virtualenv and caches (keeps data, models and mlflow.db)
+clean: ## Remove .venv, .pytest_cache and .ruff_cache; keeps data, models, mlflow.db, BentoML's and Prefect's homes, the feedback store (docs/start.md)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -8,8 +8,12 @@ to try the mode by hand and writes the variables a clone needs to `.team/env`.
 
 The S3 server is moto's server mode (PyPI, pure Python, no account, no disk layout of its own
 to manage), chosen over MinIO because MinIO ships no package on the registries reachable here.
-Credentials are generated per stack; only the servers' command lines and `.team/env` hold
-them, never params, tags or artifacts.
+
+Every server asks who you are: PostgreSQL by password (scram-sha-256), S3 by an IAM access key
+(moto checks signatures once the stack made its user), MLflow by basic auth (its basic-auth
+app), Prefect by its API auth string. Each credential is generated per stack and given by
+environment variable or by a file created 0600, never on a command line (any local user reads
+those with ps), in params, tags or artifacts; `.team/env` (0600) holds what clients need.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from devtools.sandbox import Server, free_port
 BUCKET = "klue-nli"
 PG_USER = "klue"
 REGION = "us-east-1"
+MLFLOW_USER = "klue"  # the MLflow admin the stack creates; the team adds its own users
+PREFECT_USER = "klue"
+# moto answers this many AWS calls unsigned, then checks every signature: the stack's own
+# four (its IAM user, its access key, the user's policy, the bucket)
+S3_SETUP_CALLS = 4
+S3_POLICY = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+)
 
 
 def _pg_bin(name: str) -> str:
@@ -53,8 +65,11 @@ def _as_postgres_user(args: list[str]) -> list[str]:
 class TeamStack:
     root: Path
     password: str = field(default_factory=lambda: secrets.token_hex(12))
-    access_key: str = field(default_factory=lambda: "AKIA" + secrets.token_hex(8).upper())
-    secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    mlflow_password: str = field(default_factory=lambda: secrets.token_hex(12))
+    prefect_password: str = field(default_factory=lambda: secrets.token_hex(12))
+    flask_key: str = field(default_factory=lambda: secrets.token_hex(16))  # MLflow's CSRF
+    access_key: str = ""  # moto's, once the stack made its IAM user
+    secret_key: str = ""
     servers: dict[str, Server] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     pg_data: Path | None = None
@@ -78,9 +93,15 @@ class TeamStack:
 
     def client_env(self) -> dict[str, str]:
         """What a clone (a developer machine, a worker) needs: URLs and S3 credentials."""
-        env = {**self.aws_env(), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.ports['mlflow']}"}
+        env = {
+            **self.aws_env(),
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.ports['mlflow']}",
+            "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_password,
+        }
         if "prefect" in self.ports:
             env["PREFECT_API_URL"] = f"http://127.0.0.1:{self.ports['prefect']}/api"
+            env["PREFECT_API_AUTH_STRING"] = f"{PREFECT_USER}:{self.prefect_password}"
         return env
 
     @property
@@ -88,7 +109,13 @@ class TeamStack:
         return f"s3://{BUCKET}/dvc"
 
     def secrets(self) -> list[str]:
-        return [self.password, self.secret_key]
+        return [
+            self.password,
+            self.secret_key,
+            self.mlflow_password,
+            self.prefect_password,
+            self.flask_key,
+        ]
 
     # --- starting and stopping ---------------------------------------------------------------
     def start(self, base_env: dict, prefect: bool = True) -> TeamStack:
@@ -158,7 +185,7 @@ class TeamStack:
                 time.sleep(0.5)
         conn.autocommit = True
         with conn.cursor() as cur:
-            for db in ("mlflow", "prefect"):
+            for db in ("mlflow", "prefect", "feedback"):
                 cur.execute(f"CREATE DATABASE {db}")
         conn.close()
 
@@ -166,32 +193,53 @@ class TeamStack:
         port = self.ports["s3"] = free_port()
         args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
         server = Server(
-            args, f"http://127.0.0.1:{port}/moto-api/", self.root / "s3.log", self.root, env
+            args,
+            f"http://127.0.0.1:{port}/moto-api/",
+            self.root / "s3.log",
+            self.root,
+            {**env, "INITIAL_NO_AUTH_ACTION_COUNT": str(S3_SETUP_CALLS)},
         )
         self.servers["s3"] = server
         server.wait_ready(60)
         import boto3
 
-        boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint,
-            region_name=REGION,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-        ).create_bucket(Bucket=BUCKET)
+        unsigned = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+        where = {"endpoint_url": self.s3_endpoint, "region_name": REGION, **unsigned}
+        iam = boto3.client("iam", **where)
+        iam.create_user(UserName=BUCKET)
+        key = iam.create_access_key(UserName=BUCKET)["AccessKey"]
+        self.access_key, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
+        iam.put_user_policy(UserName=BUCKET, PolicyName="s3", PolicyDocument=S3_POLICY)
+        boto3.client("s3", **where).create_bucket(Bucket=BUCKET)  # the last unsigned call
 
     def _mlflow(self, env: dict) -> None:
         port = self.ports["mlflow"] = free_port()
+        config = self.root / "mlflow-auth.ini"
+        users = self.root / "mlflow-users.db"
+        _write_private(
+            config,
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{users}\n"
+            f"admin_username = {MLFLOW_USER}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        )
+        _private_empty(users)
         args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
-        args += ["--port", str(port), "--workers", "1"]
-        args += ["--backend-store-uri", self.pg_url("mlflow", "postgresql+psycopg2")]
+        args += ["--port", str(port), "--workers", "1", "--app-name", "basic-auth"]
         args += ["--artifacts-destination", f"s3://{BUCKET}/mlflow"]
+        server_env = {
+            **env,
+            **self.aws_env(),
+            # the database's password in the environment, not on the command line
+            "MLFLOW_BACKEND_STORE_URI": self.pg_url("mlflow", "postgresql+psycopg2"),
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.mlflow_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.flask_key,
+        }
+        # /health answers without a login: ready means up, not that anyone may use it
         server = Server(
-            args,
-            f"http://127.0.0.1:{port}/health",
-            self.root / "mlflow.log",
-            self.root,
-            {**env, **self.aws_env()},
+            args, f"http://127.0.0.1:{port}/health", self.root / "mlflow.log", self.root, server_env
         )
         self.servers["mlflow"] = server
         server.wait_ready(180)
@@ -202,6 +250,7 @@ class TeamStack:
             **env,
             "PREFECT_HOME": str(self.root / "prefect-server"),
             "PREFECT_API_DATABASE_CONNECTION_URL": self.pg_url("prefect", "postgresql+asyncpg"),
+            "PREFECT_SERVER_API_AUTH_STRING": f"{PREFECT_USER}:{self.prefect_password}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "false",
         }
@@ -231,6 +280,12 @@ def _write_private(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+
+
+def _private_empty(path: Path) -> None:
+    """An empty file readable by its owner only, for a server to fill (a SQLite database)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
 
 
 def up(env: dict) -> None:

@@ -22,6 +22,9 @@ MONITOR = "flows/monitor.py:monitor_flow"
 TRAINING_FLOW_NAME = "klue-nli-training"  # the name training_flow's decorator gives it
 DEPLOYMENT = "weekly-retraining"
 MONITOR_DEPLOYMENT = "hourly-drift"
+# The team's alert webhook, kept in a Prefect Secret block: a chat webhook's URL is the secret
+# that lets anyone post, so it is never a deployment parameter or a block's plain field.
+WEBHOOK_SECRET = "klue-nli-alert-webhook"
 
 
 def scheduled_cron() -> str:
@@ -45,6 +48,15 @@ def deploy(cron: str | None = None, parameters: dict | None = None, pool: str = 
     return str(deployment_id)
 
 
+def save_webhook(webhook_url: str) -> str:
+    """The webhook URL into the Secret block WEBHOOK_SECRET (stored encrypted, shown masked
+    by the API and the UI); its name."""
+    from prefect.blocks.system import Secret
+
+    Secret(value=webhook_url).save(WEBHOOK_SECRET, overwrite=True)
+    return WEBHOOK_SECRET
+
+
 def alert_on_failure(webhook_url: str, deployment: str | None = None) -> str:
     """An automation: every Failed or Crashed run of the training flow (of `deployment`, a
     "flow/deployment" name, if given) POSTs a JSON notification to `webhook_url`."""
@@ -53,9 +65,12 @@ def alert_on_failure(webhook_url: str, deployment: str | None = None) -> str:
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
 
+    save_webhook(webhook_url)
     block = CustomWebhookNotificationBlock(
         name="klue-nli-alerts",
-        url=webhook_url,
+        # the URL is one of the block's secrets (its `url` field is stored as it is)
+        url="{{webhook_url}}",
+        secrets={"webhook_url": webhook_url},
         json_data={"subject": "{{subject}}", "body": "{{body}}"},
     )
     block_id = block.save("klue-nli-alerts", overwrite=True)
@@ -85,13 +100,14 @@ def deploy_monitor(
     service_url: str, webhook_url: str | None, cron: str | None = None, pool: str = POOL
 ) -> str:
     """The drift check of the service at `service_url`, hourly unless `cron` says otherwise,
-    posting a drift to `webhook_url`."""
+    posting a drift to `webhook_url` (kept in the Secret block; the deployment names it)."""
+    secret = save_webhook(webhook_url) if webhook_url else None
     flow = Flow.from_source(source=str(PROJECT), entrypoint=MONITOR)
     deployment_id = flow.deploy(
         name=MONITOR_DEPLOYMENT,
         work_pool_name=pool,
         cron=cron or "0 * * * *",
-        parameters={"service_url": service_url, "webhook_url": webhook_url},
+        parameters={"service_url": service_url, "webhook_secret": secret},
         build=False,
         push=False,
         print_next_steps=False,

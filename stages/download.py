@@ -17,6 +17,7 @@ from pathlib import Path
 from klue_nli.core.errors import DataError
 from klue_nli.core.io import atomic_dir
 from klue_nli.core.params import DataParams, Params
+from klue_nli.core.secrets import hide_password
 from klue_nli.core.stage_runner import run_stage
 from klue_nli.data import kornli
 from klue_nli.data.fetch import fetch
@@ -126,9 +127,10 @@ def _fetch_release(release: Release, dest_dir: Path, data_params: DataParams) ->
         data = dest.read_bytes()
         if mirror is None:
             verify(data, expected, url)
-        examples = release.parse(data, url)
+        shown = hide_password(url)  # a mirror's URL may carry a login
+        examples = release.parse(data, shown)
         if mirror is None and len(examples) != expected.count:
-            raise DataError(f"{url}: {len(examples)} records, expected {expected.count}")
+            raise DataError(f"{shown}: {len(examples)} records, expected {expected.count}")
         summary[split] = {"records": len(examples), "sha256": hashlib.sha256(data).hexdigest()}
     return summary
 

@@ -204,13 +204,18 @@ class KillingProxy:
 
 
 class Webhook:
-    """A loopback HTTP server that records the JSON bodies POSTed to it."""
+    """A loopback HTTP server that records the JSON bodies POSTed to `path` (a chat webhook's
+    path is its secret; any other path is a 404)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "/") -> None:
         received = self.received = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                if self.path != path:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
                 length = int(self.headers.get("Content-Length", 0))
                 received.append(json.loads(self.rfile.read(length) or b"{}"))
                 self.send_response(200)
@@ -220,7 +225,7 @@ class Webhook:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        self.url = f"http://127.0.0.1:{self.server.server_port}{path}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import json
 
 import click
 
+from klue_nli.core.env import WEBHOOK_ENV
 from klue_nli.core.params import PARAMS_FILE, Params, load_params
 
 params_option = click.option(
@@ -111,7 +112,12 @@ def export(params_file: str) -> None:
     default=None,
     help="PSI over which it is drift [default: 0.2]",
 )
-@click.option("--webhook", metavar="URL", help="POST the result as JSON to URL when it is drift")
+@click.option(
+    "--webhook",
+    metavar="URL",
+    envvar=WEBHOOK_ENV,
+    help=f"POST the result as JSON to URL when it is drift (or ${WEBHOOK_ENV})",
+)
 @click.option("--json", "as_json", is_flag=True, help="the result as JSON")
 @params_option
 def monitor(

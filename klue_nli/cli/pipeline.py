@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from klue_nli.core.env import WEBHOOK_ENV
 from klue_nli.core.errors import UserError
 from klue_nli.core.project import project_dir
 
@@ -160,7 +161,13 @@ def flow(
 @click.option("--cron", help="the schedule (default: prefect.yaml's, Mondays 03:00)")
 @click.option("--pool", default="klue-nli", show_default=True, help="the process work pool")
 @click.option("--params", "flow_params", default="{}", help="the flow's parameters, as JSON")
-@click.option("--alert-webhook", metavar="URL", help="only add the failure automation to URL")
+@click.option(
+    "--alert-webhook",
+    metavar="URL",
+    envvar=WEBHOOK_ENV,
+    help=f"only add the failure automation to URL (or ${WEBHOOK_ENV}: a command line is "
+    "visible to every local user); kept in a Prefect Secret block",
+)
 @click.option(
     "--monitor",
     "service_url",
@@ -183,7 +190,9 @@ def deploy(
         return
     if alert_webhook:
         automation_id = deploy_module.alert_on_failure(alert_webhook)
-        print(f"automation klue-nli-training-failed ({automation_id}) -> {alert_webhook}")
+        from klue_nli.monitoring.webhook import shown
+
+        print(f"automation klue-nli-training-failed ({automation_id}) -> {shown(alert_webhook)}")
         return
     try:
         parameters = json.loads(flow_params)

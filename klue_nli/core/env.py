@@ -14,6 +14,9 @@ from klue_nli.core.errors import UserError
 # Defaults that keep every tool offline-safe and quiet (DVCLive never posts to Studio; no
 # tokenizers fork warnings with DataLoader workers); the Makefile exports the same file.
 QUIET_ENV = Path(__file__).with_name("quiet.env")
+# The team's alert webhook URL, for `klue-nli monitor --webhook` and `deploy --alert-webhook`:
+# a chat webhook's URL is its secret, and a command line is visible to every local user.
+WEBHOOK_ENV = "KLUE_NLI_ALERT_WEBHOOK"
 
 
 def quiet_defaults() -> dict[str, str]:

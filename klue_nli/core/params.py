@@ -28,6 +28,7 @@ from pydantic import (
 
 from klue_nli.core.errors import ParamsError
 from klue_nli.core.labels import KNOWN_LABELS
+from klue_nli.core.secrets import holds_password
 
 PARAMS_FILE = "params.yaml"
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -86,10 +87,21 @@ class PathParams(Section):
         return value
 
 
+def _no_password(value: str | None) -> str | None:
+    """params.yaml travels (git, the MLflow run's parameters, the Bento): a password in it
+    would too. The environment carries secrets instead."""
+    if value is not None and holds_password(value):
+        raise ValueError(
+            "holds a password, which would travel with params.yaml (git, MLflow, the Bento): "
+            "give it in the environment (docs/operations.md, Secrets)"
+        )
+    return value
+
+
 def _mirror_value(value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise ValueError("must be null or a folder/URL")
-    return value
+    return _no_password(value)
 
 
 class KorNLIParams(Section):
@@ -102,6 +114,7 @@ class KorNLIParams(Section):
     add_dev_to_train: bool
 
     _mirror = field_validator("mirror")(_mirror_value)
+    _base = field_validator("base_url")(_no_password)
 
 
 class DataParams(Section):
@@ -126,6 +139,7 @@ class DataParams(Section):
     kornli: KorNLIParams
 
     _mirror = field_validator("mirror")(_mirror_value)
+    _base = field_validator("base_url")(_no_password)
 
 
 class RandomInitParams(Section):
@@ -324,6 +338,8 @@ class FeedbackParams(Section):
     """Where corrections of the served model's answers are stored (klue_nli/data/feedback.py)."""
 
     # A SQLAlchemy URL (postgresql://... in team mode); null: SQLite at paths.feedback_store.
+    # Without its password: PGPASSWORD or a passfile gives it (or the whole URL in
+    # KLUE_NLI_FEEDBACK_URL).
     database_url: str | None
     # POST /feedback: corrections one client address may send in a minute (a token bucket of
     # this size, refilled evenly), so one script cannot flood the review queue
@@ -340,6 +356,8 @@ class FeedbackParams(Section):
     trusted_proxies: Annotated[
         tuple[str, ...], BeforeValidator(_listed), AfterValidator(_addresses)
     ]
+
+    _url = field_validator("database_url")(_no_password)
 
 
 class Params(Section):

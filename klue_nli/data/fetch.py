@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from klue_nli.core.errors import DataError
 from klue_nli.core.params import DataParams
+from klue_nli.core.secrets import hide_password
 
 CHUNK = 1 << 16
 MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is waited out this long at most per try
@@ -76,13 +77,16 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _http_get_once(url: str, dest: Path, timeout_s: float) -> None:
+    # what a line may show: a mirror's URL may carry a login (`https://user:password@...`,
+    # `?token=`), and requests' own messages quote the URL as it is
+    shown = hide_password(url)
     try:
         with requests.get(url, stream=True, timeout=timeout_s) as resp:
             if resp.status_code >= 500 or resp.status_code == 429:
                 wait = _retry_after(resp.headers.get("Retry-After"))
                 raise _Retryable(f"HTTP {resp.status_code}", wait)
             if resp.status_code != 200:
-                raise DataError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+                raise DataError(f"{shown}: HTTP {resp.status_code} {resp.reason}")
             total = resp.headers.get("Content-Length", "")
             # With Content-Encoding the header counts compressed bytes: no size check then.
             encoded = resp.headers.get("Content-Encoding", "identity") != "identity"
@@ -91,13 +95,15 @@ def _http_get_once(url: str, dest: Path, timeout_s: float) -> None:
             if expected is not None and written != expected:
                 raise _Retryable(f"short body: {written} of {expected} bytes")
     except (requests.TooManyRedirects, requests.exceptions.InvalidURL) as exc:
-        raise DataError(f"{url}: {type(exc).__name__}: {exc}") from None  # retrying cannot help
+        said = hide_password(str(exc))
+        raise DataError(f"{shown}: {type(exc).__name__}: {said}") from None  # retrying cannot help
     except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as exc:
-        raise DataError(f"{url}: not a URL this download can fetch ({exc})") from None
+        said = hide_password(str(exc))
+        raise DataError(f"{shown}: not a URL this download can fetch ({said})") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise _Retryable(type(exc).__name__) from exc
     except requests.RequestException as exc:  # urllib3 protocol errors mid-body, and the like
-        raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        raise _Retryable(f"{type(exc).__name__}: {hide_password(str(exc))}") from exc
 
 
 def fetch(url: str, dest: Path, data_params: DataParams) -> None:
@@ -110,6 +116,7 @@ def fetch(url: str, dest: Path, data_params: DataParams) -> None:
         except FileNotFoundError:
             raise DataError(f"{local}: not found") from None
         return
+    shown = hide_password(url)
     for attempt in range(data_params.retries + 1):
         try:
             _http_get_once(url, dest, data_params.timeout_s)
@@ -117,12 +124,12 @@ def fetch(url: str, dest: Path, data_params: DataParams) -> None:
         except _Retryable as exc:
             if attempt == data_params.retries:
                 raise DataError(
-                    f"{url}: failed after {attempt + 1} attempts (last: {exc})"
+                    f"{shown}: failed after {attempt + 1} attempts (last: {exc})"
                 ) from None
             delay = data_params.backoff_s * 2**attempt
             if exc.retry_after is not None:  # the server said when: no sooner, within reason
                 delay = min(max(delay, exc.retry_after), MAX_RETRY_AFTER_S)
             tqdm.write(
-                f"{url}: {exc}; retrying in {delay:.1f}s ({attempt + 1}/{data_params.retries})"
+                f"{shown}: {exc}; retrying in {delay:.1f}s ({attempt + 1}/{data_params.retries})"
             )
             time.sleep(delay)

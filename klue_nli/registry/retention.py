@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import Params
+from klue_nli.core.secrets import hide_password
 from klue_nli.registry.client import CHAMPION, PREVIOUS, alias_version, client, registry_lock
 from klue_nli.registry.model_card import policy_card
 from klue_nli.registry.tracking import tracking_uri
@@ -63,12 +64,14 @@ def purge_artifacts(model_ids: list[str]) -> None:
             "mlflow gc needs the tracking server's database: set MLFLOW_BACKEND_STORE_URI "
             "(the server's --backend-store-uri)"
         )
-    cmd = [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", store]
-    cmd += ["--logged-model-ids", ",".join(model_ids)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    # the database URI (its password with it) in gc's environment, never its command line,
+    # which any local user can read (ps)
+    cmd = [sys.executable, "-m", "mlflow", "gc", "--logged-model-ids", ",".join(model_ids)]
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise UserError(f"mlflow gc failed: {last}")
+        raise UserError(f"mlflow gc failed: {hide_password(last)}")
 
 
 def logged_model_id(version: ModelVersion) -> str | None:

@@ -9,7 +9,6 @@ server, and MLFLOW_EXPERIMENT_NAME picks another experiment, as in any MLflow pr
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,10 +23,9 @@ import pandas as pd
 import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from klue_nli.core.io import atomic_write_text
+from klue_nli.core.secrets import hide_password
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "klue-nli"
@@ -43,13 +41,6 @@ def experiment_name() -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
 
 
-# a password in a query string (?password=...) or a libpq connection string (password=...)
-_QUERY_SECRET = re.compile(
-    r"(?i)([?&;](?:password|passwd|pwd|sslpassword|token|access_token|secret|api_key)=)[^&#;]*"
-)
-_KEYWORD_SECRET = re.compile(r"(?i)\b(password|passwd|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
-
-
 def redact(value: str) -> str:
     """A param value as it may be logged: a local absolute path becomes `<local>/<name>`
     (the MLflow store is shared; a home folder is not its business), and a password is shown
@@ -59,17 +50,9 @@ def redact(value: str) -> str:
     parsed = urllib.parse.urlsplit(value)
     if parsed.scheme == "file":
         return f"<local>/{PurePosixPath(parsed.path).name}"
-    if "://" in value:
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            url = None
-        if url is not None and (url.username or url.password):
-            value = url.render_as_string(hide_password=True)
-    elif value.startswith(("/", "~")):
+    if "://" not in value and value.startswith(("/", "~")):
         return f"<local>/{PurePosixPath(value).name}"
-    value = _QUERY_SECRET.sub(r"\1***", value)
-    return _KEYWORD_SECRET.sub(r"\1=***", value)
+    return hide_password(value)
 
 
 def source_name() -> str:

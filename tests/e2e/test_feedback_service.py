@@ -112,12 +112,18 @@ def test_drift_is_none_for_dev_again_and_found_in_a_shifted_stream(served, tmp_p
         assert post_from("127.0.2.9", url, "/predict", chunk)[0] == 200
     hook = Webhook()
     try:
-        flow = {"service_url": url, "webhook_url": hook.url, "state_file": str(state)}
+        flow = {"service_url": url, "webhook_secret": "klue-nli-alert-webhook"}
+        flow["state_file"] = str(state)
         flow["min_answers"] = len(dev)
         flow["params_file"] = str(ROOT / "params.yaml")
-        env = prefect_env(tmp_path, MLFLOW_TRACKING_URI=served["tracking_uri"])
+        env = prefect_env(
+            tmp_path, MLFLOW_TRACKING_URI=served["tracking_uri"], KLUE_NLI_ALERT_WEBHOOK=hook.url
+        )
+        # the URL into its Secret block, as `klue-nli deploy` saves it; the flow reads it there
         code = (
-            "import json, sys; from flows.monitor import monitor_flow; "
+            "import json, os, sys; from flows.deploy import save_webhook; "
+            "from flows.monitor import monitor_flow; "
+            "save_webhook(os.environ['KLUE_NLI_ALERT_WEBHOOK']); "
             "print('RESULT ' + json.dumps(monitor_flow(**json.loads(sys.argv[1]))))"
         )
         proc = subprocess.run(

@@ -3,10 +3,13 @@ tracking server (PostgreSQL + S3) and a Prefect server (PostgreSQL), started by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -48,6 +51,19 @@ def shared(stack, monkeypatch):
         monkeypatch.setenv(key, value)
     mlflow.set_tracking_uri(stack.client_env()["MLFLOW_TRACKING_URI"])
     return stack
+
+
+def s3_text(stack: TeamStack) -> str:
+    """Every object in the bucket (MLflow's artifacts, DVC's cache), as text."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        region_name=REGION,
+        aws_access_key_id=stack.access_key,
+        aws_secret_access_key=stack.secret_key,
+    )
+    bodies = [s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in s3_keys(stack)]
+    return "\n".join(body.decode("utf-8", "replace") for body in bodies)
 
 
 def s3_keys(stack: TeamStack, prefix: str = "") -> list[str]:
@@ -112,10 +128,119 @@ def test_retention_keeps_the_newest_and_the_aliases_and_empties_the_object_store
     assert all(secret not in text for secret in shared.secrets())
 
 
+def test_every_server_asks_who_you_are_and_no_secret_is_on_a_command_line(shared):
+    """Anonymous or wrong credentials are refused by MLflow (basic auth), Prefect (its API
+    auth string), S3 (signatures checked) and PostgreSQL; the right ones are let in. No
+    server of the stack has a credential in its command line (which `ps` shows anyone)."""
+    import psycopg2
+
+    env = shared.client_env()
+    mlflow_api = f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=1"
+    login = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+    assert requests.get(mlflow_api, timeout=10).status_code == 401
+    assert requests.get(mlflow_api, auth=(login[0], "wrong"), timeout=10).status_code == 401
+    assert requests.get(mlflow_api, auth=login, timeout=10).status_code == 200
+    flows = f"{env['PREFECT_API_URL']}/flows/filter"
+    assert requests.post(flows, json={}, timeout=10).status_code == 401
+    assert requests.post(flows, json={}, auth=("klue", "wrong"), timeout=10).status_code == 401
+    assert requests.post(flows, json={}, auth=prefect_auth(), timeout=10).status_code == 200
+    for secret in ("wrong", None):
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=shared.s3_endpoint,
+            region_name=REGION,
+            aws_access_key_id=shared.access_key if secret else "AKIAEXAMPLEEXAMPLE00",
+            aws_secret_access_key=secret or "anything",
+        )
+        with pytest.raises(
+            s3.exceptions.ClientError, match=r"SignatureDoesNotMatch|InvalidAccessKeyId"
+        ):
+            s3.list_objects_v2(Bucket=BUCKET)
+    assert isinstance(s3_keys(shared), list)  # the stack's own key is let in
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(shared.pg_url("mlflow").replace(shared.password, "wrong"))
+    for name, server in shared.servers.items():
+        line = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert not [s for s in shared.secrets() if s in line], name
+
+
+class CommandLines:
+    """Every process's command line, sampled twice a second while a test runs (what `ps`
+    would have shown any local user)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):  # the process ended meanwhile
+                    self.seen.add(
+                        cmdline.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                    )
+            self._stop.wait(0.5)
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return "\n".join(sorted(self.seen))
+
+
+def prefect_api_text(api: str) -> dict[str, str]:
+    """What the Prefect server holds that a user reads: artifacts (the flow's report), logs,
+    deployments (their parameters) and blocks (secret fields as the API shows them)."""
+    texts = {}
+    for kind in ("artifacts", "logs", "deployments", "block_documents"):
+        rows: list = []
+        while True:
+            page = prefect_api(api, "POST", f"/{kind}/filter", {"limit": 200, "offset": len(rows)})
+            rows += page
+            if len(page) < 200:
+                break
+        texts[kind] = json.dumps(rows, ensure_ascii=False)
+    return texts
+
+
+def mlflow_text() -> str:
+    """Every run's params and tags and every model version's card, as the tracking server
+    gives them."""
+    c = MlflowClient()
+    rows = [
+        json.dumps([run.data.params, run.data.tags])
+        for run in c.search_runs([e.experiment_id for e in c.search_experiments()])
+    ]
+    for model in c.search_registered_models():
+        rows.append(model.description or "")
+        for version in c.search_model_versions(f"name='{model.name}'"):
+            rows += [version.description or "", json.dumps(version.tags)]
+    return "\n".join(rows)
+
+
+def files_text(root: Path) -> str:
+    return "\n".join(
+        p.read_bytes().decode("utf-8", "replace") for p in sorted(root.rglob("*")) if p.is_file()
+    )
+
+
+def prefect_auth() -> tuple[str, str]:
+    """The Prefect server's login, as PREFECT_API_AUTH_STRING gives it to clients."""
+    user, _, password = os.environ["PREFECT_API_AUTH_STRING"].partition(":")
+    return user, password
+
+
+def prefect_api(api: str, method: str, path: str, body: dict | None = None) -> object:
+    answer = requests.request(method, f"{api}{path}", json=body, auth=prefect_auth(), timeout=10)
+    answer.raise_for_status()
+    return answer.json()
+
+
 def flow_run_state(api: str, flow_run_id: str, until: tuple[str, ...], timeout: float) -> dict:
     deadline = time.time() + timeout
     while True:
-        run = requests.get(f"{api}/flow_runs/{flow_run_id}", timeout=10).json()
+        run = prefect_api(api, "GET", f"/flow_runs/{flow_run_id}")
         if run["state"]["type"] in until or time.time() > deadline:
             return run
         time.sleep(1)
@@ -145,7 +270,13 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     """Machine A deploys prefect.yaml; a worker in its own folder clones the repository, runs
     the demo recipe against the shared servers and publishes the outputs (DVC remote, git).
     Machine B, a fresh clone, pulls the data, finds the pipeline up to date, exports the
-    champion from the shared registry and serves it: the answers are the worker's model's."""
+    champion from the shared registry and serves it: the answers are the worker's model's.
+    Every secret a team gives (the servers' credentials, the feedback store's password, the
+    alert webhook's path) reaches none of git, the object store behind MLflow and DVC, the
+    Prefect server (report artifact, logs, deployments, blocks), the worker's log, any
+    command line while it all runs, or the Bento."""
+    processes = CommandLines()
+    webhook_secret = "T0AAA/B0BBB/" + uuid.uuid4().hex  # a chat webhook's path is its secret
     bare = tmp_path / "origin.git"
     sh(["git", "init", "-q", "--bare", "-b", "main", str(bare)], tmp_path, os.environ)
     api = shared.client_env()["PREFECT_API_URL"]
@@ -164,8 +295,10 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
     sh([*prefect, "work-pool", "create", "klue-nli", "--type", "process"], a, env_a)
     demo = {"recipe": "quick", "set_params": FAST_FLOW}
     sh([*prefect, "--no-prompt", "deploy", "--all", "--params", json.dumps(demo)], a, env_a)
-    hook = Webhook()
-    sh([sys.executable, "-m", "klue_nli.cli", "deploy", "--alert-webhook", hook.url], a, env_a)
+    hook = Webhook(f"/services/{webhook_secret}")
+    alert = {**env_a, "KLUE_NLI_ALERT_WEBHOOK": hook.url}  # not on the command line
+    said = sh([sys.executable, "-m", "klue_nli.cli", "deploy"], a, alert).stdout
+    assert "automation klue-nli-training-failed" in said and webhook_secret not in said
 
     # the worker: its own empty folder and Prefect home; the servers are all it shares
     worker_dir = tmp_path / "worker"
@@ -174,6 +307,8 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
         **base,
         "PREFECT_HOME": str(tmp_path / "prefect-w"),
         "BENTOML_HOME": str(tmp_path / "bentoml-w"),
+        # the team's feedback store, its password in the URL the environment gives
+        "KLUE_NLI_FEEDBACK_URL": shared.pg_url("feedback"),
     }
     worker = Server(
         [*prefect, "worker", "start", "--pool", "klue-nli"],
@@ -238,3 +373,26 @@ def test_two_machines_share_only_the_servers(shared, tmp_path, kcbert, klue_dir)
             np.testing.assert_allclose(got, expected[i], atol=atol)
     finally:
         server.stop()
+
+    secrets = [*shared.secrets(), webhook_secret]
+    places = {
+        "git": sh(["git", "log", "-p", "--all"], bare, env_a).stdout,
+        "object store (MLflow, DVC)": s3_text(shared),
+        "MLflow runs and versions": mlflow_text(),
+        **prefect_api_text(api),
+        "worker log": worker.log.read_text(encoding="utf-8", errors="replace"),
+        "the Bento": files_text(tmp_path / "bentoml-w" / "bentos"),
+        "command lines": processes.stop(),
+    }
+    # each place was really searched (plain booleans: pytest would diff megabytes of text)
+    sizes = {where: len(text) for where, text in places.items()}
+    searched = {
+        "git": "Retrained" in places["git"],
+        "the Bento": "klue-nli" in places["the Bento"],
+        "artifacts": "klue-nli-training-report" in places["artifacts"],
+        "logs": "register" in places["logs"],
+        "block_documents": "klue-nli-alert-webhook" in places["block_documents"],
+    }
+    assert all(searched.values()), (searched, sizes)
+    leaked = {where: [s for s in secrets if s in text] for where, text in places.items()}
+    assert not {where: found for where, found in leaked.items() if found}, leaked

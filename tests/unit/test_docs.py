@@ -3,13 +3,14 @@ front door (at most 200 lines), and `mkdocs build --strict` builds the site with
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import pytest
 
-from devtools import bench_figures
+from devtools import bench_figures, costs_table
 from devtools import records_table as records
 from tests.conftest import ROOT, default_params
 
@@ -74,6 +75,22 @@ def test_the_performance_blocks_are_the_benchs_own_files(page, up):
     # and a changed figure changes the block: the check can fail
     results["targets"][0]["figure"] = results["targets"][0]["figure"] * 2 + 1
     assert bench_figures.render(results, recovery, up) != block
+
+
+def test_the_long_targets_costs_are_their_runs_own_files(tmp_path):
+    """docs/start.md's costs table is rendered from the recipe records and the benchmarks'
+    files (`make figures`); a time typed by hand there fails here."""
+    text = (ROOT / costs_table.PAGE).read_text(encoding="utf-8")
+    assert costs_table.START in text, "docs/start.md: no costs block"
+    block = text.split(costs_table.START)[1].split(costs_table.END)[0]
+    assert block == costs_table.page_block(ROOT), "run `make figures`"
+    assert block.count("\n| `make ") == len(costs_table.SOURCES)
+    # and a changed record changes the block: the check can fail
+    (tmp_path / "metrics/recipes").mkdir(parents=True)
+    demo = json.loads((ROOT / "metrics/recipes/demo.json").read_text(encoding="utf-8"))
+    demo["wall_s"] += 60
+    (tmp_path / "metrics/recipes/demo.json").write_text(json.dumps(demo), encoding="utf-8")
+    assert "`make demo` | " + f"{demo['wall_s'] / 60:.1f} min" in costs_table.page_block(tmp_path)
 
 
 def test_the_ways_of_training_are_the_train_speed_runs_own_file():

@@ -113,6 +113,28 @@ def test_redaction_of_values_before_they_are_logged(value, logged):
     assert tracking.redact(value) == (value if logged is None else logged)
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("feedback", "database_url", "postgresql://klue:p/ss#w?rd@db.example/feedback"),
+        ("feedback", "database_url", "postgresql://db.example/feedback?password=s3cret"),
+        ("feedback", "database_url", "host=db.example password=s3cret dbname=feedback"),
+        ("data", "mirror", "https://me:s3cret@mirror.example/klue-nli"),
+        ("data", "base_url", "https://me:s3cret@mirror.example/klue-nli"),
+    ],
+)
+def test_a_password_in_params_yaml_is_refused_naming_the_key(section, key, value):
+    """params.yaml is committed, logged to MLflow and packed into the Bento: a password
+    written there is refused in one line, before it can travel."""
+    from klue_nli.core.errors import ParamsError
+    from tests.conftest import default_params
+
+    with pytest.raises(ParamsError, match=rf"^{section}\.{key}: holds a password") as refused:
+        default_params(**{section: {key: value}})
+    assert "s3cret" not in str(refused.value) and "w?rd" not in str(refused.value)
+    assert default_params(feedback={"database_url": "postgresql://klue@db.example/feedback"})
+
+
 def test_a_webhook_that_refuses_or_is_gone_is_named_without_its_secret_path():
     """A chat webhook's URL path is its secret: an error line shows the scheme and host only
     (requests' own message quotes the whole URL)."""
