@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from devtools.refs import repo_ref
+
 PAGE = "README.md"
 RESULTS = Path("benchmarks/results.json")
 RECOVERY = Path("benchmarks/recovery.json")
@@ -50,7 +52,7 @@ def render(results: dict[str, Any], recovery: dict[str, Any] | None, up: str = "
     day = str(results["date"])[:10]
     lines = [
         f"`make bench` on {_machine(results)}, {day}, {results['seconds'] / 60:.0f} minutes "
-        f"(every figure in [benchmarks/results.md]({up}benchmarks/results.md)):\n",
+        f"(every figure in {repo_ref('benchmarks/results.md', up)}):\n",
         "\n",
         "| target | figure | wanted | met |\n",
         "|---|---|---|---|\n",
@@ -62,7 +64,7 @@ def render(results: dict[str, Any], recovery: dict[str, Any] | None, up: str = "
     if stored:
         lines.append(
             f"\nA killed worker answers again after {stored[0]['recovery_s']:.1f} s "
-            f"(`make recovery`, [benchmarks/recovery.json]({up}benchmarks/recovery.json)).\n"
+            f"(`make recovery`, {repo_ref('benchmarks/recovery.json', up)}).\n"
         )
     return "".join(lines)
 
@@ -85,7 +87,7 @@ def render_train_speed(speed: dict[str, Any]) -> str:
         f"`make train-speed` ({when}) on {speed['cores']} cores ({cpu['model']}; {flags}), "
         f"{speed['precision']}, {speed['examples_each']:,} training examples each, "
         f"{speed['val_records']:,} validation pairs "
-        "([benchmarks/train_speed.json](../benchmarks/train_speed.json)):\n",
+        "(`benchmarks/train_speed.json`):\n",
         "\n",
         "| way | examples/s | against the demo's | validation accuracy | "
         "difference (± 1 s.e.) | adopted |\n",
@@ -111,7 +113,7 @@ def render_recovery(recovery: dict[str, Any]) -> str:
         f"`make recovery` on {recovery['cpus']} CPUs, model version "
         f"{model.get('registry_version', '?')} (graph {model.get('graph', 'none')}), "
         f"{recovery['runs'][0]['clients']} closed-loop clients "
-        "([benchmarks/recovery.json](../benchmarks/recovery.json)):\n",
+        "(`benchmarks/recovery.json`):\n",
         "\n",
         "| the worker's start | first start, ready | answering again after the kill | lost "
         "| sent during the restart, answered |\n",
@@ -131,7 +133,7 @@ def render_soak(soak: dict[str, Any]) -> str:
     return (
         f"`make soak` on {soak['cores']} cores, {str(soak['date'])[:10]}, {soak['clients']} "
         f"clients for {soak['duration_s']:.0f} s "
-        "([benchmarks/soak.json](../benchmarks/soak.json)): "
+        "(`benchmarks/soak.json`): "
         f"**{soak['requests']:,} requests, {soak['errors']} errors**, {soak['rps']:.0f} "
         f"requests/s, p50 {soak['p50_ms']:.0f} ms, p99 {soak['p99_ms']:.0f} ms; resident "
         f"memory of the server's process tree {soak['rss_after_warmup_mb']:,.0f} MB after the "

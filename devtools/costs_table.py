@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from devtools.refs import repo_ref
 from klue_nli.core.io import atomic_write_text
 
 PAGE = "docs/start.md"
@@ -47,17 +48,17 @@ def _row(target: str, record: dict[str, Any], covers: str, link: str) -> str:
     if record.get("commit"):
         run += f", commit {record['commit']}"
     cpu = _cpu(record) if ("cpu" in record or "machine" in record) else f"{record['cores']} cores"
-    return f"| `{target}` | {_minutes(seconds)} | {covers} | {run}, {cpu} | [{link}]({link}) |\n"
+    return f"| `{target}` | {_minutes(seconds)} | {covers} | {run}, {cpu} | {link} |\n"
 
 
 def render(root: Path, prefix: str) -> str:
-    """The table, its links relative to the page's folder (`prefix`)."""
+    """The table, naming each file as a page `prefix` below the project names it."""
     rows = []
     for target, name, covers in SOURCES:
         path = root / name
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
-            rows.append(_row(target, record, covers, prefix + name))
+            rows.append(_row(target, record, covers, repo_ref(name, prefix)))
     header = "| target | time | what the time covers | run | file |\n|---|---|---|---|---|\n"
     return header + "".join(rows)
 

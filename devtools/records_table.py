@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from devtools.refs import repo_ref
 from klue_nli.core.io import atomic_write_text
 from klue_nli.core.params import load_params
 from klue_nli.model.behaviour import HARD
@@ -124,9 +125,10 @@ LABELS = (
 )
 
 
-def render(records: dict[str, dict[str, Any]], folder: str) -> str:
+def render(records: dict[str, dict[str, Any]], folder: str, up: str = "") -> str:
     """The markdown table of the records (one column per recipe), as the pages show it,
-    linking each record in `folder` (relative to the project root)."""
+    naming each record in `folder` (relative to the project root) as a page `up` folders
+    below the project names it."""
     names = [name for name in SHOWN if name in records]
     header = "| figure | " + " | ".join(f"`make {_target(n)}`" for n in names) + " |\n"
     header += "|---|" + "---|" * len(names) + "\n"
@@ -135,7 +137,7 @@ def render(records: dict[str, dict[str, Any]], folder: str) -> str:
         f"| {label} | " + " | ".join(col[i] for col in columns) + " |\n"
         for i, label in enumerate(LABELS)
     )
-    links = ", ".join(f"[{n}.json]({folder}/{n}.json)" for n in names)
+    links = ", ".join(repo_ref(f"{folder}/{n}.json", up) for n in names)
     return header + body + f"\nEach column as its run wrote it: {links}.\n"
 
 
@@ -153,9 +155,8 @@ def render_page(text: str, table: str) -> str:
 
 
 def page_table(page: str | Path, folder: str) -> str:
-    """The table as `page` shows it: links relative to the page's own folder."""
-    prefix = "../" * (len(Path(page).parts) - 1)
-    return render(load_records(folder), f"{prefix}{folder}")
+    """The table as `page` shows it."""
+    return render(load_records(folder), folder, "../" * (len(Path(page).parts) - 1))
 
 
 def write_pages() -> list[str]:
