@@ -63,7 +63,7 @@ demo: $(STAMP) ## Fine-tune multilingual-e5-small (its time: metrics/recipes/dem
 	dvc metrics show
 	$(MAKE) --no-print-directory champion
 
-quick: $(STAMP) ## The plumbing in 90 s: a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KORNLI_MIRROR, KCBERT_DIR)
+quick: $(STAMP) ## The plumbing on a small random BERT, then register/promote/export (KLUE_NLI_MIRROR, KORNLI_MIRROR, KCBERT_DIR)
 	klue-nli recipe quick --run
 	dvc metrics show
 	$(MAKE) --no-print-directory champion

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools import bench_figures, costs_table
+from devtools import bench_figures, costs_table, reference
 from devtools import records_table as records
 from tests.conftest import ROOT, default_params
 
@@ -75,6 +75,41 @@ def test_the_performance_blocks_are_the_benchs_own_files(page, up):
     # and a changed figure changes the block: the check can fail
     results["targets"][0]["figure"] = results["targets"][0]["figure"] * 2 + 1
     assert bench_figures.render(results, recovery, up) != block
+
+
+def test_the_reference_is_the_command_line_and_the_makefile_as_they_are():
+    """docs/reference.md's blocks are `klue-nli ... --help` and the Makefile's help lines
+    (`make figures`): a command, option or target added without the page fails here."""
+    text = (ROOT / reference.PAGE).read_text(encoding="utf-8")
+    for marks, expected in (
+        (reference.CLI_MARKS, reference.render_cli()),
+        (reference.MAKE_MARKS, reference.render_make(ROOT / "Makefile")),
+    ):
+        assert text.split(marks[0])[1].split(marks[1])[0] == expected, "run `make figures`"
+    assert "### klue-nli feedback list" in text and "--dry-run" in text
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = {m.group(1) for line in makefile.splitlines() if (m := reference.TARGET.match(line))}
+    assert {f"`make {t}`" for t in targets} <= set(re.findall(r"`make [\w-]+`", text))
+
+
+def test_every_environment_variable_the_project_reads_is_in_the_reference():
+    """A variable the code, the Makefile or prefect.yaml reads by name is in
+    docs/reference.md's table (the ones the processes set for each other excepted)."""
+    internal = {"KLUE_NLI_MLFLOW_RUN_ID", "KLUE_NLI_MODEL_CHECKED"}  # set for child processes
+    named = set()
+    for folder in ("klue_nli", "service", "flows", "stages", "benchmarks", "devtools"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            named |= set(
+                re.findall(
+                    r'"((?:KLUE_NLI|SOAK|BENCH)_[A-Z_]+|E5_MODEL|KCBERT_DIR|KORNLI_MIRROR)"', text
+                )
+            )
+    named |= set(re.findall(r"\$(KLUE_NLI_[A-Z_]+)", (ROOT / "prefect.yaml").read_text()))
+    table = (ROOT / reference.PAGE).read_text(encoding="utf-8").split("## Environment variables")[1]
+    missing = sorted(v for v in named - internal if f"`{v}`" not in table)
+    assert not missing, missing
+    assert len(named) > 15, named  # the scan found them
 
 
 def test_the_long_targets_costs_are_their_runs_own_files(tmp_path):
