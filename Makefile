@@ -131,7 +131,7 @@ deploy: $(STAMP) ## Deploy weekly retraining, Mondays 03:00 (DEPLOY_PARAMS='{"re
 trigger: $(STAMP) ## Run the deployment now, by hand
 	PREFECT_API_URL=$(PREFECT_SERVER) prefect deployment run klue-nli-training/weekly-retraining
 
-bench: $(STAMP) ## Benchmarks vs the original approach; kcbert-base's shape and (after make demo) e5 -> benchmarks/results.{json,md,png} (its duration: results.json, seconds)
+bench: $(STAMP) ## Benchmarks against the tutorial's Flask app; kcbert-base's shape and (after make demo) e5 -> benchmarks/results.{json,md,png} (its duration: results.json, seconds)
 	python -m benchmarks.run
 
 recovery: $(STAMP) ## The serving worker killed under load, graph made at start vs stored by make export (after make demo) -> benchmarks/recovery.json

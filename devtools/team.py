@@ -98,6 +98,9 @@ class TeamStack:
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.ports['mlflow']}",
             "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
             "MLFLOW_TRACKING_PASSWORD": self.mlflow_password,
+            # artifacts through the server, not from presigned S3 URLs: moto, the S3 stand-in,
+            # fails a presigned GET once it checks signatures (real S3 does not)
+            "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
         }
         if "prefect" in self.ports:
             env["PREFECT_API_URL"] = f"http://127.0.0.1:{self.ports['prefect']}/api"
