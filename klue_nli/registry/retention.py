@@ -15,6 +15,7 @@ import sys
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from sqlalchemy.engine import make_url
 
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import Params
@@ -64,14 +65,30 @@ def purge_artifacts(model_ids: list[str]) -> None:
             "mlflow gc needs the tracking server's database: set MLFLOW_BACKEND_STORE_URI "
             "(the server's --backend-store-uri)"
         )
-    # the database URI (its password with it) in gc's environment, never its command line,
-    # which any local user can read (ps)
-    cmd = [sys.executable, "-m", "mlflow", "gc", "--logged-model-ids", ",".join(model_ids)]
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store}
+    store, env = _password_to_env(store)
+    cmd = [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", store]
+    cmd += ["--logged-model-ids", ",".join(model_ids)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"mlflow gc failed: {hide_password(last)}")
+
+
+def _password_to_env(store: str) -> tuple[str, dict[str, str]]:
+    """The database URI for gc's command line, which any local user can read (ps), and the
+    environment that carries its password instead: PGPASSWORD, which PostgreSQL's client
+    library reads. A password for any other database is refused rather than shown."""
+    env = dict(os.environ)
+    url = make_url(store) if "://" in store else None
+    if url is None or url.password is None:
+        return store, env
+    if not url.get_backend_name().startswith("postgresql"):
+        raise UserError(
+            f"mlflow gc: {url.render_as_string(hide_password=True)}: give the password in the "
+            "database client's own configuration, not the URI (it would show on a command line)"
+        )
+    env["PGPASSWORD"] = str(url.password)
+    return url._replace(password=None).render_as_string(hide_password=False), env
 
 
 def logged_model_id(version: ModelVersion) -> str | None:

@@ -112,7 +112,10 @@ def test_retention_keeps_the_newest_and_the_aliases_and_empties_the_object_store
 
     # mlflow gc, told the server's database, deletes the retired models' files for good
     monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", shared.pg_url("mlflow", "postgresql+psycopg2"))
+    processes = CommandLines()
     purge_artifacts([mid for _, mid in gone])
+    seen = processes.stop()
+    assert "mlflow gc" in seen and shared.password not in seen  # in gc's environment only
     keys = s3_keys(shared, "mlflow/")
     for version, mid in model_ids.items():
         present = any(mid in key for key in keys)
@@ -165,7 +168,7 @@ def test_every_server_asks_who_you_are_and_no_secret_is_on_a_command_line(shared
 
 
 class CommandLines:
-    """Every process's command line, sampled twice a second while a test runs (what `ps`
+    """Every process's command line, sampled five times a second while a test runs (what `ps`
     would have shown any local user)."""
 
     def __init__(self) -> None:
@@ -181,7 +184,7 @@ class CommandLines:
                     self.seen.add(
                         cmdline.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
                     )
-            self._stop.wait(0.5)
+            self._stop.wait(0.2)
 
     def stop(self) -> str:
         self._stop.set()
