@@ -22,7 +22,7 @@ def hide_password(value: str) -> str:
     if "://" in value:
         try:
             url = make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads (a bad port, say)
             url = None
         if url is not None and url.password:
             value = url.render_as_string(hide_password=True)

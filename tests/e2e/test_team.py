@@ -53,27 +53,26 @@ def shared(stack, monkeypatch):
     return stack
 
 
-def s3_text(stack: TeamStack) -> str:
-    """Every object in the bucket (MLflow's artifacts, DVC's cache), as text."""
-    s3 = boto3.client(
+def s3_client(stack: TeamStack):
+    """An S3 client of the stack's object store, signing with the stack's key."""
+    return boto3.client(
         "s3",
         endpoint_url=stack.s3_endpoint,
         region_name=REGION,
         aws_access_key_id=stack.access_key,
         aws_secret_access_key=stack.secret_key,
     )
+
+
+def s3_text(stack: TeamStack) -> str:
+    """Every object in the bucket (MLflow's artifacts, DVC's cache), as text."""
+    s3 = s3_client(stack)
     bodies = [s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in s3_keys(stack)]
     return "\n".join(body.decode("utf-8", "replace") for body in bodies)
 
 
 def s3_keys(stack: TeamStack, prefix: str = "") -> list[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_endpoint,
-        region_name=REGION,
-        aws_access_key_id=stack.access_key,
-        aws_secret_access_key=stack.secret_key,
-    )
+    s3 = s3_client(stack)
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
