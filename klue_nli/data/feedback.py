@@ -133,7 +133,11 @@ def _private_file(path: Path) -> None:
     if str(path) == ":memory:":
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # Only a missing file is created: closing any descriptor of a database file drops every
+    # POSIX lock this process holds on it (SQLite's own connections' locks included), so an
+    # existing one is never opened here, only its mode set.
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists() and file.stat().st_uid == os.getuid():
             file.chmod(0o600)
