@@ -18,6 +18,7 @@ from bentoml.exceptions import NotFound, ServiceUnavailable
 from klue_nli.core.errors import UserError
 from klue_nli.core.params import Params
 from klue_nli.data.feedback import STORE_ENV, FeedbackStore, StoreFull, store_url
+from service.errors import FEEDBACK_ERRORS
 
 __all__ = ["STORE_ENV", "Corrections", "Given", "LazyStore", "RecentAnswers"]
 
@@ -84,8 +85,10 @@ class LazyStore:
 class Corrections:
     """Commits corrections to the feedback store."""
 
-    def __init__(self, params: Params, recent: RecentAnswers) -> None:
-        self.store = LazyStore(params)
+    def __init__(self, params: Params, recent: RecentAnswers, store: LazyStore) -> None:
+        # the one store of this process, shared with the rate limit: two engines on one
+        # SQLite file in one process need not be
+        self.store = store
         self.caps = (params.feedback.max_pending, params.feedback.max_rows_per_hour)
         self.recent = recent
 
@@ -128,6 +131,4 @@ class Corrections:
             raise QueueFull(str(full), full.retry_after_s) from None
         except UserError:  # unreachable, refusing writes, or its driver missing
             self.store.forget()
-            raise ServiceUnavailable(
-                "the feedback store is unavailable: try again shortly"
-            ) from None
+            raise ServiceUnavailable(FEEDBACK_ERRORS[503]) from None

@@ -18,7 +18,7 @@ import ipaddress
 import math
 
 from klue_nli.core.errors import UserError
-from service.errors import Receive, Send, send_error
+from service.errors import FEEDBACK_ERRORS, Receive, Send, send_error
 from service.feedback import LazyStore
 
 
@@ -54,9 +54,7 @@ class RateLimit:
             wait = await asyncio.to_thread(self.take, host)
         except UserError:  # unreachable, refusing writes, or its driver missing
             self.store.forget()
-            return await send_error(
-                send, 503, "the feedback store is unavailable: try again shortly"
-            )
+            return await send_error(send, 503, FEEDBACK_ERRORS[503])
         if wait > 0:
             return await send_error(
                 send,

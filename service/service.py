@@ -58,6 +58,9 @@ MAX_BODY_BYTES = SERVE.max_pairs_per_request * (2 * SERVE.max_text_chars * 12 + 
 # Set by the deployment hook once the model folder passed its checksums, for the workers
 # (they inherit the server's environment): the folder's stat_fingerprint then.
 CHECKED_ENV = "KLUE_NLI_MODEL_CHECKED"
+# The feedback store, opened at first use: one per process, for the corrections and their
+# rate limit alike (constructing it reads the environment only)
+FEEDBACK_STORE = LazyStore(PARAMS)
 # uvicorn's list of the peers whose X-Forwarded-For it believes
 FORWARDED_ENV = "FORWARDED_ALLOW_IPS"
 
@@ -162,7 +165,7 @@ class NLIService:
         self.labels = list(self.predictor.labels)
         self.unsure_below = self.predictor.calibration.unsure_below
         self.recent = RecentAnswers(PARAMS.feedback.recent_answers)
-        self.corrections = Corrections(PARAMS, self.recent)
+        self.corrections = Corrections(PARAMS, self.recent, FEEDBACK_STORE)
         self.batcher = MicroBatcher(
             self._forward,
             SERVE.max_batch_size,
@@ -280,6 +283,6 @@ NLIService.add_asgi_middleware(
     RateLimit,
     path="/feedback",
     per_minute=PARAMS.feedback.per_client_per_minute,
-    store=LazyStore(PARAMS),
+    store=FEEDBACK_STORE,
 )
 NLIService.add_asgi_middleware(JsonContract, routes=JSON_ROUTES)

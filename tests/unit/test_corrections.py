@@ -22,7 +22,10 @@ def test_threads_committing_at_once_open_the_store_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(feedback, "FeedbackStore", Counted)
     monkeypatch.setenv(STORE_ENV, f"sqlite:///{tmp_path / 'feedback.db'}")
-    corrections = feedback.Corrections(default_params(), feedback.RecentAnswers(10))
+    params = default_params()
+    corrections = feedback.Corrections(
+        params, feedback.RecentAnswers(10), feedback.LazyStore(params)
+    )
     stores: list[FeedbackStore] = []
 
     def commit() -> None:
