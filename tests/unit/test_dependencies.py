@@ -115,3 +115,74 @@ def test_the_service_server_runs_on_the_c_event_loop_and_parser():
     assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
     packages = {re.split(r"[=<>]", p, maxsplit=1)[0] for p in bento_packages()}
     assert {"uvloop", "httptools"} <= packages
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The distributions these pull in when installed (their requirements without extras)."""
+    seen: set[str] = set()
+    todo = [normalise(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            specs = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:  # under a marker this Python fails
+            continue
+        for spec in specs:
+            if "extra ==" not in spec:  # an extra's requirement is not installed with it
+                todo.append(normalise(re.split(r"[<>=!~\[; (]", spec, maxsplit=1)[0]))
+    return seen
+
+
+def bento_included_files() -> list:
+    """The Python files bentofile.yaml's include patterns put in the Bento."""
+    import yaml
+
+    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+
+    def paths(patterns: list[str]) -> set:
+        # "dir/**" names everything below dir (glob alone would give its folders only)
+        globs = [p + "/*" if p.endswith("**") else p for p in patterns]
+        return {p for pattern in globs for p in ROOT.glob(pattern) if p.suffix == ".py"}
+
+    return sorted(paths(bentofile["include"]) - paths(bentofile["exclude"]))
+
+
+def module_level_imports(tree: ast.Module) -> set[str]:
+    """Top-level modules a file imports when it is imported (not those a function imports
+    when called: the training-only imports of the included library files)."""
+    found: set[str] = set()
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        todo.extend(ast.iter_child_nodes(node))
+    return found - OWN - set(sys.stdlib_module_names) - {"__future__"}
+
+
+def test_every_module_the_bento_imports_comes_with_its_packages():
+    """The container installs only bentofile.yaml's packages (and what they require): a module
+    an included file imports from anything else stops the service from starting in the image."""
+    providers = importlib.metadata.packages_distributions()
+    packages = {re.split(r"[=<>\[ ]", p, maxsplit=1)[0] for p in bento_packages()}
+    installed = _closure(packages)
+    files = bento_included_files()
+    assert any(p.name == "service.py" for p in files) and len(files) > 20
+    missing = {}
+    for path in files:
+        for module in module_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if not {normalise(d) for d in providers.get(module, [])} & installed:
+                missing[module] = str(path.relative_to(ROOT))
+    assert not missing, f"the Bento's files import, bentofile.yaml's packages lack: {missing}"
+
+
+def test_the_bento_check_reads_only_what_runs_at_import():
+    tree = ast.parse("import numpy\nif True:\n    import yaml\ndef f():\n    import scipy\n")
+    assert module_level_imports(tree) == {"numpy", "yaml"}
