@@ -11,6 +11,7 @@ MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
 PREFECT_SERVER := http://127.0.0.1:$(PREFECT_PORT)/api
 FLOW_RECIPE ?= demo
+SCREENSHOT_RECIPE ?= quick
 SWEEP_PAIRS ?= 8000 16000
 SWEEP_EPOCHS ?= 1
 SWEEP_LR ?= 5e-5 1e-4
@@ -44,7 +45,7 @@ export GIT_COMMITTER_EMAIL := pipeline@localhost
 endif
 
 .PHONY: help venv docs demo quick sweep run run-e5 figures repro test test-fast lint format metrics plots mlflow-ui clean \
-	register promote rollback export champion serve bento soak browser \
+	register promote rollback export champion serve bento container screenshots soak browser \
 	flow prefect-server prefect-pool prefect-worker deploy trigger bench recovery variants train-speed shapes stack \
 	gc team-up team-down postgres
 
@@ -112,6 +113,12 @@ gc: $(STAMP) ## Registry retention: delete versions beyond registry.keep_version
 
 bento: $(STAMP) ## bentoml build: package the service with the champion
 	bentoml build
+
+container: $(STAMP) ## Build the Bento's OCI image with podman (a Debian base where the bentofile's cannot be pulled), run it, check /readyz, /api and /feedback, stop it -> benchmarks/container.json (root)
+	python -m devtools.container
+
+screenshots: $(STAMP) browser ## docs/img/: dvc dag, the MLflow registry and model card, a Prefect flow run and its report, from one flow run in a scratch checkout (SCREENSHOT_RECIPE, default quick)
+	python -m devtools.screenshots --recipe $(SCREENSHOT_RECIPE)
 
 flow: $(STAMP) ## Run the Prefect training flow once, local API (FLOW_RECIPE=demo|quick|full)
 	klue-nli flow --recipe $(FLOW_RECIPE)

@@ -17,12 +17,12 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
 from devtools.sandbox import bentoml_server, free_port
+from devtools.stamp import run_stamp
 from klue_nli.core.env import apply_quiet_defaults, local_source
 from klue_nli.core.io import atomic_write_json
 
@@ -129,8 +129,7 @@ def soak(
     warmup_s = warmup_s if warmup_s is not None else max(10.0, duration_s / 5)
     rss_warm, rss_end, growth = rss_growth(sampler.samples, warmup_s)
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cores": os.cpu_count(),
+        **run_stamp(),
         "clients": clients,
         "duration_s": duration_s,
         "requests": figures["requests"],

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from devtools.stamp import run_stamp
 from klue_nli.core.cpus import cpu_description
 from klue_nli.core.io import atomic_write_json
 from klue_nli.data.encoding import pad_arrays
@@ -381,7 +382,7 @@ def main() -> None:
             raise SystemExit(1)
         model_dir = Path(model.path)
     result = {
-        "cpu": cpu_description(),
+        **run_stamp(),
         "clock_ghz": clock_ghz(),
         **measure(model_dir, args.dev, features, args.rounds),
     }

@@ -27,6 +27,11 @@ RELIABILITY_PAGE = "docs/reliability.md"
 SOAK = Path("benchmarks/soak.json")
 RECOVERY_MARKS = ("<!-- recovery:start -->\n", "<!-- recovery:end -->")
 SOAK_MARKS = ("<!-- soak:start -->\n", "<!-- soak:end -->")
+SERVING_PAGE = "docs/serving.md"
+CONTAINER = Path("benchmarks/container.json")
+CONTAINER_MARKS = ("<!-- container:start -->\n", "<!-- container:end -->")
+# the bench's plot, where the site can show it (pages link nothing outside docs/)
+PLOT, PLOT_COPY = Path("benchmarks/results.png"), Path("docs/img/bench.png")
 
 
 def _figure(value: Any) -> str:
@@ -46,6 +51,15 @@ def _machine(results: dict[str, Any]) -> str:
     return f"{m['cores']} cores ({cpu}), {gpu}"
 
 
+def _sample(results: dict[str, Any], target: str) -> str:
+    """The pairs an agreement figure is counted on (the section's variants' dev pairs)."""
+    if "agreement" not in target and "keeping the answers" not in target:
+        return ""
+    section = target.split(":")[0].split(" ")[0]
+    pairs = results.get(section, {}).get("variants", {}).get("dev_pairs")
+    return f" ({pairs:,} dev pairs)" if pairs else " (pairs not recorded)"
+
+
 def render(results: dict[str, Any], recovery: dict[str, Any] | None, up: str = "") -> str:
     """The block: the run's conditions, one row per target, the recovery figure. `up`: the
     path from the page's folder to the project's ("../" for docs/)."""
@@ -59,7 +73,8 @@ def render(results: dict[str, Any], recovery: dict[str, Any] | None, up: str = "
     ]
     for t in results["targets"]:
         met = "yes" if t["met"] else "**no**"
-        lines.append(f"| {t['target']} | {_figure(t['figure'])} | {t['wanted']} | {met} |\n")
+        figure = _figure(t["figure"]) + _sample(results, t["target"])
+        lines.append(f"| {t['target']} | {figure} | {t['wanted']} | {met} |\n")
     stored = [r for r in (recovery or {}).get("runs", []) if r["graph"] == "stored by make export"]
     if stored:
         lines.append(
@@ -130,15 +145,36 @@ def render_recovery(recovery: dict[str, Any]) -> str:
 
 def render_soak(soak: dict[str, Any]) -> str:
     """`make soak`: requests, errors, latency and memory growth of its last run."""
+    cpu = f" {soak['cpu']['model']}" if "cpu" in soak else ""
+    commit = f"commit {soak['commit']}" if "commit" in soak else "commit not recorded"
     return (
-        f"`make soak` on {soak['cores']} cores, {str(soak['date'])[:10]}, {soak['clients']} "
-        f"clients for {soak['duration_s']:.0f} s "
+        f"`make soak` on {soak['cores']}{cpu} cores, {str(soak['date'])[:10]}, {commit}, "
+        f"{soak['clients']} clients for {soak['duration_s']:.0f} s "
         "(`benchmarks/soak.json`): "
         f"**{soak['requests']:,} requests, {soak['errors']} errors**, {soak['rps']:.0f} "
         f"requests/s, p50 {soak['p50_ms']:.0f} ms, p99 {soak['p99_ms']:.0f} ms; resident "
         f"memory of the server's process tree {soak['rss_after_warmup_mb']:,.0f} MB after the "
         f"{soak['warmup_s']:.0f} s warm-up and {soak['rss_end_mb']:,.0f} MB at the end: "
         f"**RSS growth {100 * soak['rss_growth']:.2f} %**.\n"
+    )
+
+
+def render_container(run: dict[str, Any]) -> str:
+    """`make container`: its time, the image's size and base, the checks of its last run."""
+    cpu = run["cpu"]["model"] if isinstance(run["cpu"], dict) else run["cpu"]
+    base = run["base_image"] + (
+        " (built from Debian's packages: the bentofile's could not be pulled)"
+        if run["base_built_from_debian"]
+        else ""
+    )
+    return (
+        f"`make container` on {run['cores']} {cpu} cores, {str(run['date'])[:10]}, commit "
+        f"{run['commit']} (`benchmarks/container.json`): **{run['wall_s'] / 60:.1f} min** in "
+        f"all ({run['build_s']:.0f} s of it `bentoml containerize`), image "
+        f"**{run['image_bytes'] / 1e9:.2f} GB** on {base}; `/readyz` answered 200 "
+        f"{run['ready_s']:.1f} s after `podman run`, `/api` answered {run['api_prediction']} "
+        f"with the tutorial's fields from model version {run['model_version']}, `/feedback` "
+        f"{run['feedback_status']}.\n"
     )
 
 
@@ -157,7 +193,7 @@ def render_page(text: str, block: str, start: str = START, end: str = END) -> st
 
 def write_pages(root: Path = Path()) -> list[Path]:
     """Rewrite the blocks from their files (`make figures`); the pages written."""
-    from klue_nli.core.io import atomic_write_text
+    from klue_nli.core.io import atomic_write_bytes, atomic_write_text
 
     pages, bench = [], load(root)
     for page, block, start, end in (
@@ -166,8 +202,11 @@ def write_pages(root: Path = Path()) -> list[Path]:
         (SPEED_PAGE, render_train_speed(load_train_speed(root)), SPEED_START, SPEED_END),
         (RELIABILITY_PAGE, render_recovery(load_json(RECOVERY, root)), *RECOVERY_MARKS),
         (RELIABILITY_PAGE, render_soak(load_json(SOAK, root)), *SOAK_MARKS),
+        (SERVING_PAGE, render_container(load_json(CONTAINER, root)), *CONTAINER_MARKS),
     ):
         path = root / page
         atomic_write_text(path, render_page(path.read_text(encoding="utf-8"), block, start, end))
         pages.append(path)
+    atomic_write_bytes(root / PLOT_COPY, (root / PLOT).read_bytes())
+    pages.append(root / PLOT_COPY)
     return pages

@@ -21,6 +21,7 @@ SOURCES = (
     ("make run-e5", "metrics/recipes/e5-full.json", "`dvc exp run`: download to evaluate"),
     ("make bench", "benchmarks/results.json", "every section of the benchmark"),
     ("make soak", "benchmarks/soak.json", "the load and its warm-up"),
+    ("make container", "benchmarks/container.json", "Bento, base image, image, the checks"),
 )
 
 
@@ -32,6 +33,8 @@ def _cpu(record: dict[str, Any]) -> str:
     cpu = record.get("cpu")
     if isinstance(cpu, str):
         return f"{record.get('cpus', '?')} {cpu} cores"
+    if isinstance(cpu, dict):
+        return f"{record.get('cores', '?')} {cpu['model']} cores"
     machine = record.get("machine") or {}
     model = (machine.get("cpu") or {}).get("model", "unknown CPU")
     return f"{machine.get('cores', record.get('cores', '?'))} {model} cores"
@@ -48,7 +51,8 @@ def _row(target: str, record: dict[str, Any], covers: str, link: str) -> str:
     if record.get("commit"):
         run += f", commit {record['commit']}"
     cpu = _cpu(record) if ("cpu" in record or "machine" in record) else f"{record['cores']} cores"
-    return f"| `{target}` | {_minutes(seconds)} | {covers} | {run}, {cpu} | {link} |\n"
+    peak = f"{record['peak_rss_mb'] / 1024:.1f} GB" if "peak_rss_mb" in record else "not recorded"
+    return f"| `{target}` | {_minutes(seconds)} | {peak} | {covers} | {run}, {cpu} | {link} |\n"
 
 
 def render(root: Path, prefix: str) -> str:
@@ -59,7 +63,10 @@ def render(root: Path, prefix: str) -> str:
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
             rows.append(_row(target, record, covers, repo_ref(name, prefix)))
-    header = "| target | time | what the time covers | run | file |\n|---|---|---|---|---|\n"
+    header = (
+        "| target | time | peak memory (one process) | what the time covers | run | file |\n"
+        "|---|---|---|---|---|---|\n"
+    )
     return header + "".join(rows)
 
 

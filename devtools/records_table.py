@@ -6,6 +6,7 @@ records disagree."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,55 @@ PAGES = ("README.md", "docs/model.md")
 START, END = "<!-- recipes:start -->\n", "<!-- recipes:end -->"
 SHOWN = ("demo", "e5-full")  # the columns, in this order, where a record exists
 BASIC = ("identity", "negation", "word_order", "negation_raises_contradiction")
+# What a record's figures depend on: a later commit that changes any of these leaves the record
+# older than the code it describes, and its column says so until the recipe is rerun.
+TRAINING_CODE = ("klue_nli/data", "klue_nli/model", "klue_nli/network", "stages", "recipes")
+
+
+def newer_code(commit: str, root: str | Path = ".") -> str | None:
+    """The newest commit after `commit` that changed TRAINING_CODE (short hash), else None;
+    "unknown" where `commit` is not in this checkout's history."""
+    proc = subprocess.run(
+        ["git", "log", "-1", "--format=%h", f"{commit}..HEAD", "--", *TRAINING_CODE],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        return "unknown"
+    return proc.stdout.strip() or None
 
 
 def load_records(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """The records of SHOWN found in `folder` (paths.recipe_records), by recipe name."""
+    """The records of SHOWN found in `folder` (paths.recipe_records), by recipe name, each
+    with the records of its runs at other seeds (`NAME--seed=N.json`) under "other_seeds"."""
     found = {}
     for name in SHOWN:
         path = Path(folder) / f"{name}.json"
         if path.is_file():
             found[name] = json.loads(path.read_text(encoding="utf-8"))
+            found[name]["other_seeds"] = [
+                json.loads(p.read_text(encoding="utf-8"))
+                for p in sorted(Path(folder).glob(f"{name}--seed=*.json"))
+            ]
     return found
+
+
+def _seeds(r: dict[str, Any]) -> str:
+    """Dev accuracy of the recipe's runs at other seeds, and the mean with this column's."""
+    others = r.get("other_seeds") or []
+    if not others:
+        return "not run"
+    runs = [
+        f"seed {o['sets']['seed']} {_pct(o['eval']['accuracy'])}"
+        + ("" if o["commit"] == r["commit"] else f" (commit {o['commit']})")
+        for o in others
+    ]
+    accuracies = [r["eval"]["accuracy"]] + [o["eval"]["accuracy"] for o in others]
+    return (
+        f"{', '.join(runs)}; mean of the {len(accuracies)} runs "
+        f"**{_pct(sum(accuracies) / len(accuracies))}** ({r['eval']['n']:,} pairs each)"
+    )
 
 
 def _pct(value: float) -> str:
@@ -51,13 +91,22 @@ def _rows(r: dict[str, Any]) -> list[str]:
         f", {r['gpu']}" if r["gpu"] else ", no GPU"
     )
     passed = {k: _pct(v["pass_rate"]) for k, v in behaviour.items()}
+    newer = newer_code(r["commit"])
+    stale = (
+        ""
+        if newer is None
+        else f"; **older than the code**: the training code changed after it (commit {newer})"
+        if newer != "unknown"
+        else "; its commit is not in this checkout's history"
+    )
     return [
-        f"{r['date']}, commit {r['commit']}, {hw}",
+        f"{r['date']}, commit {r['commit']}, {hw}{stale}",
         f"{r['wall_s']:,.0f} s ({r['wall_s'] / 60:.1f} min; {r['wall_covers']})",
         f"{t['train_seconds']:,.0f} s, {_schedule(t)} at {t['train_examples_per_s']} "
         f"examples/s ({t['precision']})",
         f"{_pct(t['best_val_acc'])} ({t['val_records']:,} pairs)",
         f"**{_pct(e['accuracy'])}** / {_pct(e['macro_f1'])} ({e['n']:,} pairs)",
+        _seeds(r),
         f"{_pct(e['baselines']['hypothesis_only'])} / {_pct(e['baselines']['majority'])}",
         f"{_pct(ood['accuracy'])} / {_pct(ood['macro_f1'])} ({ood['n']:,} pairs)"
         if ood
@@ -113,6 +162,7 @@ LABELS = (
     "training (validation included)",
     "validation accuracy (held out of the train file)",
     "**dev accuracy** / macro-F1",
+    "dev accuracy at other seeds (`--set seed=N`)",
     "dev: hypothesis-only baseline / majority class",
     "out of domain: KorNLI's XNLI test, accuracy / macro-F1",
     "behaviour suite, overall (330 cases)",

@@ -9,7 +9,7 @@ to set) become `-S key=value` overrides applied as `dvc exp run -S` applies them
 entrypoint, `flows/training.py:training_flow` (prefect.yaml, `klue-nli flow`, `klue-nli deploy`).
 
     klue-nli flow                    # once, on the ephemeral local Prefect API (make flow)
-    klue-nli flow --recipe quick     # the 90-s plumbing run (KLUE_NLI_MIRROR, KCBERT_DIR)
+    klue-nli flow --recipe quick     # the plumbing run, in minutes (KLUE_NLI_MIRROR, KCBERT_DIR)
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import subprocess
 import time
@@ -81,7 +82,8 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
     from klue_nli.experiments.recipes import recipe_args
 
     project_dir()  # the recipes and params.yaml are the working directory's
-    overrides = recipe_args(name, os.environ, parse_sets(list(sets)))
+    extra = parse_sets(list(sets))
+    overrides = recipe_args(name, os.environ, extra)
     if not run:
         print(shlex.join(overrides))
         return
@@ -93,7 +95,11 @@ def recipe(name: str, run: bool, sets: tuple[str, ...]) -> None:
         from klue_nli.experiments.records import write_record
 
         # after the run, params.yaml holds the recipe's values (dvc exp run wrote them)
-        written = write_record(name, started, time.time() - started)
+        # the largest resident set among the run's processes (the stages are its descendants)
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        written = write_record(
+            name, started, time.time() - started, sets=extra, peak_rss_mb=peak_mb
+        )
         if written is not None:
             print(f"klue-nli recipe: the run's figures: {written}")
     raise SystemExit(code)

@@ -68,11 +68,19 @@ def ranked(experiments: list[dict]) -> list[dict]:
                             "name": name,
                             **{key: params.get(key) for key in GRID_KEYS},
                             METRIC: metrics[METRIC],
+                            "val_records": metrics.get("val_records"),
                             "train_seconds": metrics.get("train_seconds"),
                             "train_examples_per_s": metrics.get("train_examples_per_s"),
                         }
                     )
     return sorted(rows, key=lambda row: (-row[METRIC], _cost(row)))
+
+
+def _accuracy(accuracy: float, pairs: int | None) -> str:
+    """`74.56 % (929 of 1,246 pairs)`: a gain is read in pairs against the seed spread."""
+    if not pairs:
+        return f"{100 * accuracy:.2f} % (pairs not recorded)"
+    return f"{100 * accuracy:.2f} % ({round(accuracy * pairs):,} of {pairs:,} pairs)"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -82,7 +90,7 @@ def markdown(rows: list[dict]) -> str:
         cells = [
             row["name"],
             *(str(row[key]) for key in GRID_KEYS),
-            f"{row[METRIC]:.3f}",
+            _accuracy(row[METRIC], row.get("val_records")),
             str(row["train_seconds"]),
             str(row["train_examples_per_s"]),
         ]

@@ -65,9 +65,12 @@ def write_record(
     wall_s: float,
     params_file: str | Path = PARAMS_FILE,
     covers: str = "dvc exp run: download to evaluate",
+    sets: dict[str, Any] | None = None,
+    peak_rss_mb: float | None = None,
 ) -> Path | None:
     """Write paths.recipe_records/NAME.json from the metrics this run wrote (started: its
-    start, as time.time()); None, and nothing written, when it wrote none."""
+    start, as time.time()); None, and nothing written, when it wrote none. A run with keys
+    set on top of the recipe is another run: NAME--KEY=VALUE.json, the keys in its record."""
     paths = load_params(params_file).paths
     train = _fresh_json(Path(paths.train_live) / "metrics.json", started)
     report = _fresh_json(Path(paths.eval_metrics), started)
@@ -87,9 +90,18 @@ def write_record(
         "train": {key: train[key] for key in TRAIN_KEYS if key in train},
         "eval": {key: report[key] for key in EVAL_KEYS if key in report},
     }
-    dest = Path(paths.recipe_records) / f"{name}.json"
+    if sets:
+        record["sets"] = dict(sets)
+    if peak_rss_mb is not None:
+        record["peak_rss_mb"] = round(peak_rss_mb)
+    dest = Path(paths.recipe_records) / f"{record_name(name, sets)}.json"
     atomic_write_json(dest, record)
     return dest
+
+
+def record_name(name: str, sets: dict[str, Any] | None = None) -> str:
+    """`demo`, or `demo--seed=8` for the recipe with keys set on top (sorted by key)."""
+    return name + "".join(f"--{key}={sets[key]}" for key in sorted(sets or {}))
 
 
 def _gpu() -> str | None:

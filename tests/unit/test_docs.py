@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -148,17 +149,21 @@ def test_the_ways_of_training_are_the_train_speed_runs_own_file():
         (bench_figures.RECOVERY, bench_figures.render_recovery, bench_figures.RECOVERY_MARKS,
          ("runs", 0, "recovery_s")),
         (bench_figures.SOAK, bench_figures.render_soak, bench_figures.SOAK_MARKS, ("requests",)),
+        (bench_figures.CONTAINER, bench_figures.render_container, bench_figures.CONTAINER_MARKS,
+         ("ready_s",)),
     ],
 )  # fmt: skip
 def test_the_reliability_figures_are_their_runs_own_files(path, render, marks, key):
-    """docs/reliability.md's recovery table and soak line are rendered from
-    benchmarks/recovery.json and soak.json (`make figures`)."""
-    text = (ROOT / bench_figures.RELIABILITY_PAGE).read_text(encoding="utf-8")
+    """docs/reliability.md's recovery table and soak line, and docs/serving.md's container
+    line, are rendered from benchmarks/recovery.json, soak.json and container.json
+    (`make figures`)."""
+    page = bench_figures.SERVING_PAGE if path == bench_figures.CONTAINER else None
+    text = (ROOT / (page or bench_figures.RELIABILITY_PAGE)).read_text(encoding="utf-8")
     start, end = marks
-    assert start in text, f"docs/reliability.md: no {start.strip()} block"
+    assert start in text, f"no {start.strip()} block"
     block = text.split(start)[1].split(end)[0]
     figures = bench_figures.load_json(path, ROOT)
-    assert block == render(figures), "docs/reliability.md: run `make figures`"
+    assert block == render(figures), "run `make figures`"
     inner = figures
     for k in key[:-1]:
         inner = inner[k]
@@ -193,3 +198,60 @@ def test_ci_runs_the_readmes_offline_test_command_as_written():
     command = block.split("\n", 1)[1].strip()  # the second command: the tests
     ci = (ROOT / ".ci/run").read_text(encoding="utf-8")
     assert command.endswith("make test") and command in ci, (command, ci)
+
+
+def test_a_record_older_than_the_training_code_says_so(tmp_path):
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages/train.py").write_text("a\n")
+    git("add", "-A"), git("commit", "-qm", "run here")
+    run_at = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "README.md").write_text("prose\n")
+    git("add", "-A"), git("commit", "-qm", "docs only")
+    assert records.newer_code(run_at, tmp_path) is None
+    (tmp_path / "stages/train.py").write_text("b\n")
+    git("add", "-A"), git("commit", "-qm", "training changed")
+    assert records.newer_code(run_at, tmp_path) == git("rev-parse", "--short", "HEAD")
+    assert records.newer_code("0123456789", tmp_path) == "unknown"
+
+
+def test_the_bench_plot_on_the_site_is_the_benchs_own_file():
+    copy = ROOT / bench_figures.PLOT_COPY
+    assert copy.read_bytes() == (ROOT / bench_figures.PLOT).read_bytes(), "run `make figures`"
+
+
+def test_make_container_checks_the_fields_the_service_answers_with():
+    from devtools.container import SEED_FIELDS
+    from service.answers import Answer
+
+    assert set(SEED_FIELDS) <= set(Answer.model_fields)
+    assert {f for f in Answer.model_fields if f.endswith(("_data", "_width"))} <= set(SEED_FIELDS)
+
+
+def test_every_make_variable_a_user_can_set_is_in_the_reference():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    settable = set(re.findall(r"^([A-Z_]+) \?=", makefile, flags=re.M))
+    reference = (ROOT / "docs/reference.md").read_text(encoding="utf-8")
+    assert {"PORT", "FLOW_RECIPE", "SCREENSHOT_RECIPE"} <= settable
+    assert not sorted(v for v in settable if f"`{v}`" not in reference)
+
+
+def test_the_seed_runs_stand_beside_their_recipe_with_the_mean(tmp_path):
+    base = {"commit": "c1", "eval": {"accuracy": 0.66, "n": 2400}}
+    assert records._seeds(base) == "not run"
+    base["other_seeds"] = [
+        {"commit": "c1", "sets": {"seed": 8}, "eval": {"accuracy": 0.67}},
+        {"commit": "c2", "sets": {"seed": 9}, "eval": {"accuracy": 0.68}},
+    ]
+    assert records._seeds(base) == (
+        "seed 8 67.0 %, seed 9 68.0 % (commit c2); mean of the 3 runs **67.0 %** (2,400 pairs each)"
+    )
+    (tmp_path / "demo.json").write_text(json.dumps(base | {"other_seeds": []}))
+    (tmp_path / "demo--seed=8.json").write_text(json.dumps(base["other_seeds"][0]))
+    assert len(records.load_records(tmp_path)["demo"]["other_seeds"]) == 1

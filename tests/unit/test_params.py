@@ -481,3 +481,13 @@ def test_the_seed_axis_runs_one_point_at_each_seed(capsys):
     seeds = sorted(a for c in commands for a in c if a.startswith("seed="))
     assert seeds == ["seed=7", "seed=7", "seed=8", "seed=8", "seed=9", "seed=9"]
     assert "sweep-ema0.999-seed9" in commands[-1]
+
+
+def test_the_sweep_table_gives_each_accuracy_with_its_pairs():
+    from klue_nli.experiments.ranking import GRID_KEYS, markdown
+
+    row = {"name": "sweep-x", "best_val_acc": 929 / 1246, "val_records": 1246}
+    row |= {"train_seconds": 800.0, "train_examples_per_s": 40.0} | dict.fromkeys(GRID_KEYS)
+    table = markdown([row])
+    assert "| 74.56 % (929 of 1,246 pairs) |" in table
+    assert "pairs not recorded" in markdown([row | {"val_records": None}])

@@ -46,3 +46,17 @@ def test_a_previous_runs_metrics_leave_no_record(workdir):
     _write_metrics(workdir, mtime=time.time() - 3600)
     assert write_record("demo", time.time() - 60, 60.0, params_file) is None
     assert not (workdir / "metrics" / "recipes").exists()
+
+
+def test_a_run_with_keys_set_on_top_of_the_recipe_is_recorded_as_another_run(workdir):
+    """`klue-nli recipe demo --run --set seed=8` is not the demo recipe's run: its figures
+    must not replace the recipe's record."""
+    params_file = write_params(workdir / "params.yaml", default_params())
+    _write_metrics(workdir)
+    dest = write_record(
+        "demo", time.time() - 1, 60.0, params_file, sets={"seed": 8}, peak_rss_mb=5120.4
+    )
+    assert dest.name == "demo--seed=8.json"
+    record = json.loads(dest.read_text())
+    assert record["sets"] == {"seed": 8} and record["peak_rss_mb"] == 5120
+    assert not (workdir / "metrics" / "recipes" / "demo.json").exists()
