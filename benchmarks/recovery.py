@@ -132,6 +132,7 @@ def scratch_store(home: Path, model_path: Path, with_graph: bool) -> None:
 
 def main() -> None:
     from devtools.sandbox import free_port
+    from devtools.stamp import run_stamp
     from klue_nli.inference.bento import latest
     from klue_nli.inference.onnx import GRAPH_DIR
 
@@ -147,7 +148,7 @@ def main() -> None:
             scratch_store(home, Path(model.path), with_graph)
             rows.append(_measure(home, label, free_port()))
             print(json.dumps(rows[-1]), flush=True)
-    out = {"model": dict(model.info.labels), "cpus": os.cpu_count(), "runs": rows}
+    out = {**run_stamp(), "model": dict(model.info.labels), "cpus": os.cpu_count(), "runs": rows}
     (HERE / "recovery.json").write_text(json.dumps(out, indent=2) + "\n")
 
 

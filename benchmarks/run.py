@@ -24,6 +24,7 @@ import torch
 from benchmarks import base, report, serving, variants
 from benchmarks.loadgen import PAIRS
 from devtools.sandbox import make_project, project_env, run_module
+from devtools.stamp import run_stamp
 from klue_nli.core.cpus import cpu_description
 from klue_nli.core.env import apply_quiet_defaults, local_source
 from klue_nli.core.errors import UserError
@@ -381,6 +382,7 @@ def main() -> None:
 
         results = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": run_stamp()["commit"],
             "machine": {
                 "cores": os.cpu_count(),
                 "processor": platform.machine(),

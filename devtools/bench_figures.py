@@ -42,6 +42,13 @@ def _figure(value: Any) -> str:
     return f"{value:.2f}"
 
 
+def _when(record: dict[str, Any]) -> str:
+    """The run's date and commit as its file gives them ("undated" where it gives none)."""
+    if not record.get("date"):
+        return "undated, commit not recorded"
+    return f"{str(record['date'])[:10]}, commit {record.get('commit') or 'not recorded'}"
+
+
 def _machine(results: dict[str, Any]) -> str:
     m = results["machine"]
     cpu = m.get("cpu") or m.get("processor") or "unknown CPU"
@@ -64,8 +71,10 @@ def render(results: dict[str, Any], recovery: dict[str, Any] | None, up: str = "
     """The block: the run's conditions, one row per target, the recovery figure. `up`: the
     path from the page's folder to the project's ("../" for docs/)."""
     day = str(results["date"])[:10]
+    commit = f"commit {results['commit']}" if results.get("commit") else "commit not recorded"
     lines = [
-        f"`make bench` on {_machine(results)}, {day}, {results['seconds'] / 60:.0f} minutes "
+        f"`make bench` on {_machine(results)}, {day}, {commit}, "
+        f"{results['seconds'] / 60:.0f} minutes "
         f"(every figure in {repo_ref('benchmarks/results.md', up)}):\n",
         "\n",
         "| target | figure | wanted | met |\n",
@@ -79,7 +88,8 @@ def render(results: dict[str, Any], recovery: dict[str, Any] | None, up: str = "
     if stored:
         lines.append(
             f"\nA killed worker answers again after {stored[0]['recovery_s']:.1f} s "
-            f"(`make recovery`, {repo_ref('benchmarks/recovery.json', up)}).\n"
+            f"(`make recovery`, {_when(recovery)}, "
+            f"{repo_ref('benchmarks/recovery.json', up)}).\n"
         )
     return "".join(lines)
 
@@ -125,7 +135,7 @@ def render_recovery(recovery: dict[str, Any]) -> str:
     """`make recovery`: each way a worker starts, killed under load."""
     model = recovery.get("model", {})
     lines = [
-        f"`make recovery` on {recovery['cpus']} CPUs, model version "
+        f"`make recovery` on {recovery['cpus']} CPUs, {_when(recovery)}, model version "
         f"{model.get('registry_version', '?')} (graph {model.get('graph', 'none')}), "
         f"{recovery['runs'][0]['clients']} closed-loop clients "
         "(`benchmarks/recovery.json`):\n",
