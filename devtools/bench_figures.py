@@ -156,9 +156,8 @@ def render_recovery(recovery: dict[str, Any]) -> str:
 def render_soak(soak: dict[str, Any]) -> str:
     """`make soak`: requests, errors, latency and memory growth of its last run."""
     cpu = f" {soak['cpu']['model']}" if "cpu" in soak else ""
-    commit = f"commit {soak['commit']}" if "commit" in soak else "commit not recorded"
     return (
-        f"`make soak` on {soak['cores']}{cpu} cores, {str(soak['date'])[:10]}, {commit}, "
+        f"`make soak` on {soak['cores']}{cpu} cores, {_when(soak)}, "
         f"{soak['clients']} clients for {soak['duration_s']:.0f} s "
         "(`benchmarks/soak.json`): "
         f"**{soak['requests']:,} requests, {soak['errors']} errors**, {soak['rps']:.0f} "

@@ -112,18 +112,14 @@ def champion_version(env: dict) -> str:
         capture_output=True,
         text=True,
         env=env,
-        check=True,
     )
+    if out.returncode != 0:
+        raise Refusal("no champion exported to BentoML yet: run 'make demo' or 'make champion'")
     return json.loads(out.stdout)["labels"]["registry_version"]
 
 
 def champion_bento(env: dict) -> str:
     """A Bento of this checkout with the exported champion; its tag."""
-    probe = subprocess.run(
-        ["bentoml", "models", "get", "klue-nli:latest"], capture_output=True, env=env
-    )
-    if probe.returncode != 0:
-        raise Refusal("no champion exported to BentoML yet: run 'make demo' or 'make champion'")
     out = run(["bentoml", "build", "--output", "tag"], BUILD / "bento.log", env=env)
     tag = re.search(r"__tag__:(\S+)", out)
     if not tag:
@@ -324,6 +320,7 @@ def main() -> int:
     try:
         ensure_tools()
         say(f"podman with runc, cgroupfs and no default ulimits ({conf})")
+        version = champion_version(env)
         bento = champion_bento(env)
         base, built_here = base_image(env)
         probe = subprocess.run(
@@ -358,7 +355,7 @@ def main() -> int:
         build_s = time.monotonic() - started
         size = image_size(image, env)
         say(f"built {image} in {build_s:.0f} s, {size / 1e9:.2f} GB")
-        checks = check_running(image, champion_version(env), env)
+        checks = check_running(image, version, env)
     except (Refusal, subprocess.TimeoutExpired) as exc:
         say(str(exc))
         return 1

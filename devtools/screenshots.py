@@ -161,19 +161,19 @@ def shoot_mlflow(chromium, scratch: Path, project: Path, env: dict) -> None:
     )  # fmt: skip
     try:
         server.wait_ready(180)
-        page = chromium.new_page(viewport=VIEWPORT)
-        page.goto(f"{url}/#/models/{MODEL}")
-        page.get_by_text("Version 1").first.wait_for(timeout=60_000)
-        close = page.get_by_role("button", name="Close")  # the UI's assistant panel
-        if close.count():
-            close.first.click()
-        settle(page)
-        page.screenshot(path=str(OUT / "mlflow-registry.png"))
         version = requests.get(
             f"{url}/api/2.0/mlflow/registered-models/alias",
             params={"name": MODEL, "alias": "champion"},
             timeout=30,
         ).json()["model_version"]["version"]
+        page = chromium.new_page(viewport=VIEWPORT)
+        page.goto(f"{url}/#/models/{MODEL}")
+        page.get_by_text(f"Version {version}").first.wait_for(timeout=60_000)
+        close = page.get_by_role("button", name="Close")  # the UI's assistant panel
+        if close.count():
+            close.first.click()
+        settle(page)
+        page.screenshot(path=str(OUT / "mlflow-registry.png"))
         page.goto(f"{url}/#/models/{MODEL}/versions/{version}")
         page.get_by_text("model card", exact=False).first.wait_for(timeout=60_000)
         settle(page)
