@@ -27,17 +27,19 @@ TRAINING_CODE = ("klue_nli/data", "klue_nli/model", "klue_nli/network", "stages"
 
 
 def newer_code(commit: str, root: str | Path = ".") -> str | None:
-    """The newest commit after `commit` that changed TRAINING_CODE (short hash), else None;
-    "unknown" where `commit` is not in this checkout's history."""
+    """The newest commit after `commit` that changed TRAINING_CODE (its hash's first 10
+    digits, as records name commits), else None; "unknown" where `commit` is not in this
+    checkout's history."""
+    # Not %h: git's short hash grows with the repository, so a clone would render another page.
     proc = subprocess.run(
-        ["git", "log", "-1", "--format=%h", f"{commit}..HEAD", "--", *TRAINING_CODE],
+        ["git", "log", "-1", "--format=%H", f"{commit}..HEAD", "--", *TRAINING_CODE],
         cwd=root,
         capture_output=True,
         text=True,
     )
     if proc.returncode != 0:
         return "unknown"
-    return proc.stdout.strip() or None
+    return proc.stdout.strip()[:10] or None
 
 
 def load_records(folder: str | Path) -> dict[str, dict[str, Any]]:

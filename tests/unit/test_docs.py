@@ -208,6 +208,9 @@ def test_a_record_older_than_the_training_code_says_so(tmp_path):
         ).stdout.strip()  # fmt: skip
 
     git("init", "-q")
+    # git shortens a hash to a length that grows with the repository (a fresh clone can print
+    # one digit fewer than the checkout that rendered the page): the column names a fixed 10.
+    git("config", "core.abbrev", "7")
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages/train.py").write_text("a\n")
     git("add", "-A"), git("commit", "-qm", "run here")
@@ -217,7 +220,7 @@ def test_a_record_older_than_the_training_code_says_so(tmp_path):
     assert records.newer_code(run_at, tmp_path) is None
     (tmp_path / "stages/train.py").write_text("b\n")
     git("add", "-A"), git("commit", "-qm", "training changed")
-    assert records.newer_code(run_at, tmp_path) == git("rev-parse", "--short", "HEAD")
+    assert records.newer_code(run_at, tmp_path) == git("rev-parse", "HEAD")[:10]
     assert records.newer_code("0123456789", tmp_path) == "unknown"
 
 
