@@ -8,6 +8,7 @@ server, and MLFLOW_EXPERIMENT_NAME picks another experiment, as in any MLflow pr
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -108,6 +109,29 @@ MODEL_CODE = Path(__file__).resolve().parent / "mlflow_model.py"
 # The layers the wrapper runs (it builds a Predictor): the logged model's code/ folder holds
 # these and klue_nli/__init__.py, and no training, registry or test code.
 MODEL_LAYERS = ("core", "data", "network", "inference")
+# The distributions that code imports when the model loads and predicts, at this install's
+# versions (the project's pins). Given, MLflow does not infer them: that loads the model once
+# more in a subprocess (about 7 s a logged model) and names this project's own distribution,
+# which no package index has: pip could not install the requirements.txt it wrote.
+MODEL_REQUIREMENTS = (
+    "mlflow",
+    "numpy",
+    "pandas",
+    "pydantic",
+    "pyyaml",
+    "safetensors",
+    "scipy",
+    "tokenizers",
+    "torch",
+    "transformers",
+)
+
+
+def model_requirements() -> list[str]:
+    """MODEL_REQUIREMENTS pinned to the versions installed here, without a local label (torch's
+    "+cpu" names one index's build; the public version matches any index's)."""
+    versions = {name: importlib.metadata.version(name) for name in MODEL_REQUIREMENTS}
+    return [f"{name}=={version.split('+')[0]}" for name, version in versions.items()]
 
 
 def stage_model_code(dst: Path) -> Path:
@@ -161,6 +185,7 @@ def log_model(run_id: str, model_dir: Path) -> None:
             python_model=str(MODEL_CODE),
             artifacts={"model_dir": str(model_dir)},
             code_paths=[str(stage_model_code(Path(tmp)))],
+            pip_requirements=model_requirements(),
             input_example=example,
             # MLflow would record this process's absolute script path here
             tags={"mlflow.source.name": redact(source_name())},

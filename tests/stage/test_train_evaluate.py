@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from stages.featurize import featurize
 from stages.train import train
 from tests.conftest import ROOT, tiny_params, write_params
 from tests.pretrained import write_transfer_task
+from tests.unit.test_dependencies import _closure, all_imports, normalise
 
 
 @pytest.fixture
@@ -316,6 +318,23 @@ def test_the_logged_model_predicts_as_the_predictor_from_its_own_code(evaluated,
         n: f for n, f in loaded.items() if not str(Path(f or code).resolve()).startswith(str(code))
     }
     assert not outside, outside
+
+    # requirements.txt: the project's pins, never its own distribution (no index serves it),
+    # and with what they install, every distribution the code loaded above imports
+    def pinned(lines: list[str]) -> set[tuple[str, str]]:
+        return {(normalise(n), v) for n, _, v in (x.partition("==") for x in lines) if v}
+
+    wanted = pinned((logged / "requirements.txt").read_text().split())
+    assert wanted and wanted <= pinned((ROOT / "constraints.txt").read_text().split()), wanted
+    installs = _closure({name for name, _ in wanted})
+    providers = importlib.metadata.packages_distributions()
+    missing = {}
+    for name, file in loaded.items():
+        if name.startswith("klue_nli") and file:
+            for module in all_imports(Path(file)):
+                if not {normalise(d) for d in providers.get(module, [])} & installs:
+                    missing[module] = name
+    assert not missing, f"imported by the logged code, not in requirements.txt: {missing}"
 
 
 def test_onnx_runtime_serves_pytorchs_answers_whatever_the_batch(evaluated):

@@ -167,6 +167,17 @@ def module_level_imports(tree: ast.Module) -> set[str]:
     return found - OWN - set(sys.stdlib_module_names) - {"__future__"}
 
 
+def all_imports(path) -> set[str]:
+    """Third-party top-level modules a file imports anywhere (in its functions too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found - OWN - set(sys.stdlib_module_names) - {"__future__"}
+
+
 def test_every_module_the_bento_imports_comes_with_its_packages():
     """The container installs only bentofile.yaml's packages (and what they require): a module
     an included file imports from anything else stops the service from starting in the image."""
